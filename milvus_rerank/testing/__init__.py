@@ -1,0 +1,5 @@
+"""Helpers for testing code that uses milvus-rerank without a model hub or a GPU server.
+
+``milvus_rerank.testing.models`` makes tiny cross-encoders; ``milvus_rerank.testing.server``
+runs a vLLM/TEI/Cohere-compatible rerank server on loopback, with fault injection.
+"""

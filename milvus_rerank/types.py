@@ -1,0 +1,75 @@
+"""The values that flow through the package and the reranker contract.
+
+Data flows one way: Milvus hits become :class:`Candidate` objects, a :class:`Reranker`
+turns a query and candidate texts into :class:`RerankResult` objects, and the pipeline
+attaches those scores back to the candidates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+__all__ = ["Candidate", "RerankResult", "Reranker"]
+
+
+@dataclass(frozen=True, slots=True)
+class RerankResult:
+    """One scored document.
+
+    Attributes:
+        index: Position of the document in the sequence passed to ``rerank``.
+        score: Relevance score (a Python ``float``); higher means more relevant. Scores of
+            different models or backends are not comparable.
+    """
+
+    index: int
+    score: float
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A retrieved chunk on its way through the rerank pipeline.
+
+    Attributes:
+        id: Milvus primary key (``int`` or ``str``); candidates with the same id are the same chunk.
+        text: The text that the reranker scores.
+        score: First-stage score as Milvus reported it (similarity or distance), or ``None``.
+        metadata: Other output fields of the hit.
+        retrieval_rank: 1-based position in the first-stage results, or ``None``.
+        rerank_score: Score given by the reranker, or ``None`` when the candidate was not reranked.
+        rank: 1-based position in the final results, or ``None`` before selection.
+    """
+
+    id: int | str
+    text: str
+    score: float | None = None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    retrieval_rank: int | None = None
+    rerank_score: float | None = None
+    rank: int | None = None
+
+    @property
+    def reranked(self) -> bool:
+        """Whether a reranker scored this candidate."""
+        return self.rerank_score is not None
+
+
+@runtime_checkable
+class Reranker(Protocol):
+    """Anything that scores documents against a query: ours or a user's own.
+
+    Implementations return results sorted by score descending, ties broken by the original
+    index, with ``index`` pointing into ``documents``. Zero documents return ``[]`` without
+    any I/O or model load. ``top_n=None`` returns every document; a larger ``top_n`` than
+    there are documents returns all of them.
+    """
+
+    def rerank(self, query: str, documents: Sequence[str], *, top_n: int | None = None) -> list[RerankResult]:
+        """Score ``documents`` against ``query`` and return them best first."""
+        ...
+
+    async def arerank(self, query: str, documents: Sequence[str], *, top_n: int | None = None) -> list[RerankResult]:
+        """Async twin of :meth:`rerank`; never blocks the event loop."""
+        ...

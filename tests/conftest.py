@@ -1,0 +1,27 @@
+"""Shared fixtures: tiny cross-encoders generated with fixed seeds (no model hub here)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from milvus_rerank.testing.models import make_cross_encoder
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A one-label BERT cross-encoder with a WordPiece vocabulary; sentence-transformers scores it with a sigmoid."""
+    return make_cross_encoder(tmp_path_factory.mktemp("models") / "tiny-bert", seed=0)
+
+
+@pytest.fixture(scope="session")
+def two_label_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A two-label classifier: its score is the probability of label 1."""
+    return make_cross_encoder(tmp_path_factory.mktemp("models") / "tiny-bert-2", num_labels=2, seed=1)
+
+
+@pytest.fixture(scope="session")
+def raw_logit_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A one-label model whose config declares raw logits (Identity activation)."""
+    return make_cross_encoder(tmp_path_factory.mktemp("models") / "tiny-bert-raw", activation="identity", seed=2)
