@@ -1,0 +1,188 @@
+"""RerankPipeline: dedupe, selection order, error policy, sync/async equality.
+
+The rerankers here are users' own objects implementing the protocol (which the pipeline must
+accept); real rerankers and real Milvus are exercised in their own test modules and end to end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+import pytest
+
+from milvus_rerank import Candidate, RerankConnectionError, RerankResponseError, RerankResult
+from milvus_rerank.pipeline import RerankPipeline, dedupe
+from milvus_rerank.rerankers.base import check_rerank_args, rank
+
+
+class WordOverlapReranker:
+    """Scores a document by how many query words it contains; records every call."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, list[str], int | None]] = []
+
+    def _score(self, query: str, documents: Sequence[str], top_n: int | None) -> list[RerankResult]:
+        check_rerank_args(query, documents, top_n)
+        self.calls.append((query, list(documents), top_n))
+        words = set(query.lower().split())
+        return rank(
+            [RerankResult(i, float(len(words & set(d.lower().split())))) for i, d in enumerate(documents)], top_n
+        )
+
+    def rerank(self, query: str, documents: Sequence[str], *, top_n: int | None = None) -> list[RerankResult]:
+        return self._score(query, documents, top_n)
+
+    async def arerank(self, query: str, documents: Sequence[str], *, top_n: int | None = None) -> list[RerankResult]:
+        await asyncio.sleep(0)
+        return self._score(query, documents, top_n)
+
+
+class FailingReranker:
+    def rerank(self, query: str, documents: Sequence[str], *, top_n: int | None = None) -> list[RerankResult]:
+        raise RerankConnectionError("cannot reach http://127.0.0.1:9/rerank", endpoint="http://127.0.0.1:9/rerank")
+
+    async def arerank(self, query: str, documents: Sequence[str], *, top_n: int | None = None) -> list[RerankResult]:
+        return self.rerank(query, documents, top_n=top_n)
+
+
+class BadIndexReranker(WordOverlapReranker):
+    def rerank(self, query: str, documents: Sequence[str], *, top_n: int | None = None) -> list[RerankResult]:
+        return [RerankResult(len(documents), 1.0)]
+
+
+class ListRetriever:
+    def __init__(self, candidates: list[Candidate]) -> None:
+        self.candidates = candidates
+        self.queries: list[str] = []
+
+    def retrieve(self, query: str) -> list[Candidate]:
+        self.queries.append(query)
+        return list(self.candidates)
+
+    async def aretrieve(self, query: str) -> list[Candidate]:
+        return self.retrieve(query)
+
+
+QUERY = "milvus hybrid search with rerank"
+CANDIDATES = [
+    Candidate(id=1, text="bananas are yellow", score=0.9, metadata={"src": "a"}),
+    Candidate(id=2, text="milvus supports hybrid search", score=0.8, metadata={"src": "b"}),
+    Candidate(id=3, text="rerank after milvus hybrid search", score=0.7),
+    Candidate(id=2, text="milvus supports hybrid search", score=0.6, metadata={"src": "b"}),
+    Candidate(id="x", text="search engines", score=0.5),
+]
+
+
+def test_rerank_orders_by_score_and_keeps_first_stage_data() -> None:
+    out = RerankPipeline(WordOverlapReranker()).rerank(QUERY, CANDIDATES)
+    assert [c.id for c in out] == [3, 2, "x", 1]
+    assert [c.rerank_score for c in out] == [4.0, 3.0, 1.0, 0.0]
+    assert [c.rank for c in out] == [1, 2, 3, 4]
+    assert [c.retrieval_rank for c in out] == [3, 2, 5, 1]
+    assert out[1].score == 0.8
+    assert out[1].metadata == {"src": "b"}
+    assert all(c.reranked for c in out)
+    # The caller's candidates are untouched.
+    assert all(c.rerank_score is None and c.rank is None for c in CANDIDATES)
+
+
+def test_duplicates_are_scored_once() -> None:
+    reranker = WordOverlapReranker()
+    RerankPipeline(reranker).rerank(QUERY, CANDIDATES)
+    ((_, documents, _),) = reranker.calls
+    assert len(documents) == 4
+    assert documents.count("milvus supports hybrid search") == 1
+    assert [c.id for c in dedupe(CANDIDATES)] == [1, 2, 3, "x"]
+
+
+def test_threshold_then_top_n() -> None:
+    out = RerankPipeline(WordOverlapReranker(), score_threshold=1.0, top_n=10).rerank(QUERY, CANDIDATES)
+    assert [c.id for c in out] == [3, 2, "x"]
+    out = RerankPipeline(WordOverlapReranker(), score_threshold=1.0, top_n=2).rerank(QUERY, CANDIDATES)
+    assert [c.id for c in out] == [3, 2]
+    out = RerankPipeline(WordOverlapReranker(), score_threshold=100).rerank(QUERY, CANDIDATES)
+    assert out == []
+
+
+def test_empty_input_calls_nothing() -> None:
+    reranker = WordOverlapReranker()
+    assert RerankPipeline(reranker).rerank(QUERY, []) == []
+    assert reranker.calls == []
+
+
+async def test_async_equals_sync() -> None:
+    pipeline = RerankPipeline(WordOverlapReranker(), top_n=3, retriever=ListRetriever(CANDIDATES))
+    assert await pipeline.arerank(QUERY, CANDIDATES) == pipeline.rerank(QUERY, CANDIDATES)
+    assert await pipeline.arun(QUERY) == pipeline.run(QUERY)
+
+
+async def test_concurrent_async_queries_do_not_mix() -> None:
+    pipeline = RerankPipeline(WordOverlapReranker(), top_n=1)
+    docs = [Candidate(id=i, text=f"topic{i} text") for i in range(20)]
+    results = await asyncio.gather(*(pipeline.arerank(f"topic{i}", docs) for i in range(20)))
+    assert [r[0].id for r in results] == list(range(20))
+
+
+def test_run_uses_the_retriever() -> None:
+    retriever = ListRetriever(CANDIDATES)
+    out = RerankPipeline(WordOverlapReranker(), retriever=retriever, top_n=1).run(QUERY)
+    assert retriever.queries == [QUERY]
+    assert [c.id for c in out] == [3]
+
+
+def test_run_without_retriever_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="no retriever"):
+        RerankPipeline(WordOverlapReranker()).run(QUERY)
+
+
+def test_on_error_raise_propagates() -> None:
+    with pytest.raises(RerankConnectionError, match="cannot reach"):
+        RerankPipeline(FailingReranker()).rerank(QUERY, CANDIDATES)
+
+
+async def test_on_error_passthrough_keeps_first_stage_order(caplog: pytest.LogCaptureFixture) -> None:
+    pipeline = RerankPipeline(FailingReranker(), on_error="passthrough", top_n=3, score_threshold=0.5)
+    with caplog.at_level(logging.WARNING, logger="milvus_rerank.pipeline"):
+        out = pipeline.rerank(QUERY, CANDIDATES)
+    assert [c.id for c in out] == [1, 2, 3]
+    assert [c.rank for c in out] == [1, 2, 3]
+    assert not any(c.reranked for c in out)
+    assert "RerankConnectionError" in caplog.text
+    assert "not reranked" in caplog.text
+    assert await pipeline.arerank(QUERY, CANDIDATES) == out
+
+
+def test_passthrough_does_not_hide_caller_bugs() -> None:
+    pipeline = RerankPipeline(FailingReranker(), on_error="passthrough")
+    with pytest.raises(TypeError, match="query must be a str"):
+        pipeline.rerank(None, CANDIDATES)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"documents\[1\] must be a str, got NoneType"):
+        pipeline.rerank(QUERY, [Candidate(id=1, text="a"), Candidate(id=2, text=None)])  # type: ignore[arg-type]
+
+
+def test_reranker_returning_bad_indices_is_an_error() -> None:
+    with pytest.raises(RerankResponseError, match="must be unique and point into the documents"):
+        RerankPipeline(BadIndexReranker()).rerank(QUERY, CANDIDATES)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"top_n": 0}, ValueError, "top_n must be a positive int"),
+        ({"top_n": 2.5}, TypeError, "top_n must be a positive int"),
+        ({"score_threshold": float("nan")}, ValueError, "score_threshold must be finite"),
+        ({"score_threshold": "high"}, TypeError, "score_threshold must be a number"),
+        ({"on_error": "ignore"}, ValueError, "on_error must be"),
+        ({"retriever": object()}, TypeError, "retriever must have retrieve"),
+    ],
+)
+def test_bad_configuration(kwargs: dict[str, object], error: type[Exception], message: str) -> None:
+    with pytest.raises(error, match=message):
+        RerankPipeline(WordOverlapReranker(), **kwargs)  # type: ignore[arg-type]
+
+
+def test_reranker_without_protocol_is_refused() -> None:
+    with pytest.raises(TypeError, match="must have rerank"):
+        RerankPipeline(object())  # type: ignore[arg-type]
