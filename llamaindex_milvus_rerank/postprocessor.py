@@ -1,0 +1,256 @@
+"""A LlamaIndex node postprocessor that reranks nodes with any milvus-rerank reranker.
+
+The postprocessor only converts: ``NodeWithScore`` objects become
+:class:`~milvus_rerank.types.Candidate` objects, :class:`~milvus_rerank.pipeline.RerankPipeline`
+dedupes, reranks and selects them, and the survivors come back as new ``NodeWithScore`` objects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from llama_index.core.bridge.pydantic import Field, PrivateAttr
+from llama_index.core.callbacks import CallbackManager, CBEventType, EventPayload
+from llama_index.core.instrumentation import get_dispatcher
+from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRankStartEvent
+from llama_index.core.postprocessor.types import BaseNodePostprocessor
+from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
+
+from milvus_rerank.pipeline import RerankPipeline
+from milvus_rerank.types import Candidate, Reranker
+
+__all__ = ["RETRIEVAL_SCORE_KEY", "RerankPostprocessor"]
+
+dispatcher = get_dispatcher(__name__)
+
+RETRIEVAL_SCORE_KEY = "retrieval_score"
+"""Metadata key holding the first-stage score on returned nodes (when ``keep_retrieval_score``)."""
+
+
+def _model_name(reranker: object) -> str:
+    """Name the reranker's model for events: its model attribute when it has one, else its class."""
+    for attribute in ("model_name", "model_name_or_path", "model"):
+        value = getattr(reranker, attribute, None)
+        if isinstance(value, str) and value:
+            return value
+    return type(reranker).__name__
+
+
+def _copy_with_score(original: NodeWithScore, score: float | None, extra_metadata: dict[str, Any]) -> NodeWithScore:
+    """Return a new ``NodeWithScore`` over a copy of the node, so the caller's objects stay untouched."""
+    node = original.node
+    # Fresh containers: a later change to the returned node (metadata, exclusions, relationships)
+    # must not reach the caller's node. The keys we add are bookkeeping, kept out of the LLM prompt
+    # and of re-embedding.
+    update: dict[str, Any] = {
+        "metadata": {**node.metadata, **extra_metadata},
+        "excluded_llm_metadata_keys": [
+            *node.excluded_llm_metadata_keys,
+            *(k for k in extra_metadata if k not in node.excluded_llm_metadata_keys),
+        ],
+        "excluded_embed_metadata_keys": [
+            *node.excluded_embed_metadata_keys,
+            *(k for k in extra_metadata if k not in node.excluded_embed_metadata_keys),
+        ],
+        "relationships": dict(node.relationships),
+    }
+    return NodeWithScore(node=node.model_copy(update=update), score=score)
+
+
+class RerankPostprocessor(BaseNodePostprocessor):
+    """Rerank retrieved nodes with a cross-encoder (vLLM, TEI, local, or your own reranker).
+
+    Every node is scored against the query (nodes sharing a node id, which is the Milvus primary
+    key for nodes from ``MilvusVectorStore`` and :class:`MilvusRerankRetriever`, are scored
+    once), then nodes scoring below ``score_threshold`` are dropped, then the best ``top_n`` are
+    kept. The result is made of new ``NodeWithScore`` objects over copies of the nodes: node ids
+    are kept, ``score`` is the rerank score, and the first-stage score is kept in
+    ``metadata["retrieval_score"]`` (excluded from the LLM and embedding text). The caller's
+    nodes are never modified.
+
+    Emits ``ReRankStartEvent`` and ``ReRankEndEvent`` (after the arguments are checked, also for
+    an empty list); a failure that propagates ends the span with the error instead.
+
+    Args:
+        reranker: Any object with ``rerank`` and ``arerank`` (see :class:`milvus_rerank.Reranker`),
+            e.g. ``VLLMReranker``, ``TEIReranker`` or ``CrossEncoderReranker``.
+        top_n: How many nodes to return; ``None`` returns every node that passes the threshold.
+        score_threshold: Drop nodes whose rerank score is below this; scores are model-specific.
+        metadata_mode: Which metadata goes into the text sent to the reranker with each node's
+            content (``MetadataMode.EMBED`` by default, as the node was embedded).
+        keep_retrieval_score: Keep the first-stage score in ``metadata["retrieval_score"]``.
+        on_error: ``"raise"`` (default) propagates reranker failures; ``"passthrough"`` logs a
+            warning and returns the nodes in first-stage order with their first-stage scores,
+            cut to ``top_n``.
+        callback_manager: LlamaIndex callback manager (legacy callbacks get a ``RERANKING`` event).
+
+    Raises:
+        TypeError: ``reranker`` lacks ``rerank``/``arerank``, or an option has the wrong type.
+        ValueError: ``top_n`` is not positive, ``score_threshold`` is not finite or ``on_error``
+            is unknown.
+    """
+
+    top_n: int | None = Field(
+        default=None, description="Number of nodes to return after reranking; None returns all that pass."
+    )
+    score_threshold: float | None = Field(
+        default=None, description="Drop nodes whose rerank score is below this value (model-specific scale)."
+    )
+    metadata_mode: MetadataMode = Field(
+        default=MetadataMode.EMBED, description="Metadata included with each node's content in the reranked text."
+    )
+    keep_retrieval_score: bool = Field(
+        default=True, description="Keep the first-stage score in node metadata under 'retrieval_score'."
+    )
+    on_error: Literal["raise", "passthrough"] = Field(
+        default="raise", description="'raise' propagates reranker failures; 'passthrough' keeps first-stage order."
+    )
+    model_name: str = Field(default="", description="Name of the reranker's model, reported in rerank events.")
+
+    _reranker: Reranker = PrivateAttr()
+
+    def __init__(
+        self,
+        reranker: Reranker,
+        *,
+        top_n: int | None = None,
+        score_threshold: float | None = None,
+        metadata_mode: MetadataMode = MetadataMode.EMBED,
+        keep_retrieval_score: bool = True,
+        on_error: Literal["raise", "passthrough"] = "raise",
+        callback_manager: CallbackManager | None = None,
+    ) -> None:
+        # The pipeline validates with clear messages before pydantic could coerce ("3" -> 3).
+        pipeline = RerankPipeline(reranker, top_n=top_n, score_threshold=score_threshold, on_error=on_error)
+        if not isinstance(metadata_mode, MetadataMode):
+            raise TypeError(f"metadata_mode must be a llama_index MetadataMode, got {type(metadata_mode).__name__}")
+        if not isinstance(keep_retrieval_score, bool):
+            raise TypeError(f"keep_retrieval_score must be a bool, got {type(keep_retrieval_score).__name__}")
+        fields: dict[str, Any] = {
+            "top_n": pipeline.top_n,
+            "score_threshold": pipeline.score_threshold,
+            "metadata_mode": metadata_mode,
+            "keep_retrieval_score": keep_retrieval_score,
+            "on_error": pipeline.on_error,
+            "model_name": _model_name(reranker),
+            "callback_manager": callback_manager or CallbackManager(),
+        }
+        super().__init__(**fields)
+        self._reranker = reranker
+
+    @classmethod
+    def class_name(cls) -> str:
+        """Name used by LlamaIndex serialization."""
+        return "RerankPostprocessor"
+
+    @property
+    def reranker(self) -> Reranker:
+        """The reranker that scores the nodes."""
+        return self._reranker
+
+    def _pipeline(self) -> RerankPipeline:
+        # Built per call from the current fields, so a changed field (pp.top_n = 5) takes effect and is validated.
+        return RerankPipeline(
+            self._reranker, top_n=self.top_n, score_threshold=self.score_threshold, on_error=self.on_error
+        )
+
+    def _postprocess_nodes(
+        self,
+        nodes: list[NodeWithScore],
+        query_bundle: QueryBundle | None = None,
+    ) -> list[NodeWithScore]:
+        """Rerank ``nodes`` against the query of ``query_bundle``."""
+        pipeline, query, candidates = self._prepare(nodes, query_bundle)
+        self._start(nodes, query_bundle)
+        if not candidates:
+            return self._end([])
+        with self.callback_manager.event(CBEventType.RERANKING, payload=self._payload(nodes, query)) as event:
+            reranked = pipeline.rerank(query, candidates)
+            result = self._to_nodes(nodes, reranked)
+            event.on_end(payload={EventPayload.NODES: result})
+        return self._end(result)
+
+    @dispatcher.span  # the mixin spans only _postprocess_nodes (abstract in the base); the async path needs its own
+    async def _apostprocess_nodes(
+        self,
+        nodes: list[NodeWithScore],
+        query_bundle: QueryBundle | None = None,
+    ) -> list[NodeWithScore]:
+        """Async twin of :meth:`_postprocess_nodes`: awaits the reranker's own ``arerank``."""
+        pipeline, query, candidates = self._prepare(nodes, query_bundle)
+        self._start(nodes, query_bundle)
+        if not candidates:
+            return self._end([])
+        with self.callback_manager.event(CBEventType.RERANKING, payload=self._payload(nodes, query)) as event:
+            reranked = await pipeline.arerank(query, candidates)
+            result = self._to_nodes(nodes, reranked)
+            event.on_end(payload={EventPayload.NODES: result})
+        return self._end(result)
+
+    def _prepare(
+        self, nodes: Sequence[NodeWithScore], query_bundle: QueryBundle | None
+    ) -> tuple[RerankPipeline, str, list[Candidate]]:
+        if query_bundle is None:
+            raise ValueError(
+                "RerankPostprocessor needs the query to rerank against: call postprocess_nodes(nodes, query_str=...) "
+                "or pass a QueryBundle (query engines do this for you)"
+            )
+        if not isinstance(query_bundle, QueryBundle) or not isinstance(query_bundle.query_str, str):
+            raise TypeError(f"query_bundle must be a QueryBundle with a str query, got {type(query_bundle).__name__}")
+        if isinstance(nodes, (str, bytes)) or not isinstance(nodes, Sequence):
+            raise TypeError(f"nodes must be a list of NodeWithScore, got {type(nodes).__name__}")
+        for position, item in enumerate(nodes):
+            if not isinstance(item, NodeWithScore):
+                raise TypeError(
+                    f"nodes[{position}] must be a NodeWithScore, got {type(item).__name__}; "
+                    "wrap a node as NodeWithScore(node=node, score=None)"
+                )
+        pipeline = self._pipeline()
+        candidates = [
+            Candidate(
+                id=item.node.node_id,
+                text=item.node.get_content(metadata_mode=self.metadata_mode),
+                score=item.score,
+            )
+            for item in nodes
+        ]
+        return pipeline, query_bundle.query_str, candidates
+
+    def _to_nodes(self, nodes: Sequence[NodeWithScore], reranked: Sequence[Candidate]) -> list[NodeWithScore]:
+        first_by_id: dict[int | str, NodeWithScore] = {}
+        for item in nodes:
+            first_by_id.setdefault(item.node.node_id, item)
+        result = []
+        for candidate in reranked:
+            original = first_by_id[candidate.id]
+            extra: dict[str, Any] = {}
+            if self.keep_retrieval_score and original.score is not None:
+                extra[RETRIEVAL_SCORE_KEY] = original.score
+            # Unscored (on_error="passthrough"): keep the first-stage score, which matches the order returned.
+            score = candidate.rerank_score if candidate.reranked else original.score
+            result.append(_copy_with_score(original, score, extra))
+        return result
+
+    def _start(self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None) -> None:
+        dispatcher.event(
+            ReRankStartEvent(
+                query=query_bundle,
+                nodes=list(nodes),
+                top_n=self.top_n if self.top_n is not None else len(nodes),
+                model_name=self.model_name,
+            )
+        )
+
+    @staticmethod
+    def _end(result: list[NodeWithScore]) -> list[NodeWithScore]:
+        dispatcher.event(ReRankEndEvent(nodes=list(result)))
+        return result
+
+    def _payload(self, nodes: list[NodeWithScore], query: str) -> dict[str, Any]:
+        return {
+            EventPayload.NODES: nodes,
+            EventPayload.MODEL_NAME: self.model_name,
+            EventPayload.QUERY_STR: query,
+            EventPayload.TOP_K: self.top_n if self.top_n is not None else len(nodes),
+        }
