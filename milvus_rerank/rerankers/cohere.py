@@ -1,0 +1,172 @@
+"""A reranker for Cohere-compatible ``/v2/rerank`` services: Cohere, vLLM, Jina-style servers, Infinity."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+from milvus_rerank.rerankers.http import HTTPReranker, check_function_args, model_ranker_function
+
+if TYPE_CHECKING:
+    from pymilvus import Function
+
+__all__ = ["CohereReranker", "build_cohere_payload"]
+
+LITE_DEFAULT_MODEL = "rerank-v3.5"
+"""The model Milvus Lite's cohere provider names when none is given."""
+
+_PLACEHOLDER_KEY = "no-key"
+
+
+def build_cohere_payload(
+    query: str,
+    documents: Sequence[str],
+    *,
+    model: str | None,
+    top_n: int | None,
+    max_tokens_per_doc: int | None,
+) -> dict[str, Any]:
+    """The body of ``POST /v2/rerank`` for one batch (pure); ``top_n`` only when set (Infinity refuses 0)."""
+    payload: dict[str, Any] = {"query": query, "documents": list(documents)}
+    if model is not None:
+        payload["model"] = model
+    if top_n is not None:
+        payload["top_n"] = top_n
+    if max_tokens_per_doc is not None:
+        payload["max_tokens_per_doc"] = max_tokens_per_doc
+    return payload
+
+
+class CohereReranker(HTTPReranker):
+    """Rerank with a Cohere v2-compatible service.
+
+    Speaks Cohere's ``/v2/rerank`` request and accepts the response shapes of Cohere
+    (``{"results": [{"index", "relevance_score"}]}``), Jina and vLLM (the same, with echoed
+    documents) and Infinity (``document`` as a string). Point ``endpoint`` at a base URL
+    (``/v2/rerank`` is appended) or at a full URL such as Infinity's ``http://host:7997/rerank``.
+    Batching, concurrency and retries are those of every HTTP reranker.
+    """
+
+    default_route = "/v2/rerank"
+    default_batch_size = 64
+
+    def __init__(
+        self,
+        endpoint: str = "https://api.cohere.com",
+        *,
+        model: str | None = None,
+        max_tokens_per_doc: int | None = None,
+        **options: Any,
+    ) -> None:
+        """Configure the reranker; no request is made until the first ``rerank``.
+
+        Args:
+            endpoint: Base URL or full rerank URL; defaults to Cohere's API.
+            model: Model name; Cohere requires it, vLLM and Infinity accept requests without it.
+            max_tokens_per_doc: Cohere's per-document token cap (ignored by servers that lack it).
+            **options: ``api_key``, ``timeout``, ``max_batch_size`` (default 64), ``max_concurrency``,
+                ``max_retries``, ``backoff``, ``deadline``, ``headers``, ``extra_body``, ``client``,
+                ``async_client``: see :class:`~milvus_rerank.rerankers.http.HTTPReranker`.
+
+        Raises:
+            TypeError: An argument of the wrong type.
+            ValueError: An invalid URL or value.
+        """
+        super().__init__(endpoint, model=model, **options)
+        if max_tokens_per_doc is not None and (
+            isinstance(max_tokens_per_doc, bool) or not isinstance(max_tokens_per_doc, int) or max_tokens_per_doc < 1
+        ):
+            raise ValueError(f"max_tokens_per_doc must be a positive int or None, got {max_tokens_per_doc!r}")
+        self.max_tokens_per_doc = max_tokens_per_doc
+
+    def _build_payload(self, query: str, documents: Sequence[str], top_n: int | None) -> dict[str, Any]:
+        return build_cohere_payload(
+            query, documents, model=self.model, top_n=top_n, max_tokens_per_doc=self.max_tokens_per_doc
+        )
+
+    def to_milvus_function(
+        self,
+        queries: str | Sequence[str],
+        *,
+        input_field: str = "text",
+        name: str = "cohere_semantic_ranker",
+        target: Literal["lite", "server"] = "lite",
+        include_api_key: bool = False,
+        credential: str | None = None,
+    ) -> Function:
+        """The Milvus model-ranker ``Function`` (provider ``cohere``) that calls this service.
+
+        ``target="lite"`` (the default) is for Milvus Lite 3.x, whose only model-ranker provider is
+        ``cohere``: it posts ``{"model", "query", "documents", "top_n"}`` to ``{base_url}/rerank`` with
+        a Bearer key, all candidates in one request, and uses ``relevance_score`` as the hit's distance.
+        The Function carries ``base_url`` (this reranker's rerank URL minus ``/rerank``, so a
+        vLLM-compatible server is reached on ``/v2/rerank``) and ``model_name`` (this reranker's
+        model, else ``"rerank-v3.5"``). Milvus Lite insists on a key: with no ``api_key`` here the
+        Function carries a harmless placeholder; with one, the key goes into the Function only if
+        ``include_api_key=True`` (the Function's params then hold the secret: do not log them),
+        otherwise Milvus Lite reads ``COHERE_API_KEY`` from the environment.
+
+        ``target="server"`` is for a Milvus 2.6 server: the URL comes from ``milvus.yaml``
+        (``function.rerank.model.providers.cohere.url``), never from the Function, and the key from a
+        ``credential`` label; ``model_name`` is required there.
+
+        Args:
+            queries: One query string per search query (``nq`` of the search).
+            input_field: The single VARCHAR field whose text is reranked.
+            name: Name of the function.
+            target: ``"lite"`` or ``"server"``, see above.
+            include_api_key: Put this reranker's API key into the Function (``target="lite"`` only).
+            credential: Name of a credential in ``milvus.yaml`` (``target="server"`` only).
+
+        Returns:
+            A ``pymilvus.Function`` of type ``RERANK``.
+
+        Raises:
+            TypeError: A wrong argument type.
+            ValueError: No query, an empty query, an invalid field name or target, a key that
+                Milvus Lite could not find, or no model for a server.
+        """
+        query_list, field = check_function_args(queries, input_field)
+        params: dict[str, Any] = {"reranker": "model", "provider": "cohere", "queries": query_list}
+        if target == "lite":
+            if credential is not None:
+                raise ValueError("credential= is for target='server'; Milvus Lite takes the key itself")
+            route = "/rerank"
+            base_url = self.endpoint.rerank_url[: -len(route)] if self.endpoint.rerank_url.endswith(route) else None
+            if base_url is None:
+                raise ValueError(
+                    f"Milvus Lite posts to '<base_url>/rerank', which cannot reach {self.endpoint.display}"
+                )
+            params["model_name"] = self.model or LITE_DEFAULT_MODEL
+            params["base_url"] = base_url
+            if self._api_key is None:
+                params["api_key"] = _PLACEHOLDER_KEY
+            elif include_api_key:
+                params["api_key"] = self._api_key
+            elif not os.environ.get("COHERE_API_KEY"):
+                raise ValueError(
+                    "this reranker has an api_key, which Milvus Lite needs: pass include_api_key=True (the "
+                    "Function's params then hold the key) or set COHERE_API_KEY in the environment"
+                )
+        elif target == "server":
+            if include_api_key:
+                raise ValueError("a Milvus server never takes a raw key: pass credential='<name from milvus.yaml>'")
+            if self.model is None:
+                raise ValueError("Milvus' cohere provider requires a model name: create the reranker with model=")
+            params["model_name"] = self.model
+            params["max_client_batch_size"] = self._batch_size or self.default_batch_size
+            if self.max_tokens_per_doc is not None:
+                params["max_tokens_per_doc"] = self.max_tokens_per_doc
+            if credential is not None:
+                params["credential"] = credential
+            self._warn_api_key(credential)
+            warnings.warn(
+                f"a Milvus server calls the URL set in milvus.yaml, not {self.endpoint.display}",
+                UserWarning,
+                stacklevel=2,
+            )
+        else:
+            raise ValueError(f"target must be 'lite' or 'server', got {target!r}")
+        return model_ranker_function(name, field, params)

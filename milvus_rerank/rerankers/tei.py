@@ -1,0 +1,204 @@
+"""A reranker served by Hugging Face text-embeddings-inference (TEI) over its ``/rerank`` route."""
+
+from __future__ import annotations
+
+import logging
+import re
+import warnings
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+from milvus_rerank.errors import RerankHTTPError
+from milvus_rerank.rerankers.http import HTTPReranker, check_function_args, milvus_endpoint, model_ranker_function
+
+if TYPE_CHECKING:
+    from pymilvus import Function
+
+__all__ = ["TEIReranker", "build_tei_payload"]
+
+logger = logging.getLogger("milvus_rerank.http")
+
+_BATCH_LIMIT = re.compile(r"maximum allowed batch size (\d+)", re.IGNORECASE)
+
+
+def build_tei_payload(
+    query: str,
+    documents: Sequence[str],
+    *,
+    raw_scores: bool,
+    truncate: bool,
+    truncation_direction: str | None,
+) -> dict[str, Any]:
+    """The body of TEI's ``POST /rerank`` for one batch (pure). TEI has no ``top_n``."""
+    payload: dict[str, Any] = {"query": query, "texts": list(documents), "raw_scores": raw_scores}
+    if truncate:
+        payload["truncate"] = True
+    if truncation_direction is not None:
+        payload["truncation_direction"] = truncation_direction
+    return payload
+
+
+class TEIReranker(HTTPReranker):
+    """Rerank with a cross-encoder served by text-embeddings-inference.
+
+    TEI refuses more than ``--max-client-batch-size`` texts per request (413 up to v1.8, 422
+    since), so documents go in batches: ``max_batch_size`` when given, otherwise what ``GET /info``
+    reports (``max_client_batch_size``), otherwise 32. TEI answers every text and has no ``top_n``:
+    the cut happens on the client.
+    """
+
+    default_route = "/rerank"
+    routes = ("/rerank",)
+    score_key = "score"
+    reserved_fields = frozenset({"query", "texts"})
+    default_batch_size = 32
+
+    def __init__(
+        self,
+        endpoint: str,
+        *,
+        raw_scores: bool = False,
+        truncate: bool = False,
+        truncation_direction: Literal["Left", "Right"] | None = None,
+        **options: Any,
+    ) -> None:
+        """Configure the reranker; no request is made until the first ``rerank``.
+
+        Args:
+            endpoint: ``http://host:8080`` or ``http://host:8080/rerank``.
+            raw_scores: Ask for raw logits instead of the sigmoid.
+            truncate: Let TEI truncate inputs longer than its ``max_input_length`` instead of failing.
+            truncation_direction: ``"Left"`` or ``"Right"`` (TEI's default) when truncating.
+            **options: ``api_key``, ``timeout``, ``max_batch_size`` (``None``: ask ``/info``),
+                ``max_concurrency``, ``max_retries``, ``backoff``, ``deadline``, ``headers``,
+                ``extra_body``, ``client``, ``async_client``, ``model`` (informational; TEI serves
+                one model): see :class:`~milvus_rerank.rerankers.http.HTTPReranker`.
+
+        Raises:
+            TypeError: An argument of the wrong type.
+            ValueError: An invalid URL or value.
+        """
+        super().__init__(endpoint, **options)
+        for name, flag in (("raw_scores", raw_scores), ("truncate", truncate)):
+            if not isinstance(flag, bool):
+                raise TypeError(f"{name} must be a bool, got {type(flag).__name__}")
+        if truncation_direction not in (None, "Left", "Right"):
+            raise ValueError(f"truncation_direction must be 'Left', 'Right' or None, got {truncation_direction!r}")
+        self.raw_scores = raw_scores
+        self.truncate = truncate
+        self.truncation_direction = truncation_direction
+
+    def _build_payload(self, query: str, documents: Sequence[str], top_n: int | None) -> dict[str, Any]:
+        return build_tei_payload(
+            query,
+            documents,
+            raw_scores=self.raw_scores,
+            truncate=self.truncate,
+            truncation_direction=self.truncation_direction,
+        )
+
+    def _extract_items(self, body: Any) -> Any:
+        if isinstance(body, list):
+            return body
+        raise ValueError(f"expected a JSON array of results, got {type(body).__name__}")
+
+    def _plan(self, query: str, documents: Sequence[str], top_n: int | None, batch_size: int) -> list[Any]:
+        # TEI returns every text whatever top_n is: ask for nothing, cut on the client.
+        return super()._plan(query, documents, None, batch_size)
+
+    def _http_error(self, endpoint: str, status: int, message: str, tries: str) -> RerankHTTPError:
+        error = super()._http_error(endpoint, status, message, tries)
+        limit = _BATCH_LIMIT.search(message)
+        if status in (413, 422) and limit:
+            size = limit.group(1)
+            hint = f"; the server takes at most {size} texts per request: pass max_batch_size={size}"
+            return RerankHTTPError(str(error) + hint, endpoint=endpoint, status_code=status, server_message=message)
+        return error
+
+    # -- batch size from /info ------------------------------------------------------------------
+
+    def _adopt_info(self, body: Any) -> None:
+        size = body.get("max_client_batch_size") if isinstance(body, dict) else None
+        if isinstance(size, int) and not isinstance(size, bool) and size > 0:
+            self._batch_size = size
+            logger.info("%s accepts %d texts per request", self.endpoint.display, size)
+        else:
+            self._batch_size = self.default_batch_size
+
+    def _info_missing(self, exc: RerankHTTPError) -> None:
+        if exc.status_code not in (401, 403, 404, 405):
+            raise exc
+        logger.info(
+            "%s has no usable /info (HTTP %d); using batches of %d",
+            self.endpoint.display,
+            exc.status_code,
+            self.default_batch_size,
+        )
+        self._batch_size = self.default_batch_size
+
+    def _resolve(self) -> int:
+        if self._batch_size is None:
+            try:
+                self._adopt_info(self._get_json("/info"))
+            except RerankHTTPError as exc:
+                self._info_missing(exc)
+        return super()._resolve()
+
+    async def _aresolve(self) -> int:
+        if self._batch_size is None:
+            try:
+                self._adopt_info(await self._aget_json("/info"))
+            except RerankHTTPError as exc:
+                self._info_missing(exc)
+        return await super()._aresolve()
+
+    # -- Milvus server-side export --------------------------------------------------------------
+
+    def to_milvus_function(
+        self,
+        queries: str | Sequence[str],
+        *,
+        input_field: str = "text",
+        name: str = "tei_semantic_ranker",
+        credential: str | None = None,
+    ) -> Function:
+        """The Milvus 2.6 model-ranker ``Function`` that makes a Milvus server call this TEI service.
+
+        Milvus posts ``{"query", "texts"[, "truncate", "truncation_direction"]}`` to
+        ``scheme://host:port/rerank`` in batches of ``max_client_batch_size``, without
+        ``raw_scores``. Milvus Lite has no ``tei`` provider: use
+        :class:`~milvus_rerank.CohereReranker` there.
+
+        Args:
+            queries: One query string per search query (``nq`` of the search).
+            input_field: The single VARCHAR field whose text is reranked.
+            name: Name of the function.
+            credential: Name of a credential defined in ``milvus.yaml`` holding the API key.
+
+        Returns:
+            A ``pymilvus.Function`` of type ``RERANK``.
+
+        Raises:
+            TypeError: A wrong argument type.
+            ValueError: No query, an empty query, or an invalid field name.
+        """
+        query_list, field = check_function_args(queries, input_field)
+        params: dict[str, Any] = {
+            "reranker": "model",
+            "provider": "tei",
+            "queries": query_list,
+            "endpoint": milvus_endpoint(self.endpoint),
+            "max_client_batch_size": self._batch_size or self.default_batch_size,
+        }
+        if self.truncate:
+            params["truncate"] = True
+        if self.truncation_direction is not None:
+            params["truncation_direction"] = self.truncation_direction
+        if credential is not None:
+            params["credential"] = credential
+        self._warn_api_key(credential)
+        if self.raw_scores:
+            warnings.warn(
+                "Milvus asks TEI for activated scores; raw_scores=True is not carried over", UserWarning, stacklevel=2
+            )
+        return model_ranker_function(name, field, params)

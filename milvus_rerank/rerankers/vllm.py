@@ -1,0 +1,263 @@
+"""A reranker served by vLLM (``vllm serve MODEL --task score``) over its rerank API."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from milvus_rerank.errors import RerankError, RerankHTTPError, RerankResponseError
+from milvus_rerank.rerankers.http import HTTPReranker, check_function_args, milvus_endpoint, model_ranker_function
+from milvus_rerank.types import RerankResult
+
+if TYPE_CHECKING:
+    from pymilvus import Function
+
+__all__ = ["VLLMReranker", "build_vllm_payload", "served_models"]
+
+logger = logging.getLogger("milvus_rerank.http")
+
+
+def build_vllm_payload(
+    query: str,
+    documents: Sequence[str],
+    *,
+    model: str | None,
+    top_n: int | None,
+    truncate_prompt_tokens: int | None,
+    raw_scores: bool,
+) -> dict[str, Any]:
+    """The body of ``POST /v1/rerank`` for one batch (pure).
+
+    ``documents`` go as plain strings; ``top_n`` only when set (vLLM reads 0 as "all", Infinity
+    refuses it); ``raw_scores`` asks for logits in both the new (``use_activation``) and the old
+    (``activation``) spelling, since vLLM ignores fields it does not know.
+    """
+    payload: dict[str, Any] = {"query": query, "documents": list(documents)}
+    if model is not None:
+        payload["model"] = model
+    if top_n is not None:
+        payload["top_n"] = top_n
+    if truncate_prompt_tokens is not None:
+        payload["truncate_prompt_tokens"] = truncate_prompt_tokens
+    if raw_scores:
+        payload["use_activation"] = False
+        payload["activation"] = False
+    return payload
+
+
+def served_models(body: Any) -> list[str]:
+    """The served model names in a ``GET /v1/models`` body (``data[i].id``)."""
+    data = body.get("data") if isinstance(body, dict) else None
+    if not isinstance(data, list):
+        raise RerankResponseError("the /v1/models answer has no 'data' list")
+    return [str(item["id"]) for item in data if isinstance(item, dict) and "id" in item]
+
+
+class VLLMReranker(HTTPReranker):
+    """Rerank with a cross-encoder served by vLLM (``/v1/rerank``; also Jina-compatible servers).
+
+    Batches of ``max_batch_size`` documents go out concurrently (``max_concurrency`` in flight),
+    on the sync path through a thread pool and on the async path through ``httpx.AsyncClient``.
+    Failed requests are retried per :class:`~milvus_rerank.rerankers.http.RetryPolicy`.
+
+    Example:
+        >>> reranker = VLLMReranker("http://localhost:8000", model="BAAI/bge-reranker-v2-m3")
+        >>> reranker.rerank("what is milvus?", ["a vector database", "a bird"], top_n=1)  # doctest: +SKIP
+    """
+
+    default_route = "/v1/rerank"
+    default_batch_size = 64
+
+    def __init__(
+        self,
+        endpoint: str,
+        *,
+        model: str | None = None,
+        truncate_prompt_tokens: int | None = None,
+        raw_scores: bool = False,
+        **options: Any,
+    ) -> None:
+        """Configure the reranker; no request is made until the first ``rerank``.
+
+        Args:
+            endpoint: ``http://host:8000``, ``http://host:8000/v1`` or a full ``.../rerank`` URL.
+            model: Served model name. ``None`` asks ``GET /v1/models`` once and uses the first
+                served model (vLLM 0.7.x requires the field); a server without that route gets
+                requests without ``model``.
+            truncate_prompt_tokens: Truncate each (query, document) pair to this many tokens;
+                ``-1`` means the model's maximum length; ``None`` sends nothing, so an over-long pair
+                is a 400 error.
+            raw_scores: Ask for raw logits instead of the model's activation (sigmoid).
+            **options: ``api_key``, ``timeout``, ``max_batch_size`` (default 64), ``max_concurrency``,
+                ``max_retries``, ``backoff``, ``deadline``, ``headers``, ``extra_body``, ``client``,
+                ``async_client``: see :class:`~milvus_rerank.rerankers.http.HTTPReranker`.
+
+        Raises:
+            TypeError: An argument of the wrong type.
+            ValueError: An invalid URL or value.
+        """
+        super().__init__(endpoint, model=model, **options)
+        if truncate_prompt_tokens is not None and (
+            isinstance(truncate_prompt_tokens, bool)
+            or not isinstance(truncate_prompt_tokens, int)
+            or (truncate_prompt_tokens < 1 and truncate_prompt_tokens != -1)
+        ):
+            raise ValueError(
+                f"truncate_prompt_tokens must be None, -1 or a positive int, got {truncate_prompt_tokens!r}"
+            )
+        if not isinstance(raw_scores, bool):
+            raise TypeError(f"raw_scores must be a bool, got {type(raw_scores).__name__}")
+        self.truncate_prompt_tokens = truncate_prompt_tokens
+        self.raw_scores = raw_scores
+        self._discovered = model is not None
+
+    def _build_payload(self, query: str, documents: Sequence[str], top_n: int | None) -> dict[str, Any]:
+        return build_vllm_payload(
+            query,
+            documents,
+            model=self.model,
+            top_n=top_n,
+            truncate_prompt_tokens=self.truncate_prompt_tokens,
+            raw_scores=self.raw_scores,
+        )
+
+    # -- model discovery and the unknown-model error --------------------------------------------
+
+    def _adopt(self, body: Any) -> None:
+        names = served_models(body)
+        if names:
+            self.model = names[0]
+            logger.info("%s serves %s; using model %r", self.endpoint.display, names, self.model)
+        self._discovered = True
+
+    def _resolve(self) -> int:
+        if not self._discovered:
+            try:
+                self._adopt(self._get_json("/v1/models"))
+            except RerankHTTPError as exc:
+                self._no_models_route(exc)
+        return super()._resolve()
+
+    async def _aresolve(self) -> int:
+        if not self._discovered:
+            try:
+                self._adopt(await self._aget_json("/v1/models"))
+            except RerankHTTPError as exc:
+                self._no_models_route(exc)
+        return await super()._aresolve()
+
+    def _no_models_route(self, exc: RerankHTTPError) -> None:
+        if exc.status_code not in (404, 405):
+            raise exc
+        # Not vLLM (a proxy or another server): newer servers do not need the field.
+        logger.info("%s has no /v1/models route; sending requests without 'model'", self.endpoint.display)
+        self._discovered = True
+
+    def _unknown_model(self, exc: RerankHTTPError, listing: Any) -> RerankHTTPError:
+        try:
+            names = served_models(listing)
+        except RerankError:
+            names = []
+        message = (
+            f"{exc}. The server serves {names}: pass model= one of them, or model=None to pick the served one"
+            if names
+            else str(exc)
+        )
+        return RerankHTTPError(
+            message, endpoint=exc.endpoint, status_code=exc.status_code, server_message=exc.server_message
+        )
+
+    def rerank(self, query: str, documents: Sequence[str], *, top_n: int | None = None) -> list[RerankResult]:
+        """Score ``documents`` against ``query`` on the vLLM server and return them best first.
+
+        See :meth:`HTTPReranker.rerank`. A 404 for an unknown model lists the served models.
+
+        Raises:
+            RerankError: A subclass saying what failed (HTTP status, timeout, connection, bad answer).
+        """
+        try:
+            return super().rerank(query, documents, top_n=top_n)
+        except RerankHTTPError as exc:
+            if exc.status_code != 404 or self.model is None:
+                raise
+            listing = self._listing()
+            raise self._unknown_model(exc, listing) from exc
+
+    async def arerank(self, query: str, documents: Sequence[str], *, top_n: int | None = None) -> list[RerankResult]:
+        """Async twin of :meth:`rerank`.
+
+        Raises:
+            RerankError: As :meth:`rerank`.
+        """
+        try:
+            return await super().arerank(query, documents, top_n=top_n)
+        except RerankHTTPError as exc:
+            if exc.status_code != 404 or self.model is None:
+                raise
+            listing = await self._alisting()
+            raise self._unknown_model(exc, listing) from exc
+
+    def _listing(self) -> Any:
+        try:
+            return self._get_json("/v1/models")
+        except RerankError:
+            return None
+
+    async def _alisting(self) -> Any:
+        try:
+            return await self._aget_json("/v1/models")
+        except RerankError:
+            return None
+
+    # -- Milvus server-side export --------------------------------------------------------------
+
+    def to_milvus_function(
+        self,
+        queries: str | Sequence[str],
+        *,
+        input_field: str = "text",
+        name: str = "vllm_semantic_ranker",
+        credential: str | None = None,
+    ) -> Function:
+        """The Milvus 2.6 model-ranker ``Function`` that makes a Milvus server call this vLLM service.
+
+        Pass it as ``ranker=`` to ``MilvusClient.search`` or ``hybrid_search``. Milvus posts
+        ``{"query", "documents"[, "truncate_prompt_tokens"]}`` to ``scheme://host:port/rerank``
+        in batches of ``max_client_batch_size``, one after another, without ``model`` (so vLLM
+        0.7.x refuses it) and uses the returned score as the hit's distance. Milvus Lite has no
+        ``vllm`` provider: use :class:`~milvus_rerank.CohereReranker` there.
+
+        Args:
+            queries: One query string per search query (``nq`` of the search).
+            input_field: The single VARCHAR field whose text is reranked.
+            name: Name of the function.
+            credential: Name of a credential defined in ``milvus.yaml`` holding the API key (Milvus
+                never takes a raw key in a Function).
+
+        Returns:
+            A ``pymilvus.Function`` of type ``RERANK``.
+
+        Raises:
+            TypeError: A wrong argument type.
+            ValueError: No query, an empty query, or an invalid field name.
+        """
+        query_list, field = check_function_args(queries, input_field)
+        params: dict[str, Any] = {
+            "reranker": "model",
+            "provider": "vllm",
+            "queries": query_list,
+            "endpoint": milvus_endpoint(self.endpoint),
+            "max_client_batch_size": self._batch_size or self.default_batch_size,
+        }
+        if self.truncate_prompt_tokens is not None:
+            params["truncate_prompt_tokens"] = self.truncate_prompt_tokens
+        if credential is not None:
+            params["credential"] = credential
+        self._warn_api_key(credential)
+        if self.raw_scores:
+            warnings.warn(
+                "Milvus asks vLLM for activated scores; raw_scores=True is not carried over", UserWarning, stacklevel=2
+            )
+        return model_ranker_function(name, field, params)
