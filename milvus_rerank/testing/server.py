@@ -25,6 +25,7 @@ import json
 import math
 import re
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -274,6 +275,7 @@ class RerankTestServer:
         self.tei_batch_limit_status = tei_batch_limit_status
         self.require_model = require_model
         self._log: list[RequestRecord] = []
+        self._arrived = 0
         self._faults: list[_Pending] = []
         self._lock = threading.Lock()
         self._score_lock = threading.Lock()
@@ -338,6 +340,7 @@ class RerankTestServer:
         with self._lock:
             self._faults.clear()
             self._log.clear()
+            self._arrived = 0
 
     @property
     def pending_faults(self) -> int:
@@ -367,8 +370,16 @@ class RerankTestServer:
             peak = max(peak, in_flight)
         return peak
 
+    @property
+    def rerank_arrivals(self) -> int:
+        """Rerank requests received so far, counting those still being served (and not logged yet)."""
+        with self._lock:
+            return self._arrived
+
     def _take_fault(self, path: str) -> Fault | None:
         with self._lock:
+            if path in _RERANK_ROUTES:
+                self._arrived += 1
             for pending in self._faults:
                 if pending.path is None or pending.path == path:
                     pending.times -= 1
@@ -535,6 +546,11 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
     request_queue_size = 256
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Ignore clients that went away (timeouts in tests); report anything else."""
+        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):

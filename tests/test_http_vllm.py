@@ -1,0 +1,455 @@
+"""VLLMReranker against the loopback rerank server: batching, concurrency, retries, errors, sync and async."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import httpx
+import pytest
+
+from milvus_rerank import (
+    RerankConnectionError,
+    RerankError,
+    RerankHTTPError,
+    RerankResponseError,
+    RerankTimeoutError,
+    VLLMReranker,
+)
+from milvus_rerank.rerankers.http import HTTPReranker
+from milvus_rerank.testing.server import Fault, RerankTestServer, WordOverlapReranker
+from milvus_rerank.types import RerankResult
+
+QUERY = "milvus vector search"
+DOCS = [
+    f"doc {i} on milvus vector search" if i % 3 == 0 else f"doc {i} about birds and {i % 7} cats" for i in range(40)
+]
+FAST = {"backoff": 0.001, "timeout": 10.0}
+
+
+class Caller:
+    """Calls rerank or arerank; async calls share one event loop, as in an application."""
+
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+        self.loop = asyncio.new_event_loop() if mode == "async" else None
+        self.used: list[HTTPReranker] = []
+
+    def __call__(self, reranker: HTTPReranker, query: Any, documents: Any, **kwargs: Any) -> list[RerankResult]:
+        self.used.append(reranker)
+        if self.loop is None:
+            return reranker.rerank(query, documents, **kwargs)
+        return self.loop.run_until_complete(reranker.arerank(query, documents, **kwargs))
+
+    def close(self) -> None:
+        for reranker in self.used:
+            if self.loop is None:
+                reranker.close()
+            else:
+                self.loop.run_until_complete(reranker.aclose())
+        if self.loop is not None:
+            self.loop.close()
+
+
+@pytest.fixture(params=["sync", "async"])
+def call(request: pytest.FixtureRequest) -> Iterator[Caller]:
+    caller = Caller(str(request.param))
+    yield caller
+    caller.close()
+
+
+@pytest.fixture
+def server() -> Iterator[RerankTestServer]:
+    with RerankTestServer() as running:
+        yield running
+
+
+def expected(documents: Sequence[str], top_n: int | None = None) -> list[RerankResult]:
+    return WordOverlapReranker().rerank(QUERY, documents, top_n=top_n)
+
+
+# -- endpoint, model, payload -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("suffix", "path"),
+    [
+        ("", "/v1/rerank"),
+        ("/v1", "/v1/rerank"),
+        ("/v1/rerank", "/v1/rerank"),
+        ("/rerank", "/rerank"),
+        ("/v2", "/v2/rerank"),
+    ],
+)
+def test_every_endpoint_form_reaches_a_rerank_route(
+    server: RerankTestServer, call: Caller, suffix: str, path: str
+) -> None:
+    reranker = VLLMReranker(server.url + suffix, model=server.model_name)
+    assert call(reranker, QUERY, DOCS[:5]) == expected(DOCS[:5])
+    assert [record.path for record in server.rerank_requests] == [path]
+
+
+def test_model_is_discovered_once_and_sent(call: Caller) -> None:
+    with RerankTestServer(require_model=True, model_name="served/reranker") as server:
+        reranker = VLLMReranker(server.url + "/v1")
+        call(reranker, QUERY, DOCS[:3])
+        call(reranker, QUERY, DOCS[:3])
+        assert reranker.model == "served/reranker"
+        assert [(r.method, r.path) for r in server.requests].count(("GET", "/v1/models")) == 1
+        assert all(record.body["model"] == "served/reranker" for record in server.rerank_requests)
+
+
+def test_unknown_model_error_lists_the_served_models(server: RerankTestServer, call: Caller) -> None:
+    reranker = VLLMReranker(server.url, model="no-such-model", **FAST)
+    with pytest.raises(RerankHTTPError) as caught:
+        call(reranker, QUERY, DOCS[:3])
+    assert caught.value.status_code == 404
+    assert "no-such-model" in str(caught.value)
+    assert server.model_name in str(caught.value)
+    assert len(server.rerank_requests) == 1
+
+
+def test_payload_carries_documents_as_strings_and_the_options(server: RerankTestServer, call: Caller) -> None:
+    reranker = VLLMReranker(
+        server.url,
+        model=server.model_name,
+        truncate_prompt_tokens=-1,
+        raw_scores=True,
+        extra_body={"instruction": "be brief"},
+        headers={"X-Trace": "t-1"},
+    )
+    call(reranker, QUERY, DOCS[:4], top_n=2)
+    (record,) = server.rerank_requests
+    assert record.body["documents"] == DOCS[:4]
+    assert record.body["query"] == QUERY
+    assert record.body["truncate_prompt_tokens"] == -1
+    assert record.body["use_activation"] is False
+    assert record.body["instruction"] == "be brief"
+    assert record.body["top_n"] == 2
+    assert record.headers["x-trace"] == "t-1"
+    assert "authorization" not in record.headers
+
+
+def test_raw_scores_reach_the_raw_scorer(call: Caller) -> None:
+    class Negated:
+        def rerank(self, query: str, documents: Sequence[str], *, top_n: int | None = None) -> list[RerankResult]:
+            results = WordOverlapReranker().rerank(query, documents)
+            return sorted((RerankResult(r.index, -r.score) for r in results), key=lambda r: (-r.score, r.index))
+
+        async def arerank(
+            self, query: str, documents: Sequence[str], *, top_n: int | None = None
+        ) -> list[RerankResult]:
+            return self.rerank(query, documents)
+
+    with RerankTestServer(raw_reranker=Negated()) as server:
+        activated = call(VLLMReranker(server.url, model=server.model_name), QUERY, DOCS[:6])
+        raw = call(VLLMReranker(server.url, model=server.model_name, raw_scores=True), QUERY, DOCS[:6])
+    assert {r.index: -r.score for r in raw} == {r.index: r.score for r in activated}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"truncate_prompt_tokens": 0}, ValueError),
+        ({"truncate_prompt_tokens": -2}, ValueError),
+        ({"max_batch_size": 0}, ValueError),
+        ({"max_concurrency": 0}, ValueError),
+        ({"timeout": 0}, ValueError),
+        ({"model": ""}, ValueError),
+        ({"extra_body": {"documents": []}}, ValueError),
+        ({"extra_body": [("a", 1)]}, TypeError),
+        ({"client": object()}, TypeError),
+        ({"raw_scores": "yes"}, TypeError),
+    ],
+)
+def test_bad_configuration_fails_at_construction(kwargs: dict[str, Any], error: type[Exception]) -> None:
+    with pytest.raises(error):
+        VLLMReranker("http://127.0.0.1:1", **kwargs)
+
+
+# -- batching and concurrency -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("top_n", [None, 1, 7, 500])
+def test_batches_merge_into_one_global_ranking(server: RerankTestServer, call: Caller, top_n: int | None) -> None:
+    reranker = VLLMReranker(server.url, model=server.model_name, max_batch_size=6)
+    results = call(reranker, QUERY, DOCS, top_n=top_n)
+    assert results == expected(DOCS, top_n)
+    requests = server.rerank_requests
+    assert len(requests) == 7
+    assert sorted(len(r.body["documents"]) for r in requests) == [4, 6, 6, 6, 6, 6, 6]
+    assert all("top_n" not in record.body for record in requests)
+
+
+def test_top_n_is_sent_clamped_when_one_batch_covers_everything(server: RerankTestServer, call: Caller) -> None:
+    reranker = VLLMReranker(server.url, model=server.model_name)
+    assert call(reranker, QUERY, DOCS[:5], top_n=50) == expected(DOCS[:5])
+    assert call(reranker, QUERY, DOCS[:5], top_n=2) == expected(DOCS[:5], 2)
+    assert [record.body["top_n"] for record in server.rerank_requests] == [5, 2]
+
+
+def test_batches_are_in_flight_together(call: Caller) -> None:
+    with RerankTestServer(service_time=0.5) as server:
+        reranker = VLLMReranker(server.url, model=server.model_name, max_batch_size=10, max_concurrency=4)
+        assert call(reranker, QUERY, DOCS) == expected(DOCS)
+        assert len(server.rerank_requests) == 4
+        assert server.max_in_flight() == 4
+
+
+def test_max_concurrency_bounds_requests_in_flight(call: Caller) -> None:
+    with RerankTestServer(service_time=0.15) as server:
+        reranker = VLLMReranker(server.url, model=server.model_name, max_batch_size=5, max_concurrency=2)
+        assert call(reranker, QUERY, DOCS) == expected(DOCS)
+        assert len(server.rerank_requests) == 8
+        assert server.max_in_flight() == 2
+
+
+def test_zero_documents_send_no_request(server: RerankTestServer, call: Caller) -> None:
+    reranker = VLLMReranker(server.url)  # would even discover the model first
+    assert call(reranker, QUERY, []) == []
+    assert server.requests == []
+
+
+@pytest.mark.parametrize(
+    ("args", "error"), [((1, ["a"]), TypeError), ((QUERY, "a"), TypeError), ((QUERY, ["a", 2]), TypeError)]
+)
+def test_bad_arguments_are_refused_before_any_request(
+    server: RerankTestServer, call: Caller, args: tuple[Any, Any], error: type[Exception]
+) -> None:
+    with pytest.raises(error):
+        call(VLLMReranker(server.url), *args)
+    with pytest.raises(ValueError, match="top_n"):
+        call(VLLMReranker(server.url), QUERY, ["a"], top_n=0)
+    assert server.requests == []
+
+
+# -- retries --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        Fault.rate_limited(retry_after=0),
+        Fault.server_error(502),
+        Fault.server_error(503),
+        Fault.server_error(504),
+        Fault.server_error(500),
+        Fault.drop(),
+    ],
+    ids=["429", "502", "503", "504", "500", "drop"],
+)
+def test_transient_failures_are_retried(server: RerankTestServer, call: Caller, fault: Fault) -> None:
+    server.inject(fault)
+    reranker = VLLMReranker(server.url, model=server.model_name, **FAST)
+    assert call(reranker, QUERY, DOCS[:5]) == expected(DOCS[:5])
+    assert [record.status for record in server.rerank_requests] == [fault.status if fault.kind != "drop" else 0, 200]
+
+
+def test_retries_stop_at_the_limit(server: RerankTestServer, call: Caller) -> None:
+    server.inject(Fault.server_error(503), times=10)
+    reranker = VLLMReranker(server.url, model=server.model_name, max_retries=2, **FAST)
+    with pytest.raises(RerankHTTPError) as caught:
+        call(reranker, QUERY, DOCS[:5])
+    assert caught.value.status_code == 503
+    assert "3 attempts" in str(caught.value)
+    assert len(server.rerank_requests) == 3
+
+
+def test_500_is_retried_once_only(server: RerankTestServer, call: Caller) -> None:
+    server.inject(Fault.server_error(500), times=10)
+    with pytest.raises(RerankHTTPError, match="HTTP 500"):
+        call(VLLMReranker(server.url, model=server.model_name, max_retries=5, **FAST), QUERY, DOCS[:5])
+    assert len(server.rerank_requests) == 2
+
+
+def test_dropped_connections_end_in_a_connection_error(server: RerankTestServer, call: Caller) -> None:
+    server.inject(Fault.drop(), times=10)
+    with pytest.raises(RerankConnectionError, match="could not reach"):
+        call(VLLMReranker(server.url, model=server.model_name, max_retries=1, **FAST), QUERY, DOCS[:5])
+    assert len(server.rerank_requests) == 2
+
+
+def test_retry_after_is_honoured(server: RerankTestServer, call: Caller) -> None:
+    server.inject(Fault.rate_limited(retry_after=1))
+    call(VLLMReranker(server.url, model=server.model_name, **FAST), QUERY, DOCS[:5])
+    first, second = server.rerank_requests
+    assert second.start - first.end >= 1.0
+
+
+def test_only_the_failing_batch_is_retried(server: RerankTestServer, call: Caller) -> None:
+    server.inject(Fault.server_error(503))
+    reranker = VLLMReranker(server.url, model=server.model_name, max_batch_size=10, **FAST)
+    assert call(reranker, QUERY, DOCS) == expected(DOCS)
+    assert len(server.rerank_requests) == 5
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 413, 415, 422])
+def test_caller_mistakes_fail_at_once(server: RerankTestServer, call: Caller, status: int) -> None:
+    server.inject(Fault.vllm_error(status, f"simulated {status}"), times=5)
+    reranker = VLLMReranker(server.url, model=server.model_name, **FAST)
+    with pytest.raises(RerankHTTPError) as caught:
+        call(reranker, QUERY, DOCS[:5])
+    assert caught.value.status_code == status
+    assert caught.value.server_message == f"simulated {status}"
+    assert server.url in str(caught.value)
+    assert f"HTTP {status}" in str(caught.value)
+    assert len(server.rerank_requests) == 1
+
+
+@pytest.mark.parametrize("generation", ["old", "new"])
+def test_both_vllm_error_generations_surface_the_message(call: Caller, generation: str) -> None:
+    with RerankTestServer(error_generation=generation) as server:  # type: ignore[arg-type]
+        raw = httpx.post(server.url + "/v1/rerank", json={"model": "nope", "query": "q", "documents": ["a"]}).json()
+        assert ("error" in raw) == (generation == "new")
+        assert raw.get("object") == ("error" if generation == "old" else None)
+        with pytest.raises(RerankHTTPError, match="The model `nope` does not exist") as caught:
+            call(VLLMReranker(server.url, model="nope"), QUERY, DOCS[:3])
+    assert caught.value.server_message == "The model `nope` does not exist."
+
+
+def test_timeouts_raise_a_timeout_error(server: RerankTestServer, call: Caller) -> None:
+    server.inject(Fault.slow(2.0), times=3)
+    reranker = VLLMReranker(server.url, model=server.model_name, timeout=0.2, max_retries=1, backoff=0.001)
+    with pytest.raises(RerankTimeoutError, match="timed out after 2 attempts"):
+        call(reranker, QUERY, DOCS[:5])
+
+
+def test_the_deadline_bounds_the_whole_request(server: RerankTestServer, call: Caller) -> None:
+    server.inject(Fault.slow(2.0), times=10)
+    reranker = VLLMReranker(
+        server.url, model=server.model_name, timeout=0.3, max_retries=10, deadline=0.7, backoff=0.001
+    )
+    with pytest.raises(RerankTimeoutError):
+        call(reranker, QUERY, DOCS[:5])
+    assert 2 <= server.rerank_arrivals <= 3
+
+
+def test_an_unreachable_server_is_a_connection_error(call: Caller) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    reranker = VLLMReranker(f"http://127.0.0.1:{port}", model="m", max_retries=2, **FAST)
+    with pytest.raises(RerankConnectionError, match=f"127.0.0.1:{port}.*after 3 attempts"):
+        call(reranker, QUERY, DOCS[:5])
+
+
+# -- response validation --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fault", "match"),
+    [
+        (Fault.malformed_json(), "malformed"),
+        (Fault.wrong_index(), "outside"),
+        (Fault.duplicate_index(), "more than once"),
+        (Fault.nan_score(), "finite"),
+        (Fault.missing_result(), "expected 5 results"),
+        (Fault.respond(200, {"data": []}), "no 'results'"),
+    ],
+    ids=["malformed", "wrong-index", "duplicate-index", "nan", "missing", "no-results"],
+)
+def test_inconsistent_answers_raise_and_are_not_retried(
+    server: RerankTestServer, call: Caller, fault: Fault, match: str
+) -> None:
+    server.inject(fault)
+    reranker = VLLMReranker(server.url, model=server.model_name, **FAST)
+    with pytest.raises(RerankResponseError, match=match) as caught:
+        call(reranker, QUERY, DOCS[:5])
+    assert server.url in str(caught.value)
+    assert "body starts" in str(caught.value)
+    assert len(server.rerank_requests) == 1
+
+
+# -- API key ----------------------------------------------------------------------------------------
+
+SECRET = "sk-very-secret-123"
+
+
+def test_api_key_is_sent_and_never_shown(call: Caller, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    with RerankTestServer(api_key=SECRET) as server:
+        url = server.url
+        good = VLLMReranker(server.url, api_key=SECRET, **FAST)
+        assert call(good, QUERY, DOCS[:5]) == expected(DOCS[:5])
+        assert all(r.headers["authorization"] == f"Bearer {SECRET}" for r in server.requests)
+        assert SECRET not in repr(good)
+        assert "***" in repr(good)
+
+        wrong = VLLMReranker(server.url, api_key="sk-wrong-456", model=server.model_name, **FAST)
+        with pytest.raises(RerankHTTPError) as caught:
+            call(wrong, QUERY, DOCS[:5])
+        assert caught.value.status_code == 401
+        assert caught.value.server_message == "Unauthorized"
+        assert "sk-wrong-456" not in str(caught.value)
+        assert len([r for r in server.rerank_requests if r.status == 401]) == 1
+
+        server.inject(Fault.server_error(503), times=10)
+        with pytest.raises(RerankHTTPError) as failed:
+            call(good, QUERY, DOCS[:5])
+    with pytest.raises(RerankConnectionError) as unreachable:
+        call(VLLMReranker(url, api_key=SECRET, model="m", max_retries=0), QUERY, DOCS[:5])
+    for text in (str(failed.value), str(unreachable.value), repr(failed.value), caplog.text):
+        assert SECRET not in text
+    assert "retry" in caplog.text  # the retries were logged, without the key
+
+
+# -- clients and lifecycle ------------------------------------------------------------------------
+
+
+def test_callers_clients_are_used_and_left_open(server: RerankTestServer) -> None:
+    seen: list[str] = []
+    client = httpx.Client(event_hooks={"request": [lambda request: seen.append("sync")]})
+
+    async def run() -> None:
+        async def hook(request: httpx.Request) -> None:
+            seen.append("async")
+
+        async with httpx.AsyncClient(event_hooks={"request": [hook]}) as async_client:
+            reranker = VLLMReranker(server.url, model=server.model_name, client=client, async_client=async_client)
+            with reranker:
+                reranker.rerank(QUERY, DOCS[:3])
+            async with VLLMReranker(
+                server.url, model=server.model_name, client=client, async_client=async_client
+            ) as areranker:
+                await areranker.arerank(QUERY, DOCS[:3])
+            assert not async_client.is_closed
+
+    asyncio.run(run())
+    assert not client.is_closed
+    assert seen == ["sync", "async"]
+    client.close()
+
+
+def test_closed_reranker_refuses_work_with_a_clear_error(server: RerankTestServer) -> None:
+    reranker = VLLMReranker(server.url, model=server.model_name)
+    reranker.rerank(QUERY, DOCS[:3])
+    reranker.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        reranker.rerank(QUERY, DOCS[:3])
+
+
+def test_one_reranker_serves_several_event_loops(server: RerankTestServer) -> None:
+    reranker = VLLMReranker(server.url, model=server.model_name, max_batch_size=10)
+
+    async def run() -> list[RerankResult]:
+        return await reranker.arerank(QUERY, DOCS)
+
+    first = asyncio.run(run())
+    second = asyncio.run(run())  # the first loop is closed: a fresh client is made for this one
+    assert first == second == expected(DOCS)
+    reranker.close()
+
+
+async def test_concurrent_callers_share_the_reranker(server: RerankTestServer) -> None:
+    async with VLLMReranker(server.url, model=server.model_name, max_batch_size=8) as reranker:
+        results = await asyncio.gather(*(reranker.arerank(QUERY, DOCS[i:]) for i in range(5)))
+    for i, result in enumerate(results):
+        assert result == expected(DOCS[i:])
+
+
+def test_errors_form_one_family() -> None:
+    for error in (RerankHTTPError, RerankTimeoutError, RerankConnectionError, RerankResponseError):
+        assert issubclass(error, RerankError)
