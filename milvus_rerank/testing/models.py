@@ -6,6 +6,7 @@ reproducible, and they load through exactly the code path of a real Hugging Face
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -94,7 +95,12 @@ def make_cross_encoder(
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     vocab_file = write_wordpiece_vocab(path / "vocab.txt", texts)
-    tokenizer = BertTokenizerFast(vocab_file=str(vocab_file), do_lower_case=True)
+    # transformers 5 takes the vocabulary as `vocab` and silently ignores `vocab_file` (every word would be [UNK]).
+    vocab_arg = "vocab" if "vocab" in inspect.signature(BertTokenizerFast.__init__).parameters else "vocab_file"
+    tokenizer = BertTokenizerFast(**{vocab_arg: str(vocab_file)}, do_lower_case=True)
+    vocab_size = len(vocab_file.read_text(encoding="utf-8").splitlines())
+    if len(tokenizer) != vocab_size:
+        raise RuntimeError(f"tokenizer has {len(tokenizer)} tokens, expected the {vocab_size} of {vocab_file}")
     tokenizer.model_max_length = max_position_embeddings
     tokenizer.save_pretrained(path)
 
