@@ -375,3 +375,13 @@ def test_offline_without_cache_explains_local_directory(monkeypatch: pytest.Monk
     # A short, clear error: the hub client's exception chain is not attached.
     assert info.value.__cause__ is None
     assert info.value.__suppress_context__
+
+
+def test_fixture_tokenizer_uses_its_vocabulary(tiny_model: Path) -> None:
+    tokenizer = CrossEncoderReranker(tiny_model)._model().tokenizer
+    ids = tokenizer("cancer cells", add_special_tokens=False)["input_ids"]
+    assert tokenizer.unk_token_id not in ids
+    assert len(ids) == 2
+    # Same length, different words: different scores.
+    scores = CrossEncoderReranker(tiny_model).score(QUERY, ["cancer cells", "blood brain", "old men"])
+    assert len(set(scores)) == 3
