@@ -1,0 +1,196 @@
+"""Server-side rerank: the Milvus model-ranker Functions, and Milvus Lite calling the test server."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pymilvus import AnnSearchRequest, DataType, FunctionType, MilvusClient
+from pymilvus.exceptions import MilvusException
+
+from milvus_rerank import CohereReranker, TEIReranker, VLLMReranker
+from milvus_rerank.testing.server import Fault, RerankTestServer, WordOverlapReranker
+
+TEXTS = [
+    "milvus vector search engine",
+    "birds fly south in winter",
+    "milvus",
+    "cats sleep a lot",
+    "a vector database for search with milvus",
+    "search engines rank pages",
+]
+QUERY = "milvus vector search"
+
+
+# -- vLLM and TEI Functions (for a Milvus 2.6 server) ---------------------------------------------
+
+
+def test_vllm_function_params() -> None:
+    reranker = VLLMReranker("http://vllm.internal:8000/v1/rerank", truncate_prompt_tokens=-1, max_batch_size=16)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a standard route is no loss: no warning
+        fn = reranker.to_milvus_function(["q1", "q2"], input_field="document")
+    assert fn.name == "vllm_semantic_ranker"
+    assert fn.type == FunctionType.RERANK
+    assert fn.input_field_names == ["document"]
+    assert fn.params == {
+        "reranker": "model",
+        "provider": "vllm",
+        "queries": ["q1", "q2"],
+        "endpoint": "http://vllm.internal:8000",
+        "max_client_batch_size": 16,
+        "truncate_prompt_tokens": -1,
+    }
+
+
+def test_tei_function_params() -> None:
+    reranker = TEIReranker("https://tei.internal/rerank", truncate=True, truncation_direction="Left")
+    fn = reranker.to_milvus_function("one query", name="tei_ranker", credential="tei_key")
+    assert fn.name == "tei_ranker"
+    assert fn.input_field_names == ["text"]
+    assert fn.params == {
+        "reranker": "model",
+        "provider": "tei",
+        "queries": ["one query"],
+        "endpoint": "https://tei.internal:443",
+        "max_client_batch_size": 32,
+        "truncate": True,
+        "truncation_direction": "Left",
+        "credential": "tei_key",
+    }
+
+
+def test_a_dropped_path_prefix_warns() -> None:
+    reranker = VLLMReranker("http://gateway:8080/models/reranker/v1")
+    with pytest.warns(UserWarning, match="prefix '/models/reranker' of the endpoint is dropped"):
+        fn = reranker.to_milvus_function(["q"])
+    assert fn.params["endpoint"] == "http://gateway:8080"
+
+
+def test_an_api_key_without_credential_warns_and_never_enters_the_function() -> None:
+    reranker = VLLMReranker("http://vllm:8000", api_key="sk-secret-1")
+    with pytest.warns(UserWarning, match="credential"):
+        fn = reranker.to_milvus_function(["q"])
+    assert "sk-secret-1" not in str(fn.params)
+
+
+def test_raw_scores_are_not_carried_over_and_say_so() -> None:
+    with pytest.warns(UserWarning, match="raw_scores"):
+        VLLMReranker("http://vllm:8000", raw_scores=True).to_milvus_function(["q"])
+
+
+@pytest.mark.parametrize(
+    ("queries", "field", "error", "match"),
+    [
+        ([], "text", ValueError, "one query string per search query"),
+        (["ok", ""], "text", ValueError, r"queries\[1\] is empty"),
+        (["ok", 3], "text", TypeError, r"queries\[1\]"),
+        (["q"], ["a", "b"], ValueError, "exactly one VARCHAR field"),
+        (["q"], "", ValueError, "input_field"),
+    ],
+)
+def test_function_arguments_are_validated(queries: object, field: object, error: type, match: str) -> None:
+    for reranker in (VLLMReranker("http://h:1"), TEIReranker("http://h:1"), CohereReranker("http://h:1", model="m")):
+        with pytest.raises(error, match=match):
+            reranker.to_milvus_function(queries, input_field=field)  # type: ignore[arg-type]
+
+
+def test_cohere_function_for_a_milvus_server() -> None:
+    reranker = CohereReranker(model="rerank-v3.5", max_tokens_per_doc=512, max_batch_size=50)
+    with pytest.warns(UserWarning, match=r"milvus\.yaml"):
+        fn = reranker.to_milvus_function(["q"], target="server", credential="cohere_key")
+    assert fn.params == {
+        "reranker": "model",
+        "provider": "cohere",
+        "queries": ["q"],
+        "model_name": "rerank-v3.5",
+        "max_client_batch_size": 50,
+        "max_tokens_per_doc": 512,
+        "credential": "cohere_key",
+    }
+    with pytest.raises(ValueError, match="model"):
+        CohereReranker().to_milvus_function(["q"], target="server")
+    with pytest.raises(ValueError, match="raw key"):
+        reranker.to_milvus_function(["q"], target="server", include_api_key=True)
+    with pytest.raises(ValueError, match="target"):
+        reranker.to_milvus_function(["q"], target="cloud")  # type: ignore[arg-type]
+
+
+# -- Milvus Lite calls the test server through the cohere provider ---------------------------------
+
+
+@pytest.fixture
+def lite(tmp_path: Path) -> Iterator[MilvusClient]:
+    client = MilvusClient(str(tmp_path / "lite.db"))
+    schema = client.create_schema(auto_id=False)
+    schema.add_field("id", DataType.INT64, is_primary=True)
+    schema.add_field("text", DataType.VARCHAR, max_length=256)
+    schema.add_field("v", DataType.FLOAT_VECTOR, dim=2)
+    index = client.prepare_index_params()
+    index.add_index("v", metric_type="IP", index_type="AUTOINDEX")
+    client.create_collection("docs", schema=schema, index_params=index)
+    client.insert("docs", [{"id": i, "text": t, "v": [1.0, 0.2 * i]} for i, t in enumerate(TEXTS)])
+    client.flush("docs")
+    yield client
+    client.close()
+
+
+def ranked_ids(hits: list[dict]) -> list[int]:
+    return [hit["id"] for hit in hits]
+
+
+def test_lite_search_with_the_cohere_function_calls_the_server(lite: MilvusClient) -> None:
+    with RerankTestServer() as server:
+        reranker = CohereReranker(server.url, model=server.model_name)
+        fn = reranker.to_milvus_function([QUERY], input_field="text")
+        assert fn.params["base_url"] == server.url + "/v2"
+        (hits,) = lite.search("docs", data=[[1.0, 0.0]], anns_field="v", limit=3, output_fields=["text"], ranker=fn)
+        (record,) = server.rerank_requests
+    assert record.path == "/v2/rerank"
+    assert record.body["model"] == server.model_name
+    assert record.body["query"] == QUERY
+    sent = record.body["documents"]
+    scores = {r.index: r.score for r in WordOverlapReranker().rerank(QUERY, sent)}
+    want = sorted(range(len(sent)), key=lambda i: (-scores[i], i))[:3]
+    assert [hit["entity"]["text"] for hit in hits] == [sent[i] for i in want]
+    assert [hit["distance"] for hit in hits] == pytest.approx([scores[i] for i in want], rel=1e-6)
+    assert ranked_ids(hits)[0] in (0, 4)
+
+
+def test_lite_hybrid_search_with_the_cohere_function(lite: MilvusClient) -> None:
+    requests = [
+        AnnSearchRequest([[1.0, 0.0]], "v", {}, limit=4),
+        AnnSearchRequest([[0.0, 1.0]], "v", {}, limit=4),
+    ]
+    with RerankTestServer(api_key="sk-lite-1") as server:
+        reranker = CohereReranker(server.url + "/v2", model=server.model_name, api_key="sk-lite-1")
+        fn = reranker.to_milvus_function([QUERY], include_api_key=True)
+        (hits,) = lite.hybrid_search("docs", requests, ranker=fn, limit=3, output_fields=["text"])
+        (record,) = server.rerank_requests
+    assert record.headers["authorization"] == "Bearer sk-lite-1"
+    assert record.status == 200
+    sent = record.body["documents"]
+    best = WordOverlapReranker().rerank(QUERY, sent, top_n=3)
+    assert [hit["entity"]["text"] for hit in hits] == [sent[r.index] for r in best]
+
+
+def test_lite_reads_the_key_from_the_environment(lite: MilvusClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    with RerankTestServer(api_key="sk-env-2") as server:
+        reranker = CohereReranker(server.url, model=server.model_name, api_key="sk-env-2")
+        with pytest.raises(ValueError, match="include_api_key=True"):
+            reranker.to_milvus_function([QUERY])
+        monkeypatch.setenv("COHERE_API_KEY", "sk-env-2")
+        fn = reranker.to_milvus_function([QUERY])
+        assert "api_key" not in fn.params
+        lite.search("docs", data=[[1.0, 0.0]], anns_field="v", limit=2, ranker=fn)
+        assert [record.status for record in server.rerank_requests] == [200]
+
+
+def test_lite_surfaces_a_failing_rerank_service(lite: MilvusClient) -> None:
+    with RerankTestServer() as server:
+        server.inject(Fault.server_error(503))
+        fn = CohereReranker(server.url, model=server.model_name).to_milvus_function([QUERY])
+        with pytest.raises(MilvusException, match="503"):
+            lite.search("docs", data=[[1.0, 0.0]], anns_field="v", limit=2, ranker=fn)
