@@ -21,8 +21,11 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_ANALYZER", "Document", "create_rag_collection", "ingest"]
 
-DEFAULT_ANALYZER: dict[str, Any] = {"type": "english"}
-"""Milvus's built-in English analyzer: standard tokenizer, lowercase, English stop words, stemming."""
+DEFAULT_ANALYZER: dict[str, Any] = {"type": "standard"}
+"""Milvus's standard analyzer (Unicode word tokenizer, lowercase): the same on Milvus Lite and on a server.
+
+Milvus Lite knows only the ``standard`` and ``jieba`` tokenizers and ignores stemmer and stop-word
+filters; on a server, ``{"type": "english"}`` adds both."""
 
 Document = tuple[Any, str] | tuple[Any, str, Mapping[str, Any]] | Mapping[str, Any]
 """One document to ingest: ``(id, text)``, ``(id, text, metadata)`` or ``{"id", "text", "metadata"?}``."""
