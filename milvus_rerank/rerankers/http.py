@@ -512,6 +512,7 @@ class HTTPReranker:
         )
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
+        self._discovery_lock = threading.Lock()  # one GET /v1/models or /info, however many threads ask
         self._closed = False
 
     # -- protocol pieces (pure) ---------------------------------------------------------------

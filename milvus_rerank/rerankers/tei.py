@@ -137,11 +137,12 @@ class TEIReranker(HTTPReranker):
         self._batch_size = self.default_batch_size
 
     def _resolve(self) -> int:
-        if self._batch_size is None:
-            try:
-                self._adopt_info(self._get_json("/info"))
-            except RerankHTTPError as exc:
-                self._info_missing(exc)
+        with self._discovery_lock:
+            if self._batch_size is None:
+                try:
+                    self._adopt_info(self._get_json("/info"))
+                except RerankHTTPError as exc:
+                    self._info_missing(exc)
         return super()._resolve()
 
     async def _aresolve(self) -> int:

@@ -133,11 +133,12 @@ class VLLMReranker(HTTPReranker):
         self._discovered = True
 
     def _resolve(self) -> int:
-        if not self._discovered:
-            try:
-                self._adopt(self._get_json("/v1/models"))
-            except RerankHTTPError as exc:
-                self._no_models_route(exc)
+        with self._discovery_lock:
+            if not self._discovered:
+                try:
+                    self._adopt(self._get_json("/v1/models"))
+                except RerankHTTPError as exc:
+                    self._no_models_route(exc)
         return super()._resolve()
 
     async def _aresolve(self) -> int:
