@@ -19,7 +19,7 @@ from pydantic import ConfigDict, Field
 from milvus_rerank.pipeline import RerankPipeline
 from milvus_rerank.types import Candidate, Reranker
 
-__all__ = ["RELEVANCE_SCORE_KEY", "RETRIEVAL_SCORE_KEY", "RerankCompressor"]
+__all__ = ["PRIMARY_KEY", "RELEVANCE_SCORE_KEY", "RETRIEVAL_SCORE_KEY", "RerankCompressor"]
 
 RELEVANCE_SCORE_KEY = "relevance_score"
 """Metadata key of the rerank score (the key LangChain's own rerankers use)."""
@@ -27,7 +27,9 @@ RELEVANCE_SCORE_KEY = "relevance_score"
 RETRIEVAL_SCORE_KEY = "retrieval_score"
 """Metadata key of the first-stage (Milvus) score."""
 
-_PRIMARY_KEY = "pk"  # where langchain-milvus and MilvusRerankRetriever put the Milvus primary key
+PRIMARY_KEY = "pk"
+"""Metadata key of the Milvus primary key (where langchain-milvus and ``MilvusRerankRetriever`` put it)."""
+
 _FALLBACK_SCORE_KEY = "score"  # a first-stage score some retrievers leave in metadata
 
 
@@ -253,9 +255,9 @@ def _template_fields(template: object) -> frozenset[str]:
 
 
 def _identity(document: Document, position: int) -> Hashable:
-    primary_key = document.metadata.get(_PRIMARY_KEY)
+    primary_key = document.metadata.get(PRIMARY_KEY)
     if primary_key is not None and isinstance(primary_key, Hashable):
-        return (_PRIMARY_KEY, primary_key)
+        return (PRIMARY_KEY, primary_key)
     if document.id is not None:
         return ("id", document.id)
     return ("position", position)

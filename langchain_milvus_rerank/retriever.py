@@ -14,14 +14,11 @@ from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict, Field
 
-from langchain_milvus_rerank.compressor import RETRIEVAL_SCORE_KEY, RerankCompressor
+from langchain_milvus_rerank.compressor import PRIMARY_KEY, RETRIEVAL_SCORE_KEY, RerankCompressor
 from milvus_rerank.pipeline import CandidateRetriever
 from milvus_rerank.types import Candidate, Reranker
 
-__all__ = ["PRIMARY_KEY", "RETRIEVAL_RANK_KEY", "MilvusRerankRetriever", "candidate_to_document"]
-
-PRIMARY_KEY = "pk"
-"""Metadata key of the Milvus primary key (the key langchain-milvus uses)."""
+__all__ = ["RETRIEVAL_RANK_KEY", "MilvusRerankRetriever", "candidate_to_document"]
 
 RETRIEVAL_RANK_KEY = "retrieval_rank"
 """Metadata key of the 1-based position in the first-stage results."""
