@@ -61,9 +61,10 @@ def _copy_with_score(original: NodeWithScore, score: float | None, extra_metadat
 class RerankPostprocessor(BaseNodePostprocessor):
     """Rerank retrieved nodes with a cross-encoder (vLLM, TEI, local, or your own reranker).
 
-    Every node is scored against the query (nodes sharing a node id, which is the Milvus primary
-    key for nodes from ``MilvusVectorStore`` and :class:`MilvusRerankRetriever`, are scored
-    once), then nodes scoring below ``score_threshold`` are dropped, then the best ``top_n`` are
+    Every node is scored against the query, duplicates once: nodes are the same when they share
+    a node id (the Milvus primary key for nodes from :class:`MilvusRerankRetriever`, and from
+    ``MilvusVectorStore`` on collections it wrote) or, with ``pk_key``, a primary key in their
+    metadata. Then nodes scoring below ``score_threshold`` are dropped, then the best ``top_n`` are
     kept. The result is made of new ``NodeWithScore`` objects over copies of the nodes: node ids
     are kept, ``score`` is the rerank score, and the first-stage score is kept in
     ``metadata["retrieval_score"]`` (excluded from the LLM and embedding text). The caller's
@@ -83,6 +84,11 @@ class RerankPostprocessor(BaseNodePostprocessor):
         on_error: ``"raise"`` (default) propagates reranker failures; ``"passthrough"`` logs a
             warning and returns the nodes in first-stage order with their first-stage scores,
             cut to ``top_n``.
+        pk_key: Metadata key holding the Milvus primary key, for nodes whose ids are not the key:
+            ``MilvusVectorStore`` on a collection that another tool wrote gives every hit a new
+            random node id, so list the primary key field in its ``output_fields`` and name it
+            here (e.g. ``"pk"`` for langchain-milvus collections). Nodes without the key fall
+            back to their node id.
         callback_manager: LlamaIndex callback manager (legacy callbacks get a ``RERANKING`` event).
 
     Raises:
@@ -106,6 +112,11 @@ class RerankPostprocessor(BaseNodePostprocessor):
     on_error: Literal["raise", "passthrough"] = Field(
         default="raise", description="'raise' propagates reranker failures; 'passthrough' keeps first-stage order."
     )
+    pk_key: str | None = Field(
+        default=None,
+        description="Node metadata key holding the Milvus primary key, used to recognise duplicates; "
+        "None (or a node without the key): the node id.",
+    )
     model_name: str = Field(default="", description="Name of the reranker's model, reported in rerank events.")
 
     _reranker: Reranker = PrivateAttr()
@@ -119,6 +130,7 @@ class RerankPostprocessor(BaseNodePostprocessor):
         metadata_mode: MetadataMode = MetadataMode.EMBED,
         keep_retrieval_score: bool = True,
         on_error: Literal["raise", "passthrough"] = "raise",
+        pk_key: str | None = None,
         callback_manager: CallbackManager | None = None,
     ) -> None:
         # The pipeline validates with clear messages before pydantic could coerce ("3" -> 3).
@@ -127,12 +139,15 @@ class RerankPostprocessor(BaseNodePostprocessor):
             raise TypeError(f"metadata_mode must be a llama_index MetadataMode, got {type(metadata_mode).__name__}")
         if not isinstance(keep_retrieval_score, bool):
             raise TypeError(f"keep_retrieval_score must be a bool, got {type(keep_retrieval_score).__name__}")
+        if pk_key is not None and (not isinstance(pk_key, str) or not pk_key):
+            raise TypeError(f"pk_key must be a non-empty str or None, got {pk_key!r}")
         fields: dict[str, Any] = {
             "top_n": pipeline.top_n,
             "score_threshold": pipeline.score_threshold,
             "metadata_mode": metadata_mode,
             "keep_retrieval_score": keep_retrieval_score,
             "on_error": pipeline.on_error,
+            "pk_key": pk_key,
             "model_name": _model_name(reranker),
             "callback_manager": callback_manager or CallbackManager(),
         }
@@ -209,7 +224,7 @@ class RerankPostprocessor(BaseNodePostprocessor):
         pipeline = self._pipeline()
         candidates = [
             Candidate(
-                id=item.node.node_id,
+                id=self._identity(item),
                 text=item.node.get_content(metadata_mode=self.metadata_mode),
                 score=item.score,
             )
@@ -217,10 +232,19 @@ class RerankPostprocessor(BaseNodePostprocessor):
         ]
         return pipeline, query_bundle.query_str, candidates
 
+    def _identity(self, item: NodeWithScore) -> int | str:
+        # The primary key when the node carries one: MilvusVectorStore on a collection it did not write
+        # gives each hit a fresh random node id, and only an output field holds the key.
+        if self.pk_key is not None:
+            value = item.node.metadata.get(self.pk_key)
+            if isinstance(value, (int, str)) and not isinstance(value, bool):
+                return value
+        return item.node.node_id
+
     def _to_nodes(self, nodes: Sequence[NodeWithScore], reranked: Sequence[Candidate]) -> list[NodeWithScore]:
         first_by_id: dict[int | str, NodeWithScore] = {}
         for item in nodes:
-            first_by_id.setdefault(item.node.node_id, item)
+            first_by_id.setdefault(self._identity(item), item)
         result = []
         for candidate in reranked:
             original = first_by_id[candidate.id]

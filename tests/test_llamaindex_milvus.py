@@ -340,6 +340,40 @@ def test_hits_of_two_searches_are_scored_once(
     assert sorted(n.node.node_id for n in out) == sorted(unique_ids)
 
 
+def test_vector_store_on_a_foreign_collection_dedupes_by_the_primary_key_field(
+    rag_db: str, embed_model: MiniLMEmbedding, cross_encoder: CrossEncoderReranker
+) -> None:
+    # Our collection, read by MilvusVectorStore: hits get random node ids; the key comes back as an output field.
+    store = MilvusVectorStore(
+        uri=rag_db,
+        collection_name=COLLECTION,
+        text_key="text",
+        embedding_field="dense",
+        dim=384,
+        similarity_metric="COSINE",
+        enable_sparse=True,
+        sparse_embedding_field="sparse",
+        output_fields=["id", "topic"],
+        use_async_client=False,
+    )
+    index = VectorStoreIndex.from_vector_store(store, embed_model=embed_model)
+    query = QUERIES[2]
+    dense = index.as_retriever(similarity_top_k=5).retrieve(query)
+    hybrid = index.as_retriever(similarity_top_k=5, vector_store_query_mode="hybrid").retrieve(query)
+    both = dense + hybrid
+    keys = list(dict.fromkeys(n.node.metadata["id"] for n in both))
+    assert len(keys) < len(both)
+    assert len({n.node.node_id for n in both}) == len(both)  # node ids do not reveal the duplicates
+
+    out = RerankPostprocessor(cross_encoder, pk_key="id").postprocess_nodes(both, query_str=query)
+    assert sorted(n.node.metadata["id"] for n in out) == sorted(keys)
+    first = {}
+    for n in both:
+        first.setdefault(n.node.metadata["id"], n)
+    assert pairs(out) == direct(cross_encoder, query, list(first.values()), len(keys))
+    store.client.close()
+
+
 @pytest.mark.parametrize(("hybrid", "mode"), [(False, "dense"), (True, "hybrid"), (True, "sparse")])
 def test_rerank_retriever_reads_a_collection_written_by_milvus_vector_store(
     hybrid: bool,

@@ -208,6 +208,31 @@ def test_nodes_with_the_same_id_are_scored_once() -> None:
     assert {n.node.node_id: n.node.metadata["retrieval_score"] for n in out} == first
 
 
+def test_pk_key_recognises_the_same_row_under_different_node_ids() -> None:
+    # MilvusVectorStore on a collection it did not write: a fresh random node id per hit, the key in metadata
+    nodes = make_nodes()
+    hits = [
+        NodeWithScore(node=TextNode(text=n.node.get_content(), metadata={"pk": i}), score=n.score)
+        for i, n in enumerate(nodes)
+    ]
+    again = [
+        NodeWithScore(node=TextNode(text=h.node.get_content(), metadata={"pk": h.node.metadata["pk"]}), score=0.0)
+        for h in hits[:2]
+    ]
+    no_key = NodeWithScore(node=TextNode(id_="loose", text="no primary key here"), score=0.5)
+    both = [*hits, *again, no_key]
+
+    reranker = OverlapReranker()
+    out = RerankPostprocessor(reranker, pk_key="pk").postprocess_nodes(both, query_str=QUERY)
+    assert len(reranker.calls[0][1]) == len(hits) + 1
+    first_ids = {h.node.node_id for h in hits} | {"loose"}
+    assert {n.node.node_id for n in out} == first_ids  # the first occurrence of each row is kept
+
+    unkeyed = OverlapReranker()
+    RerankPostprocessor(unkeyed).postprocess_nodes(both, query_str=QUERY)
+    assert len(unkeyed.calls[0][1]) == len(both)  # without pk_key the random ids look distinct
+
+
 def test_a_missing_query_is_a_clear_error_and_fires_no_event(recorder: Recorder) -> None:
     reranker = OverlapReranker()
     pp = RerankPostprocessor(reranker)
@@ -239,6 +264,7 @@ def test_bad_nodes_are_a_type_error_before_any_event(recorder: Recorder) -> None
         ({"on_error": "ignore"}, ValueError, "on_error"),
         ({"metadata_mode": "embed"}, TypeError, "MetadataMode"),
         ({"keep_retrieval_score": 1}, TypeError, "keep_retrieval_score"),
+        ({"pk_key": ""}, TypeError, "pk_key"),
     ],
 )
 def test_bad_options_fail_at_construction(kwargs: dict[str, Any], error: type[Exception], match: str) -> None:
