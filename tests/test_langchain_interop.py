@@ -5,12 +5,14 @@
 - documents produced by ``langchain_milvus.Milvus`` on Milvus Lite (primary key in ``metadata["pk"]``).
 
 About langchain-milvus and Milvus Lite: langchain-milvus <= 0.3.3 opens an ORM ``Collection`` under
-the alias ``client._using`` of its ``MilvusClient``. pymilvus 2.6.7 registers that alias; pymilvus
-2.6.10+ (a shared ConnectionManager, 2.6.17 here) no longer does, so ``Milvus(...)`` fails with
-"should create connection first". langchain-milvus 0.4.0 fixes it but needs pymilvus >= 3, which
-llama-index-vector-stores-milvus 1.2 (pymilvus < 3) excludes from this environment. The fixture
-below registers the alias itself, through pymilvus's public ``connections.connect``, only when
-the installed pair needs it; with pymilvus 2.6.7 or langchain-milvus 0.4 it does nothing.
+the alias ``client._using`` of its ``MilvusClient``. pymilvus 2.6.7 registers that alias (checked:
+these tests pass on it with Milvus Lite 3.2.2 and nothing registered here); pymilvus 2.6.10+ (a
+shared ConnectionManager; 2.6.17 here) no longer does, so ``Milvus(...)`` fails with "should
+create connection first" (2.6.8 and 2.6.9 fail earlier on Lite file paths: "database 'tmp' does
+not exist"). langchain-milvus 0.4.0 fixes it but needs pymilvus >= 3 (checked: 0.4.0 + pymilvus
+3.0.2 + Milvus Lite 3.2.2 works), which llama-index-vector-stores-milvus 1.2 (pymilvus < 3) excludes
+from this environment. The fixture below registers the alias itself, through pymilvus's public
+``connections.connect``, only when the installed pair needs it.
 """
 
 from __future__ import annotations
