@@ -291,6 +291,25 @@ def test_vector_store_index_query_engine_with_the_postprocessor(
     assert "retrieval_score" not in str(response)
 
 
+async def test_vector_store_index_async_query_engine_uses_the_native_async_path(
+    dense_index: VectorStoreIndex, cross_encoder: CrossEncoderReranker
+) -> None:
+    class AsyncOnly:
+        def rerank(self, query: str, documents: Any, *, top_n: int | None = None) -> Any:
+            raise AssertionError("the async query engine must not call the sync rerank")
+
+        async def arerank(self, query: str, documents: Any, *, top_n: int | None = None) -> Any:
+            return await cross_encoder.arerank(query, documents, top_n=top_n)
+
+    engine = dense_index.as_query_engine(
+        llm=MockLLM(), similarity_top_k=6, node_postprocessors=[RerankPostprocessor(AsyncOnly(), top_n=2)]
+    )
+    query = QUERIES[3]
+    response = await engine.aquery(query)
+    retrieved = dense_index.as_retriever(similarity_top_k=6).retrieve(query)
+    assert [n.node.node_id for n in response.source_nodes] == [i for i, _ in direct(cross_encoder, query, retrieved, 2)]
+
+
 # --- MilvusVectorStore interop ----------------------------------------------------------------------------------------
 
 
