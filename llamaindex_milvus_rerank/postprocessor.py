@@ -139,8 +139,10 @@ class RerankPostprocessor(BaseNodePostprocessor):
             raise TypeError(f"metadata_mode must be a llama_index MetadataMode, got {type(metadata_mode).__name__}")
         if not isinstance(keep_retrieval_score, bool):
             raise TypeError(f"keep_retrieval_score must be a bool, got {type(keep_retrieval_score).__name__}")
-        if pk_key is not None and (not isinstance(pk_key, str) or not pk_key):
-            raise TypeError(f"pk_key must be a non-empty str or None, got {pk_key!r}")
+        if pk_key is not None and not isinstance(pk_key, str):
+            raise TypeError(f"pk_key must be a metadata key (str) or None, got {type(pk_key).__name__}")
+        if pk_key == "":
+            raise ValueError("pk_key must be a non-empty metadata key, e.g. 'pk', or None to use node ids")
         fields: dict[str, Any] = {
             "top_n": pipeline.top_n,
             "score_threshold": pipeline.score_threshold,

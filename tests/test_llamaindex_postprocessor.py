@@ -264,7 +264,8 @@ def test_bad_nodes_are_a_type_error_before_any_event(recorder: Recorder) -> None
         ({"on_error": "ignore"}, ValueError, "on_error"),
         ({"metadata_mode": "embed"}, TypeError, "MetadataMode"),
         ({"keep_retrieval_score": 1}, TypeError, "keep_retrieval_score"),
-        ({"pk_key": ""}, TypeError, "pk_key"),
+        ({"pk_key": ""}, ValueError, "pk_key"),
+        ({"pk_key": 1}, TypeError, "pk_key"),
     ],
 )
 def test_bad_options_fail_at_construction(kwargs: dict[str, Any], error: type[Exception], match: str) -> None:
