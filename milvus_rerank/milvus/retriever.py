@@ -48,6 +48,7 @@ DEFAULT_RRF_K = 60
 # Metrics whose raw value is a distance (smaller is closer). COSINE, IP and BM25 are similarities.
 _LOWER_IS_BETTER = frozenset({"L2", "HAMMING", "JACCARD", "SUBSTRUCTURE", "SUPERSTRUCTURE"})
 _MAX_TOPK = 16384  # Milvus's ceiling on limit (topk) for one search
+_CONSISTENCY_LEVELS = ("Strong", "Bounded", "Session", "Eventually")
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,8 @@ class MilvusRetriever:
         sparse_field: The sparse vector field.
         limit: How many candidates to return per query.
         candidate_limit: How many hits each hybrid leg fetches before fusion; default
-            ``max(limit, 100)``. Ignored by single-leg modes.
+            ``max(limit, 100)``: deeper legs than the final list make fusion better at finding
+            documents that both legs rank fairly high. Ignored by single-leg modes.
         fusion: ``"rrf"`` (reciprocal rank fusion, default) or ``"weighted"``.
         rrf_k: The RRF constant.
         weights: ``(dense_weight, sparse_weight)`` for ``fusion="weighted"``; default equal.
@@ -112,7 +114,8 @@ class MilvusRetriever:
             ``queries`` parameter is set to each query, and its scores are recorded as both
             ``score`` and ``rerank_score`` of the candidates.
         filter: A boolean filter expression applied to every search (to every leg in hybrid).
-        filter_params: Values for ``{placeholders}`` in ``filter``.
+        filter_params: Values for ``{placeholders}`` in ``filter`` (filter templating: Milvus
+            2.5+ servers; Milvus Lite does not parse templates).
         partition_names: Restrict the search to these partitions.
         dense_search_params: Index search parameters of the dense leg, e.g. ``{"ef": 128}``.
         sparse_search_params: Index search parameters of the sparse leg, e.g. ``{"drop_ratio_search": 0.2}``.
@@ -180,8 +183,10 @@ class MilvusRetriever:
             raise ValueError("weights are only used with fusion='weighted'; pass fusion='weighted' too")
         if filter is not None and not isinstance(filter, str):
             raise TypeError(f"filter must be a str expression, got {type(filter).__name__}")
-        if consistency_level is not None and not isinstance(consistency_level, str):
-            raise TypeError(f"consistency_level must be a str such as 'Strong', got {type(consistency_level).__name__}")
+        if consistency_level is not None and consistency_level not in _CONSISTENCY_LEVELS:
+            raise ValueError(
+                f"consistency_level must be one of {', '.join(_CONSISTENCY_LEVELS)} or None, got {consistency_level!r}"
+            )
         self._ranker = _check_ranker(ranker, mode)
 
         self.collection_name = collection_name
@@ -278,8 +283,9 @@ class MilvusRetriever:
         return self._leg_depth(self.limit)
 
     def _leg_depth(self, limit: int) -> int:
-        depth = self.candidate_limit if self.candidate_limit is not None else DEFAULT_CANDIDATE_LIMIT
-        return min(max(depth, limit), _MAX_TOPK)
+        if self.candidate_limit is not None:
+            return self.candidate_limit
+        return min(max(DEFAULT_CANDIDATE_LIMIT, limit), _MAX_TOPK)
 
     def __repr__(self) -> str:
         layout = self._layout
@@ -450,10 +456,12 @@ class MilvusRetriever:
                     f"{type(text).__name__} for primary key {hit.get('id')!r}; every candidate needs a text"
                 )
             entity.pop(layout.primary_field, None)
+            # pymilvus names the key after the primary field (older releases: always "id")
+            key = hit[layout.primary_field] if layout.primary_field in hit.keys() else hit["id"]
             score = float(hit["distance"])
             candidates.append(
                 Candidate(
-                    id=hit["id"],
+                    id=key,
                     text=text,
                     score=score,
                     metadata=entity,
@@ -465,7 +473,8 @@ class MilvusRetriever:
 
     def _wrap_milvus_error(self, exc: Exception, action: str) -> RetrievalError:
         message = str(getattr(exc, "message", "") or exc)
-        if "collection not found" in message.lower() or "can't find collection" in message.lower():
+        lowered = message.lower()
+        if getattr(exc, "code", None) == 100 or "collection not found" in lowered or "can't find collection" in lowered:
             return CollectionNotFoundError(
                 f"collection {self.collection_name!r} does not exist (any more): create it or check the name"
             )
