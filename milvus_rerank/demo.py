@@ -39,6 +39,7 @@ __all__ = [
     "DEMO_QUESTIONS",
     "DemoDocument",
     "add_demo_arguments",
+    "add_model_arguments",
     "build_prompt",
     "chat_answer",
     "extractive_answer",
@@ -168,24 +169,20 @@ def _positive_int(value: str) -> int:
     return number
 
 
-def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the demo's options to ``parser``.
-
-    Options: ``--reranker-model``, ``--embedding-model``, ``--vllm-endpoint``, ``--llm-endpoint``,
-    ``--llm-model``, ``--db``, ``--question`` (repeatable), ``--top-n``, ``--candidates``. The LLM
-    options default to the environment variables ``MILVUS_RERANK_LLM_URL`` and
-    ``MILVUS_RERANK_LLM_MODEL``; the LLM's API key is read from ``MILVUS_RERANK_LLM_API_KEY`` only
-    (never a flag, so it stays out of shell history and process lists), and a vLLM reranker's key
-    from ``MILVUS_RERANK_VLLM_API_KEY``.
+def add_model_arguments(
+    parser: argparse.ArgumentParser, *, reranker_default: str | None = DEFAULT_RERANKER_MODEL
+) -> None:
+    """Add ``--reranker-model``, ``--embedding-model`` and ``--vllm-endpoint`` to ``parser``.
 
     Args:
         parser: The parser (or subparser) to extend.
+        reranker_default: Default of ``--reranker-model``; ``None`` makes reranking opt-in.
     """
     models = parser.add_argument_group("models")
     models.add_argument(
         "--reranker-model",
         metavar="PATH_OR_ID",
-        default=DEFAULT_RERANKER_MODEL,
+        default=reranker_default,
         help="local cross-encoder: a model directory or a Hugging Face id (default: %(default)s)",
     )
     models.add_argument(
@@ -201,6 +198,22 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"rerank with a vLLM server (e.g. http://localhost:8000) instead of the local cross-encoder; "
         f"API key from ${VLLM_API_KEY_ENV}",
     )
+
+
+def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the demo's options to ``parser``.
+
+    Options: ``--reranker-model``, ``--embedding-model``, ``--vllm-endpoint`` (see
+    :func:`add_model_arguments`), ``--llm-endpoint``, ``--llm-model``, ``--db``, ``--question``
+    (repeatable), ``--top-n``, ``--candidates``. The LLM options default to the environment
+    variables ``MILVUS_RERANK_LLM_URL`` and ``MILVUS_RERANK_LLM_MODEL``; the LLM's API key is read
+    from ``MILVUS_RERANK_LLM_API_KEY`` only (never a flag, so it stays out of shell history and
+    process lists), and a vLLM reranker's key from ``MILVUS_RERANK_VLLM_API_KEY``.
+
+    Args:
+        parser: The parser (or subparser) to extend.
+    """
+    add_model_arguments(parser)
     llm = parser.add_argument_group("answer generation")
     llm.add_argument(
         "--llm-endpoint",
@@ -230,10 +243,15 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
         help="question to ask; repeat for several (default: the demo's built-in questions)",
     )
     run.add_argument(
-        "--top-n", type=_positive_int, default=3, help="passages kept after reranking (default: %(default)s)"
+        "--top-n",
+        metavar="N",
+        type=_positive_int,
+        default=3,
+        help="passages kept after reranking (default: %(default)s)",
     )
     run.add_argument(
         "--candidates",
+        metavar="N",
         type=_positive_int,
         default=20,
         help="first-stage candidates passed to the reranker (default: %(default)s)",

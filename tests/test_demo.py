@@ -222,29 +222,25 @@ def test_make_reranker_vllm_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
 # ----------------------------------------------------------------------------- Milvus
 
 
-def test_ingest_corpus_is_idempotent_and_searchable(tmp_path: Path, minilm: Any) -> None:
+def test_ingest_corpus_creates_fills_and_reuses_the_collection(tmp_path: Path, minilm: Any) -> None:
+    from pymilvus import MilvusClient
+
     uri = str(tmp_path / "demo.db")
     corpus = demo.load_corpus()
     assert demo.ingest_corpus(uri, demo.DEMO_COLLECTION, minilm, show_progress=False) == len(corpus)
-    assert demo.ingest_corpus(uri, demo.DEMO_COLLECTION, minilm, show_progress=False) == len(corpus)
-
-    from pymilvus import MilvusClient
-
     client = MilvusClient(uri)
     try:
+        # A second ingest into the existing collection upserts by id: no duplicates.
+        again = [corpus[0], demo.DemoDocument("extra", "An extra passage about the lodge.", {"source": "x.md"})]
+        assert demo.ingest_corpus(client, demo.DEMO_COLLECTION, minilm, documents=again, show_progress=False) == 2
         rows = client.query(demo.DEMO_COLLECTION, filter="", output_fields=["count(*)"])
-        assert rows[0]["count(*)"] == len(corpus)
+        assert rows[0]["count(*)"] == len(corpus) + 1
         retriever = MilvusRetriever(client, demo.DEMO_COLLECTION, embedding=minilm, limit=5)
         hits = retriever.retrieve("sodium laser guide star air traffic control notice")
     finally:
         client.close()
     assert hits[0].metadata["title"] == "Laser guide star operations"
     assert hits[0].metadata["source"] == "handbook/operations.md"
-
-
-def test_ingest_corpus_custom_documents(tmp_path: Path, minilm: Any) -> None:
-    docs = [demo.DemoDocument("a", "alpha text", {"source": "x"}), demo.DemoDocument("b", "beta text")]
-    assert demo.ingest_corpus(str(tmp_path / "c.db"), "custom", minilm, documents=docs, show_progress=False) == 2
 
 
 # ----------------------------------------------------------------------------- answers

@@ -1,0 +1,763 @@
+"""The ``milvus-rerank`` command: ``ingest``, ``query``, ``eval`` and ``demo``.
+
+Every subcommand has ``--help``. Errors end the command with one line on stderr and exit status
+1 (2 for a wrong command line); ``--debug`` shows the traceback instead. Progress bars and the
+tables' explanations go to stderr, results to stdout, so ``milvus-rerank query ... > out.txt``
+keeps only the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import re
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from milvus_rerank import __version__, demo
+from milvus_rerank.demo import DemoDocument
+
+if TYPE_CHECKING:
+    from pymilvus import MilvusClient
+
+    from milvus_rerank.milvus.retriever import RetrievalMode
+    from milvus_rerank.types import Candidate, Reranker
+
+__all__ = ["SUPPORTED_SUFFIXES", "build_parser", "chunk_text", "collect_files", "main", "read_documents"]
+
+PROG = "milvus-rerank"
+SUPPORTED_SUFFIXES = (".txt", ".md", ".jsonl")
+"""File kinds ``milvus-rerank ingest`` reads."""
+
+DEFAULT_URI = "milvus_rerank.db"
+DEFAULT_COLLECTION = "documents"
+TOKEN_ENV = "MILVUS_TOKEN"
+_MODES: tuple[RetrievalMode, ...] = ("dense", "sparse", "hybrid")
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+class CLIError(Exception):
+    """A mistake in the command's input, reported as one line without a traceback."""
+
+
+# ----------------------------------------------------------------------------- reading and chunking files
+
+
+def _split_long(unit: str, max_chars: int) -> list[str]:
+    """Split a paragraph longer than ``max_chars`` at sentence ends, then at spaces."""
+    if len(unit) <= max_chars:
+        return [unit]
+    pieces: list[str] = []
+    for sentence in _SENTENCE_END.split(unit):
+        while len(sentence) > max_chars:
+            cut = sentence.rfind(" ", 0, max_chars + 1)
+            cut = cut if cut > 0 else max_chars
+            pieces.append(sentence[:cut].strip())
+            sentence = sentence[cut:].strip()
+        if sentence:
+            pieces.append(sentence)
+    return pieces
+
+
+Unit = tuple[int, str]
+"""A piece of text to pack into chunks, with the number of the paragraph it comes from."""
+
+
+def _join(units: Sequence[Unit]) -> str:
+    """Pieces of one paragraph are joined by a space, paragraphs by a blank line."""
+    parts: list[str] = []
+    for position, (paragraph, text) in enumerate(units):
+        if position:
+            parts.append(" " if units[position - 1][0] == paragraph else "\n\n")
+        parts.append(text)
+    return "".join(parts)
+
+
+def _overlap_tail(current: list[Unit], unit: Unit, *, overlap: int, max_chars: int) -> list[Unit]:
+    """The end of a finished chunk to repeat before ``unit``: whole pieces, else the last piece's last sentences."""
+
+    def fits(tail: list[Unit]) -> bool:
+        return len(_join(tail)) <= overlap and len(_join([*tail, unit])) <= max_chars
+
+    tail: list[Unit] = []
+    for previous in reversed(current):
+        if not fits([previous, *tail]):
+            break
+        tail = [previous, *tail]
+    if tail:
+        return tail
+    paragraph, last = current[-1]
+    sentences = _SENTENCE_END.split(last)
+    kept: list[str] = []
+    for sentence in reversed(sentences[1:]):  # never the whole piece: it did not fit
+        if not fits([(paragraph, " ".join([sentence, *kept]))]):
+            break
+        kept = [sentence, *kept]
+    return [(paragraph, " ".join(kept))] if kept else []
+
+
+def chunk_text(text: str, *, max_chars: int = 1000, overlap: int = 150) -> list[str]:
+    """Cut a text into chunks of at most ``max_chars`` characters along its own structure.
+
+    Paragraphs (separated by blank lines) are packed together while they fit; a longer paragraph
+    is cut at sentence ends, and a longer sentence at spaces. Each chunk after the first starts
+    with the last whole sentences or paragraphs of the previous one, up to ``overlap``
+    characters, so that a fact cut at a boundary is still whole in one chunk.
+
+    Args:
+        text: The text.
+        max_chars: Longest chunk, in characters (about 200 tokens for 1000 characters of
+            English: within all-MiniLM-L6-v2's 256-token window and a cross-encoder's 512).
+        overlap: Most characters repeated from the end of the previous chunk.
+
+    Returns:
+        The chunks, in order; none for a blank text.
+
+    Raises:
+        ValueError: ``max_chars`` is not positive, or ``overlap`` is negative or not below ``max_chars``.
+    """
+    if max_chars < 1:
+        raise ValueError(f"max_chars must be positive, got {max_chars}")
+    if not 0 <= overlap < max_chars:
+        raise ValueError(f"overlap must be at least 0 and below max_chars ({max_chars}), got {overlap}")
+    paragraphs = [paragraph.strip() for paragraph in re.split(r"\n[ \t]*\n", text) if paragraph.strip()]
+    units = [
+        (number, piece) for number, paragraph in enumerate(paragraphs) for piece in _split_long(paragraph, max_chars)
+    ]
+    chunks: list[str] = []
+    current: list[Unit] = []
+    fresh = 0  # units of `current` that no chunk holds yet
+    for unit in units:
+        if current and len(_join([*current, unit])) > max_chars:
+            chunks.append(_join(current))
+            current, fresh = _overlap_tail(current, unit, overlap=overlap, max_chars=max_chars), 0
+        current.append(unit)
+        fresh += 1
+    if fresh:
+        chunks.append(_join(current))
+    return chunks
+
+
+def _markdown_sections(text: str) -> list[tuple[str | None, str]]:
+    """Split Markdown at ATX headings (outside code fences) into (heading, body) pairs."""
+    sections: list[tuple[str | None, list[str]]] = [(None, [])]
+    fenced = False
+    for line in text.splitlines():
+        if line.lstrip().startswith(("```", "~~~")):
+            fenced = not fenced
+        heading = None if fenced else re.match(r"^\s{0,3}#{1,6}\s+(.+?)\s*#*\s*$", line)
+        if heading:
+            sections.append((heading.group(1), [line]))
+        else:
+            sections[-1][1].append(line)
+    return [(heading, "\n".join(lines)) for heading, lines in sections if "\n".join(lines).strip()]
+
+
+def collect_files(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
+    """Expand files and folders into the list of files to ingest.
+
+    Folders are searched recursively for :data:`SUPPORTED_SUFFIXES`, skipping hidden files and
+    folders; a file named explicitly must have a supported suffix.
+
+    Raises:
+        CLIError: A path does not exist, a file has an unsupported suffix, or nothing is found.
+    """
+    files: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found = sorted(
+                candidate
+                for candidate in path.rglob("*")
+                if candidate.is_file()
+                and candidate.suffix.lower() in SUPPORTED_SUFFIXES
+                and not any(part.startswith(".") for part in candidate.relative_to(path).parts)
+            )
+            if not found:
+                raise CLIError(f"no {', '.join(SUPPORTED_SUFFIXES)} files under {path}")
+            files.extend(found)
+        elif path.is_file():
+            if path.suffix.lower() not in SUPPORTED_SUFFIXES:
+                raise CLIError(f"{path}: unsupported file type; ingest reads {', '.join(SUPPORTED_SUFFIXES)} files")
+            files.append(path)
+        else:
+            raise CLIError(f"{path}: no such file or folder")
+    return list(dict.fromkeys(files))
+
+
+def _source_name(path: Path) -> str:
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return path.resolve().as_posix()
+
+
+def read_documents(files: Iterable[Path], *, max_chars: int = 1000, overlap: int = 150) -> list[DemoDocument]:
+    """Read files into chunks ready to ingest.
+
+    - ``.txt``: chunked with :func:`chunk_text`; ids ``<source>#<n>``.
+    - ``.md``: split at headings first, then chunked; each chunk records its ``section``.
+    - ``.jsonl``: one document per line (``text`` and ``id``/``_id``, other keys kept as metadata);
+      a long text is chunked and its chunks get ids ``<id>#<n>``.
+
+    Every chunk has ``source`` metadata (the file path, relative to the working directory when
+    inside it; a JSONL record's own ``source`` wins) and its ``chunk`` number.
+
+    Raises:
+        CLIError: A file is not UTF-8 text or a JSONL line is malformed.
+    """
+    documents: list[DemoDocument] = []
+    for path in files:
+        source = _source_name(path)
+        try:
+            if path.suffix.lower() == ".jsonl":
+                for record in demo.read_jsonl_documents(path):
+                    pieces = chunk_text(record.text, max_chars=max_chars, overlap=overlap)
+                    for number, piece in enumerate(pieces):
+                        metadata = {"source": source, **record.metadata, "chunk": number}
+                        doc_id = record.id if len(pieces) == 1 else f"{record.id}#{number}"
+                        documents.append(DemoDocument(doc_id, piece, metadata))
+                continue
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise CLIError(f"{path}: not UTF-8 text") from None
+        except ValueError as exc:
+            raise CLIError(str(exc)) from None
+        sections = _markdown_sections(text) if path.suffix.lower() == ".md" else [(None, text)]
+        number = 0
+        for heading, body in sections:
+            for piece in chunk_text(body, max_chars=max_chars, overlap=overlap):
+                fields: dict[str, Any] = {"source": source, "chunk": number}
+                if heading is not None:
+                    fields["section"] = heading
+                documents.append(DemoDocument(f"{source}#{number}", piece, fields))
+                number += 1
+    return documents
+
+
+# ----------------------------------------------------------------------------- output
+
+
+def _one_line(text: str, width: int) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1].rstrip() + "…"
+
+
+def format_table(headers: Sequence[str], rows: Iterable[Sequence[object]], *, align: str | None = None) -> str:
+    """A Markdown table with padded columns (readable in a terminal, pasteable into docs).
+
+    Args:
+        headers: Column titles.
+        rows: Cell values; ``float`` cells are shown with four decimals, ``None`` as ``-``.
+        align: One character per column, ``l`` or ``r``; default: right for numbers, left otherwise.
+    """
+
+    def cell(value: object) -> str:
+        if value is None:
+            return "-"
+        if isinstance(value, float):
+            return f"{value:.4f}"
+        return str(value).replace("|", "\\|")
+
+    values = [list(row) for row in rows]
+    table = [[cell(value) for value in row] for row in values]
+    if align is None:
+        align = "".join(
+            "r" if values and all(isinstance(row[i], (int, float)) or row[i] is None for row in values) else "l"
+            for i in range(len(headers))
+        )
+    widths = [max([len(h), *(len(row[i]) for row in table)]) for i, h in enumerate(headers)]
+
+    def line(values: Sequence[str]) -> str:
+        padded = [v.rjust(w) if a == "r" else v.ljust(w) for v, w, a in zip(values, widths, align, strict=True)]
+        return "| " + " | ".join(padded) + " |"
+
+    rule = (
+        "|"
+        + "|".join(("-" * (w + 1) + ":") if a == "r" else ("-" * (w + 2)) for w, a in zip(widths, align, strict=True))
+        + "|"
+    )
+    return "\n".join([line(headers), rule, *(line(row) for row in table)])
+
+
+def _note(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# ----------------------------------------------------------------------------- shared plumbing
+
+
+def _check_uri(uri: str, *, must_exist: bool) -> None:
+    """Catch a wrong ``--uri`` before any model is loaded."""
+    if re.match(r"^[a-z][a-z0-9+.-]*://", uri):
+        return  # a server: checked on connection
+    if not uri.endswith(".db"):
+        raise CLIError(f"--uri {uri}: a Milvus Lite database is a file ending in .db, or give a server URL")
+    if must_exist and not Path(uri).exists():  # Milvus Lite 3 keeps a database in a folder named *.db
+        raise CLIError(f"no Milvus Lite database at {uri}: run `{PROG} ingest` first, or pass --uri")
+
+
+def _connect(uri: str, *, must_exist: bool) -> MilvusClient:
+    from pymilvus import MilvusClient
+
+    _check_uri(uri, must_exist=must_exist)
+    if not re.match(r"^[a-z][a-z0-9+.-]*://", uri):
+        Path(uri).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
+    token = os.environ.get(TOKEN_ENV) or None
+    try:
+        return MilvusClient(uri, token=token) if token else MilvusClient(uri)
+    except Exception as exc:
+        message = str(getattr(exc, "message", "") or exc)
+        raise CLIError(f"cannot connect to Milvus at {uri}: {message}") from exc
+
+
+def _reranker_label(args: argparse.Namespace) -> str:
+    return f"vLLM at {args.vllm_endpoint}" if args.vllm_endpoint else f"cross-encoder {args.reranker_model}"
+
+
+def _candidate_rows(results: Sequence[Candidate], first_stage: Sequence[Candidate], width: int) -> list[list[object]]:
+    positions = {candidate.id: candidate.retrieval_rank for candidate in first_stage}
+    rows: list[list[object]] = []
+    for candidate in results:
+        rows.append(
+            [
+                candidate.rank,
+                candidate.rerank_score,
+                positions.get(candidate.id, candidate.retrieval_rank),
+                candidate.score,
+                str(candidate.id),
+                _one_line(candidate.text, width),
+            ]
+        )
+    return rows
+
+
+_CANDIDATE_HEADERS = ("rank", "rerank score", "first-stage rank", "first-stage score", "id", "text")
+
+
+# ----------------------------------------------------------------------------- ingest
+
+
+def _cmd_ingest(args: argparse.Namespace) -> int:
+    from milvus_rerank.milvus.collection import create_rag_collection, ingest
+
+    if args.chunk_size < 1:
+        raise CLIError(f"--chunk-size must be positive, got {args.chunk_size}")
+    if not 0 <= args.chunk_overlap < args.chunk_size:
+        raise CLIError(f"--chunk-overlap must be at least 0 and below --chunk-size ({args.chunk_size})")
+    _check_uri(args.uri, must_exist=False)
+    files = collect_files(args.paths)
+    documents = read_documents(files, max_chars=args.chunk_size, overlap=args.chunk_overlap)
+    if not documents:
+        raise CLIError("the files hold no text to ingest")
+    model = demo.load_embedding_model(args.embedding_model)
+    client = _connect(args.uri, must_exist=False)
+    try:
+        existed = client.has_collection(args.collection)
+        if existed and args.recreate:
+            client.drop_collection(args.collection)
+            existed = False
+        if existed:
+            # Re-ingesting a text file replaces all its old chunks, also those past its new end.
+            text_sources = sorted({_source_name(f) for f in files if f.suffix.lower() in (".txt", ".md")})
+            if text_sources:
+                client.delete(args.collection, filter=f"source in {json.dumps(text_sources)}")
+        else:
+            dim = len(model.encode("dimension probe"))
+            create_rag_collection(client, args.collection, dim=dim)
+        started = time.perf_counter()
+        count = ingest(
+            client,
+            args.collection,
+            [(doc.id, doc.text, doc.metadata) for doc in documents],
+            embedding=model,
+            batch_size=args.batch_size,
+            show_progress=not args.quiet,
+        )
+    finally:
+        client.close()
+    print(
+        f"ingested {count} chunks from {len(files)} file{'s' if len(files) != 1 else ''} into collection "
+        f"{args.collection!r} at {args.uri} in {time.perf_counter() - started:.1f} s"
+    )
+    return 0
+
+
+# ----------------------------------------------------------------------------- query
+
+
+def _cmd_query(args: argparse.Namespace) -> int:
+    from milvus_rerank.milvus.retriever import MilvusRetriever
+    from milvus_rerank.pipeline import RerankPipeline
+
+    if not args.query.strip():
+        raise CLIError("the query is empty")
+    client = _connect(args.uri, must_exist=True)
+    try:
+        reranker = demo.make_reranker(args)
+        embedding = demo.load_embedding_model(args.embedding_model) if args.mode != "sparse" else None
+        mode = next(mode for mode in _MODES if mode == args.mode)
+        retriever = MilvusRetriever(client, args.collection, mode=mode, embedding=embedding, limit=args.candidates)
+        candidates = retriever.retrieve(args.query)
+        results = RerankPipeline(reranker, top_n=args.top_n).rerank(args.query, candidates)
+    finally:
+        client.close()
+    _note(
+        f"{args.mode} search of {args.collection!r} at {args.uri}: {len(candidates)} candidates, reranked by "
+        f"{_reranker_label(args)}; top {args.top_n}"
+    )
+    if not results:
+        print("no results: the collection is empty or nothing matched")
+        return 0
+    print(format_table(_CANDIDATE_HEADERS, _candidate_rows(results, candidates, args.width), align="rrrrll"))
+    return 0
+
+
+# ----------------------------------------------------------------------------- eval
+
+
+def _collection_name(folder: Path, embedding_model: str) -> str:
+    """One collection per dataset and embedding model, so a kept ``--db`` never mixes vectors of two models."""
+    import hashlib
+
+    name = re.sub(r"[^0-9a-zA-Z_]", "_", folder.resolve().name) or "beir"
+    digest = hashlib.sha256(embedding_model.encode()).hexdigest()[:8]
+    return f"{name if name[0].isalpha() else 'beir_' + name}_{digest}"
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from milvus_rerank.evaluation import evaluate, load_beir
+    from milvus_rerank.milvus.collection import create_rag_collection, ingest
+    from milvus_rerank.milvus.retriever import MilvusRetriever
+    from milvus_rerank.pipeline import RerankPipeline
+
+    if args.db is not None:
+        _check_uri(args.db, must_exist=False)
+    corpus, queries, qrels = load_beir(args.data_dir, args.split)
+    if args.max_queries is not None:
+        kept = list(qrels)[: args.max_queries]
+        qrels = {query_id: qrels[query_id] for query_id in kept}
+    modes = [mode for mode in _MODES if args.mode in (mode, "all")]
+    reranker: Reranker | None = demo.make_reranker(args) if (args.reranker_model or args.vllm_endpoint) else None
+    model = demo.load_embedding_model(args.embedding_model)
+
+    workdir = None
+    uri = args.db
+    if uri is None:
+        workdir = tempfile.TemporaryDirectory(prefix="milvus-rerank-eval-")
+        uri = os.path.join(workdir.name, "eval.db")
+    collection = _collection_name(Path(args.data_dir), os.fspath(args.embedding_model))
+    client = _connect(uri, must_exist=False)
+    rows: list[list[object]] = []
+    try:
+        stored = 0
+        if client.has_collection(collection):
+            stored = int(client.query(collection, filter="", output_fields=["count(*)"])[0]["count(*)"])
+        if stored == len(corpus):
+            _note(f"reusing collection {collection!r} at {uri} ({stored} documents)")
+        else:
+            if stored:
+                client.drop_collection(collection)
+            create_rag_collection(client, collection, dim=len(model.encode("dimension probe")))
+            ingest(client, collection, list(corpus.items()), embedding=model, show_progress=not args.quiet)
+        depth = max(args.rerank_depth, 100)
+        pipeline = RerankPipeline(reranker) if reranker is not None else None
+        for mode in modes:
+            retriever = MilvusRetriever(
+                client, collection, mode=mode, embedding=model if mode != "sparse" else None, limit=depth
+            )
+            first: dict[str, list[str]] = {}
+            reranked: dict[str, list[str]] = {}
+            rerank_seconds = 0.0
+            for query_id in tqdm(list(qrels), desc=f"eval {mode}", unit="query", disable=args.quiet):
+                candidates = retriever.retrieve(queries[query_id])
+                first[query_id] = [str(candidate.id) for candidate in candidates]
+                if pipeline is not None:
+                    head = candidates[: args.rerank_depth]
+                    started = time.perf_counter()
+                    ordered = pipeline.rerank(queries[query_id], head)
+                    rerank_seconds += time.perf_counter() - started
+                    # The reranked head, then the first stage's tail in its own order.
+                    reranked[query_id] = [str(c.id) for c in ordered] + first[query_id][len(head) :]
+            scores = evaluate(first, qrels)
+            rows.append([mode, scores.ndcg, scores.recall, scores.queries, None])
+            if pipeline is not None:
+                scores = evaluate(reranked, qrels)
+                per_query_ms = rerank_seconds / max(len(qrels), 1) * 1000.0
+                rows.append(
+                    [
+                        f"{mode} top-{args.rerank_depth} + rerank",
+                        scores.ndcg,
+                        scores.recall,
+                        scores.queries,
+                        per_query_ms,
+                    ]
+                )
+    finally:
+        client.close()
+        if workdir is not None:
+            workdir.cleanup()
+    _note(
+        f"{Path(args.data_dir).name} ({args.split}): {len(corpus)} documents, {len(qrels)} queries; "
+        f"embedding {args.embedding_model}"
+        + (f"; reranker {_reranker_label(args)}" if reranker is not None else "; no reranker")
+    )
+    headers = ("retrieval", "nDCG@10", "recall@100", "queries", "rerank ms/query")
+    table = format_table(headers, [[r[0], r[1], r[2], r[3], None if r[4] is None else f"{r[4]:.0f}"] for r in rows])
+    print(table)
+    return 0
+
+
+# ----------------------------------------------------------------------------- demo
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from milvus_rerank.milvus.retriever import MilvusRetriever
+    from milvus_rerank.pipeline import RerankPipeline
+
+    questions = args.question or list(demo.DEMO_QUESTIONS)
+    if any(not question.strip() for question in questions):
+        raise CLIError("--question must not be empty")
+    if args.db is not None:
+        _check_uri(args.db, must_exist=False)
+    model = demo.load_embedding_model(args.embedding_model)
+    reranker = demo.make_reranker(args)
+    workdir = None
+    uri = args.db
+    if uri is None:
+        workdir = tempfile.TemporaryDirectory(prefix="milvus-rerank-demo-")
+        uri = os.path.join(workdir.name, "demo.db")
+    client = _connect(uri, must_exist=False)
+    try:
+        count = demo.ingest_corpus(client, demo.DEMO_COLLECTION, model, show_progress=not args.quiet)
+        retriever = MilvusRetriever(client, demo.DEMO_COLLECTION, embedding=model, limit=args.candidates)
+        pipeline = RerankPipeline(reranker, top_n=args.top_n)
+        print(
+            f"Lumen Ridge Observatory handbook (fictional): {count} passages in Milvus Lite collection "
+            f"{demo.DEMO_COLLECTION!r}\nfirst stage: hybrid dense + BM25 (RRF), {args.candidates} candidates; "
+            f"reranker: {_reranker_label(args)}; top {args.top_n}; answers: "
+            + (f"LLM at {args.llm_endpoint}" if args.llm_endpoint else "extractive (no --llm-endpoint)")
+        )
+        for number, question in enumerate(questions, start=1):
+            candidates = retriever.retrieve(question)
+            results = pipeline.rerank(question, candidates)
+            print(f"\nQ{number}. {question}")
+            rows = [
+                [
+                    c.rank,
+                    c.rerank_score,
+                    c.retrieval_rank,
+                    c.score,
+                    str(c.id),
+                    _one_line(f"{c.metadata.get('title', '')} ({c.metadata.get('source', '?')})", 60),
+                ]
+                for c in results
+            ]
+            headers = ("rank", "rerank score", "first-stage rank", "first-stage score", "id", "passage")
+            print(format_table(headers, rows, align="rrrrll"))
+            passages = [(c.text, str(c.metadata.get("source", c.id))) for c in results]
+            print(demo.generate_answer(args, question, passages))
+    finally:
+        client.close()
+        if workdir is not None:
+            workdir.cleanup()
+    return 0
+
+
+# ----------------------------------------------------------------------------- parser
+
+
+def _positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
+    return number
+
+
+def _non_negative_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {value!r}") from None
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {value!r}")
+    return number
+
+
+def _add_milvus_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("Milvus")
+    group.add_argument(
+        "--uri",
+        default=DEFAULT_URI,
+        help=f"Milvus Lite file (*.db) or server URL such as http://localhost:19530 (default: %(default)s); "
+        f"a server token is read from ${TOKEN_ENV}",
+    )
+    group.add_argument("--collection", default=DEFAULT_COLLECTION, help="collection name (default: %(default)s)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``milvus-rerank`` with its four subcommands."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks and library logs on errors"
+    )
+    common.add_argument(
+        "-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bars on stderr"
+    )
+
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Rerank Milvus retrieval results with cross-encoders (local or served by vLLM): ingest "
+        "files, query with hybrid search + rerank, evaluate on BEIR data, or run the RAG demo.",
+        parents=[common],
+    )
+    parser.set_defaults(debug=False, quiet=False)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    ingest = commands.add_parser(
+        "ingest",
+        parents=[common],
+        help="ingest .txt, .md and .jsonl files or folders into a collection",
+        description="Chunk files (.txt, .md split at headings, .jsonl one document per line with 'text' and "
+        "'id') and upsert them into a hybrid (dense + BM25) collection, created if needed. Chunk ids are "
+        "'<file>#<n>', so re-ingesting a file replaces its old chunks.",
+    )
+    ingest.add_argument("paths", nargs="+", metavar="PATH", help="files or folders (searched recursively)")
+    _add_milvus_arguments(ingest)
+    ingest.add_argument(
+        "--embedding-model",
+        metavar="PATH_OR_ID",
+        default=demo.DEFAULT_EMBEDDING_MODEL,
+        help="sentence-transformers embedding model: a directory or a Hugging Face id (default: %(default)s)",
+    )
+    ingest.add_argument(
+        "--chunk-size", type=_positive_int, default=1000, help="longest chunk in characters (default: %(default)s)"
+    )
+    ingest.add_argument(
+        "--chunk-overlap",
+        type=_non_negative_int,
+        default=150,
+        help="characters repeated from the previous chunk (default: %(default)s)",
+    )
+    ingest.add_argument(
+        "--batch-size", type=_positive_int, default=64, help="chunks embedded per batch (default: %(default)s)"
+    )
+    ingest.add_argument("--recreate", action="store_true", help="drop the collection first")
+    ingest.set_defaults(handler=_cmd_ingest)
+
+    query = commands.add_parser(
+        "query",
+        parents=[common],
+        help="search a collection and rerank the results",
+        description="Retrieve candidates (hybrid dense + BM25 by default), rerank them and print a table with "
+        "both the first-stage and the rerank scores.",
+    )
+    query.add_argument("query", help="the query text")
+    _add_milvus_arguments(query)
+    demo.add_model_arguments(query)
+    query.add_argument("--mode", choices=_MODES, default="hybrid", help="first-stage search (default: %(default)s)")
+    query.add_argument(
+        "--candidates", type=_positive_int, default=20, help="first-stage candidates reranked (default: %(default)s)"
+    )
+    query.add_argument("--top-n", type=_positive_int, default=5, help="results shown (default: %(default)s)")
+    query.add_argument(
+        "--width", type=_positive_int, default=70, help="characters of text shown per result (default: %(default)s)"
+    )
+    query.set_defaults(handler=_cmd_query)
+
+    evaluation = commands.add_parser(
+        "eval",
+        parents=[common],
+        help="nDCG@10 and recall@100 on a BEIR-format dataset, with an optional reranker",
+        description="Ingest a BEIR-format folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv) into Milvus "
+        "Lite, run its queries and print nDCG@10 and recall@100, for the first stage and, with "
+        "--reranker-model or --vllm-endpoint, after reranking the top --rerank-depth candidates.",
+    )
+    evaluation.add_argument("data_dir", metavar="DATA_DIR", help="BEIR dataset folder")
+    evaluation.add_argument("--split", default="test", help="qrels split (default: %(default)s)")
+    demo.add_model_arguments(evaluation, reranker_default=None)
+    evaluation.add_argument(
+        "--mode", choices=(*_MODES, "all"), default="hybrid", help="first-stage search (default: %(default)s)"
+    )
+    evaluation.add_argument(
+        "--rerank-depth",
+        type=_positive_int,
+        default=100,
+        help="first-stage candidates reranked per query (default: %(default)s)",
+    )
+    evaluation.add_argument("--max-queries", type=_positive_int, default=None, help="evaluate only the first N queries")
+    evaluation.add_argument(
+        "--db",
+        metavar="PATH",
+        default=None,
+        help="Milvus Lite file to keep the ingested corpus in and reuse on the next run (default: a temporary file)",
+    )
+    evaluation.set_defaults(handler=_cmd_eval)
+
+    run_demo = commands.add_parser(
+        "demo",
+        parents=[common],
+        help="the RAG demo on a built-in corpus (Milvus Lite, hybrid search, rerank, answer)",
+        description="Ingest the built-in corpus (a fictional observatory handbook) into Milvus Lite, then for "
+        "each question: hybrid search, rerank, and answer from the best passages, with an LLM endpoint or, "
+        "without one, an extractive answer that quotes them. Offline, pass local model directories with "
+        "--reranker-model and --embedding-model.",
+    )
+    demo.add_demo_arguments(run_demo)
+    run_demo.set_defaults(handler=_cmd_demo)
+    return parser
+
+
+def _quiet_libraries() -> None:
+    """Keep library chatter (weight-loading bars, info logs) off a command's output."""
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    for name in ("transformers", "sentence_transformers", "huggingface_hub", "httpx"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    if "transformers" in sys.modules:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``milvus-rerank`` with ``argv`` (default: the process arguments) and return the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.debug:
+        _quiet_libraries()
+    try:
+        return int(args.handler(args))
+    except KeyboardInterrupt:
+        _note(f"{PROG}: interrupted")
+        return 130
+    except Exception as exc:
+        if args.debug:
+            raise
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        known = isinstance(exc, (CLIError, OSError, ValueError, LookupError)) or type(exc).__module__.startswith(
+            "milvus_rerank"
+        )
+        prefix = "" if known else f"{type(exc).__name__}: "
+        _note(f"{PROG} {args.command}: error: {prefix}{message}")
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

