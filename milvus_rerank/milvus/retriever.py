@@ -457,7 +457,7 @@ class MilvusRetriever:
                 )
             entity.pop(layout.primary_field, None)
             # pymilvus names the key after the primary field (older releases: always "id")
-            key = hit[layout.primary_field] if layout.primary_field in hit.keys() else hit["id"]
+            key = hit[layout.primary_field] if layout.primary_field in hit else hit["id"]
             score = float(hit["distance"])
             candidates.append(
                 Candidate(
