@@ -29,8 +29,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
-import math
 import os
 import platform
 import random
@@ -44,6 +42,7 @@ from typing import Any
 
 import numpy as np
 
+from milvus_rerank.evaluation import load_beir, ndcg_at_k, recall_at_k
 from milvus_rerank.milvus.collection import create_rag_collection, ingest
 from milvus_rerank.milvus.retriever import MilvusRetriever
 
@@ -59,40 +58,6 @@ PUBLISHED = {
     "rerank": "0.688 (BM25+CE MiniLM-L6), 0.731 (bge-reranker-v2-m3)",
 }
 PLAIN_PYMILVUS = {"bm25": (0.6646, 0.886), "dense": (0.6451, 0.927), "hybrid_rrf": (0.6865, 0.954)}
-
-
-def load_beir(data_dir: Path, split: str) -> tuple[dict[str, str], dict[str, str], dict[str, dict[str, int]]]:
-    corpus = {}
-    with open(data_dir / "corpus.jsonl", encoding="utf-8") as handle:
-        for line in handle:
-            row = json.loads(line)
-            title = row.get("title") or ""
-            corpus[str(row["_id"])] = f"{title} {row['text']}".strip() if title else row["text"]
-    qrels: dict[str, dict[str, int]] = {}
-    with open(data_dir / "qrels" / f"{split}.tsv", encoding="utf-8") as handle:
-        next(handle)
-        for line in handle:
-            query_id, doc_id, score = line.rstrip("\n").split("\t")
-            if int(score) > 0:
-                qrels.setdefault(query_id, {})[doc_id] = int(score)
-    queries = {}
-    with open(data_dir / "queries.jsonl", encoding="utf-8") as handle:
-        for line in handle:
-            row = json.loads(line)
-            if str(row["_id"]) in qrels:
-                queries[str(row["_id"])] = row["text"]
-    return corpus, queries, qrels
-
-
-def ndcg_at(ranked: Sequence[str], relevant: dict[str, int], k: int) -> float:
-    dcg = sum(relevant.get(doc, 0) / math.log2(i + 2) for i, doc in enumerate(ranked[:k]))
-    ideal = sorted(relevant.values(), reverse=True)[:k]
-    idcg = sum(gain / math.log2(i + 2) for i, gain in enumerate(ideal))
-    return dcg / idcg if idcg else 0.0
-
-
-def recall_at(ranked: Sequence[str], relevant: dict[str, int], k: int) -> float:
-    return len(set(ranked[:k]) & set(relevant)) / len(relevant)
 
 
 def embed_cached(model: Any, texts: list[str], cache: Path, label: str) -> np.ndarray:
@@ -235,8 +200,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             ranked = [str(c.id) for c in results["ours"]]
             if ranked != [str(hit["id"]) for hit in results["raw"]]:
                 mismatches += 1
-            ndcg.append(ndcg_at(ranked, qrels[query_id], 10))
-            recall.append(recall_at(ranked, qrels[query_id], DEPTH))
+            ndcg.append(ndcg_at_k(ranked, qrels[query_id], 10))
+            recall.append(recall_at_k(ranked, qrels[query_id], DEPTH))
         rows.append(
             {
                 "mode": mode,
@@ -283,7 +248,7 @@ def rerank_stage(
         candidates = first_stage.retrieve(query, limit=args.rerank_depth)
         reranked, elapsed = timed(lambda q=query, c=candidates: pipeline.rerank(q, c))
         times.append(elapsed)
-        ndcg.append(ndcg_at([str(c.id) for c in reranked], qrels[query_id], 10))
+        ndcg.append(ndcg_at_k([str(c.id) for c in reranked], qrels[query_id], 10))
     return {"label": label, "ndcg": statistics.fmean(ndcg), "ms": statistics.median(times)}
 
 

@@ -29,7 +29,8 @@ class BeirDataset(NamedTuple):
     It unpacks as ``corpus, queries, qrels = load_beir(folder)``.
 
     Attributes:
-        corpus: document id -> text (``title`` and ``text`` joined by a space when there is a title).
+        corpus: document id -> text (``title`` and ``text`` joined by a space, as BEIR does, when there is a
+            title).
         queries: query id -> text, only the queries that have relevant documents in the split.
         qrels: query id -> {document id: relevance}, positive relevances only.
     """
@@ -96,8 +97,8 @@ def load_beir(data_dir: str | Path, split: str = "test") -> BeirDataset:
 
     corpus: dict[str, str] = {}
     for row in _jsonl(folder / "corpus.jsonl"):
-        title = str(row.get("title") or "").strip()
-        corpus[str(row["_id"])] = f"{title} {row['text']}" if title else row["text"]
+        title = str(row.get("title") or "")
+        corpus[str(row["_id"])] = f"{title} {row['text']}".strip() if title.strip() else row["text"]
 
     qrels: Qrels = {}
     with qrels_path.open(encoding="utf-8", newline="") as handle:
