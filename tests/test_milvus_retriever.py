@@ -549,3 +549,44 @@ def test_function_rankers_run_in_milvus(client: MilvusClient, minilm: Any) -> No
     legacy = MilvusRetriever(client, "docs", embedding=minilm, ranker=WeightedRanker(0.2, 0.8, norm_score=True))
     assert [c.id for c in ours] == [c.id for c in legacy.retrieve(SOLAR_QUERY)]
     assert [c.id for c in ours] != [c.id for c in default] or ours[0].score != default[0].score
+
+
+@pytest.mark.parametrize("mode", ["dense", "hybrid"])
+def test_model_ranker_reranks_inside_milvus(client: MilvusClient, minilm: Any, mode: str) -> None:
+    from milvus_rerank import CohereReranker
+    from milvus_rerank.testing.server import RerankTestServer, WordOverlapReranker
+
+    with RerankTestServer() as server:
+        # Milvus Lite's only model-ranker provider is cohere; it posts to the test server's /v2/rerank.
+        function = CohereReranker(server.url, model=server.model_name).to_milvus_function(["built for"])
+        retriever = MilvusRetriever(client, "docs", mode=mode, embedding=minilm, ranker=function, limit=3)
+        queries = ["espresso coffee beans", "vector database similarity search"]
+        results = [retriever.retrieve(query) for query in queries]
+        records = server.rerank_requests
+    assert [record.body["query"] for record in records] == queries  # each search carries its own query
+    assert function.params["queries"] == ["built for"]  # the caller's Function is left as it was
+    for record, candidates in zip(records, results, strict=True):
+        sent = record.body["documents"]
+        expected = WordOverlapReranker().rerank(record.body["query"], sent, top_n=3)
+        assert [c.text for c in candidates] == [sent[r.index] for r in expected]
+        assert [c.rerank_score for c in candidates] == pytest.approx([r.score for r in expected], rel=1e-6)
+        assert all(c.reranked and c.score == c.rerank_score for c in candidates)
+        assert [c.retrieval_rank for c in candidates] == [1, 2, 3]
+    assert results[1][0].id == "milvus"
+    assert retriever.higher_is_better
+
+
+def test_model_ranker_failures(client: MilvusClient, minilm: Any) -> None:
+    from milvus_rerank import CohereReranker
+    from milvus_rerank.testing.server import Fault, RerankTestServer
+
+    with RerankTestServer() as server:
+        reranker = CohereReranker(server.url, model=server.model_name)
+        with pytest.raises(SchemaError, match=r"reads field 'body'.*input_field='text'"):
+            MilvusRetriever(
+                client, "docs", mode="sparse", ranker=reranker.to_milvus_function(["q"], input_field="body")
+            )
+        retriever = MilvusRetriever(client, "docs", mode="sparse", ranker=reranker.to_milvus_function(["q"]))
+        server.inject(Fault.server_error(503))
+        with pytest.raises(RetrievalError, match=r"search on collection 'docs' failed: .*503"):
+            retriever.retrieve("coffee")

@@ -233,6 +233,13 @@ class MilvusRetriever:
                 )
             self._encode_sparse = as_sparse_query_encoder(sparse_embedding)
         self.output_fields = self._resolve_output_fields(output_fields)
+        if _is_model_ranker(self._ranker):
+            unknown = [f for f in self._ranker.input_field_names if f not in self._layout.scalar_fields]
+            if unknown:
+                raise SchemaError(
+                    f"the ranker Function reads field {unknown[0]!r}, which collection {collection_name!r} lacks; "
+                    f"build it with input_field={self._layout.text_field!r}"
+                )
 
     # ------------------------------------------------------------------ introspection
 
