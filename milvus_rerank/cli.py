@@ -323,21 +323,8 @@ def _reranker_label(args: argparse.Namespace) -> str:
     return f"vLLM at {args.vllm_endpoint}" if args.vllm_endpoint else f"cross-encoder {args.reranker_model}"
 
 
-def _candidate_rows(results: Sequence[Candidate], first_stage: Sequence[Candidate], width: int) -> list[list[object]]:
-    positions = {candidate.id: candidate.retrieval_rank for candidate in first_stage}
-    rows: list[list[object]] = []
-    for candidate in results:
-        rows.append(
-            [
-                candidate.rank,
-                candidate.rerank_score,
-                positions.get(candidate.id, candidate.retrieval_rank),
-                candidate.score,
-                str(candidate.id),
-                _one_line(candidate.text, width),
-            ]
-        )
-    return rows
+def _candidate_rows(results: Sequence[Candidate], width: int) -> list[list[object]]:
+    return [[c.rank, c.rerank_score, c.retrieval_rank, c.score, str(c.id), _one_line(c.text, width)] for c in results]
 
 
 _CANDIDATE_HEADERS = ("rank", "rerank score", "first-stage rank", "first-stage score", "id", "text")
@@ -368,7 +355,11 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
         if existed:
             # Re-ingesting a text file replaces all its old chunks, also those past its new end.
             text_sources = sorted({_source_name(f) for f in files if f.suffix.lower() in (".txt", ".md")})
-            if text_sources:
+            description = client.describe_collection(args.collection)
+            has_source = description.get("enable_dynamic_field") or any(
+                field["name"] == "source" for field in description["fields"]
+            )
+            if text_sources and has_source:
                 client.delete(args.collection, filter=f"source in {json.dumps(text_sources)}")
         else:
             dim = len(model.encode("dimension probe"))
@@ -408,16 +399,17 @@ def _cmd_query(args: argparse.Namespace) -> int:
         retriever = MilvusRetriever(client, args.collection, mode=mode, embedding=embedding, limit=args.candidates)
         candidates = retriever.retrieve(args.query)
         results = RerankPipeline(reranker, top_n=args.top_n).rerank(args.query, candidates)
+        scores = "RRF fusion scores" if mode == "hybrid" else f"{retriever.metric_type} scores"
     finally:
         client.close()
     _note(
-        f"{args.mode} search of {args.collection!r} at {args.uri}: {len(candidates)} candidates, reranked by "
-        f"{_reranker_label(args)}; top {args.top_n}"
+        f"{args.mode} search of {args.collection!r} at {args.uri}: {len(candidates)} candidates (first-stage "
+        f"scores are {scores}), reranked by {_reranker_label(args)}; top {args.top_n}"
     )
     if not results:
         print("no results: the collection is empty or nothing matched")
         return 0
-    print(format_table(_CANDIDATE_HEADERS, _candidate_rows(results, candidates, args.width), align="rrrrll"))
+    print(format_table(_CANDIDATE_HEADERS, _candidate_rows(results, args.width), align="rrrrll"))
     return 0
 
 
