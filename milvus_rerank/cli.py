@@ -625,8 +625,8 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
         help="ingest .txt, .md and .jsonl files or folders into a collection",
         description="Chunk files (.txt, .md split at headings, .jsonl one document per line with 'text' and "
-        "'id') and upsert them into a hybrid (dense + BM25) collection, created if needed. Chunk ids are "
-        "'<file>#<n>', so re-ingesting a file replaces its old chunks.",
+        "'id') and upsert them into a hybrid (dense + BM25) collection, created if needed. Chunks of .txt and .md "
+        "files get ids '<file>#<n>', and re-ingesting such a file replaces its old chunks.",
     )
     ingest.add_argument("paths", nargs="+", metavar="PATH", help="files or folders (searched recursively)")
     _add_milvus_arguments(ingest)
@@ -637,16 +637,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="sentence-transformers embedding model: a directory or a Hugging Face id (default: %(default)s)",
     )
     ingest.add_argument(
-        "--chunk-size", type=_positive_int, default=1000, help="longest chunk in characters (default: %(default)s)"
+        "--chunk-size",
+        metavar="N",
+        type=_positive_int,
+        default=1000,
+        help="longest chunk in characters (default: %(default)s)",
     )
     ingest.add_argument(
         "--chunk-overlap",
+        metavar="N",
         type=_non_negative_int,
         default=150,
         help="characters repeated from the previous chunk (default: %(default)s)",
     )
     ingest.add_argument(
-        "--batch-size", type=_positive_int, default=64, help="chunks embedded per batch (default: %(default)s)"
+        "--batch-size",
+        metavar="N",
+        type=_positive_int,
+        default=64,
+        help="chunks embedded per batch (default: %(default)s)",
     )
     ingest.add_argument("--recreate", action="store_true", help="drop the collection first")
     ingest.set_defaults(handler=_cmd_ingest)
@@ -663,11 +672,21 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_model_arguments(query)
     query.add_argument("--mode", choices=_MODES, default="hybrid", help="first-stage search (default: %(default)s)")
     query.add_argument(
-        "--candidates", type=_positive_int, default=20, help="first-stage candidates reranked (default: %(default)s)"
+        "--candidates",
+        metavar="N",
+        type=_positive_int,
+        default=20,
+        help="first-stage candidates reranked (default: %(default)s)",
     )
-    query.add_argument("--top-n", type=_positive_int, default=5, help="results shown (default: %(default)s)")
     query.add_argument(
-        "--width", type=_positive_int, default=70, help="characters of text shown per result (default: %(default)s)"
+        "--top-n", metavar="N", type=_positive_int, default=5, help="results shown (default: %(default)s)"
+    )
+    query.add_argument(
+        "--width",
+        metavar="N",
+        type=_positive_int,
+        default=70,
+        help="characters of text shown per result (default: %(default)s)",
     )
     query.set_defaults(handler=_cmd_query)
 
@@ -687,11 +706,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluation.add_argument(
         "--rerank-depth",
+        metavar="N",
         type=_positive_int,
         default=100,
         help="first-stage candidates reranked per query (default: %(default)s)",
     )
-    evaluation.add_argument("--max-queries", type=_positive_int, default=None, help="evaluate only the first N queries")
+    evaluation.add_argument(
+        "--max-queries", metavar="N", type=_positive_int, default=None, help="evaluate only the first N queries"
+    )
     evaluation.add_argument(
         "--db",
         metavar="PATH",
