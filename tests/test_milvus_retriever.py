@@ -131,7 +131,7 @@ def test_limits(client: MilvusClient, minilm: Any) -> None:
     assert len(retriever.retrieve(SOLAR_QUERY, limit=5)) == 5
     assert retriever.limit == 2  # a per-call limit does not stick
     assert retriever.effective_candidate_limit == 100
-    assert MilvusRetriever(client, "docs", embedding=minilm, limit=300).effective_candidate_limit == 300
+    assert MilvusRetriever(client, "docs", embedding=minilm, limit=80).effective_candidate_limit == 160
     assert MilvusRetriever(client, "docs", embedding=minilm, candidate_limit=7).effective_candidate_limit == 7
     assert MilvusRetriever(client, "docs", embedding=minilm, limit=5, candidate_limit=7).effective_candidate_limit == 7
 

@@ -40,10 +40,17 @@ DEFAULT_LIMIT = 50
 """Candidates returned per query: enough for a reranker to find what the first stage ranked low."""
 
 DEFAULT_CANDIDATE_LIMIT = 100
-"""Floor of the per-leg depth in hybrid search (the legs fetch ``max(limit, this)``)."""
+"""Floor of the per-leg depth in hybrid search: by default each leg fetches ``max(2 * limit, 100)``.
+
+Legs deeper than the fused list let RRF promote documents that both legs rank fairly well. On
+SciFact (limit 100): legs of 100 give nDCG@10 0.6865 / recall@100 0.954, legs of 200 give
+0.6888 / 0.962."""
 
 DEFAULT_RRF_K = 60
-"""The RRF constant of the original paper and Milvus's default; best of those tried on SciFact."""
+"""The RRF constant of the original paper and Milvus's own default.
+
+A smaller k weights each leg's top ranks more: on SciFact's train split k=20 scored nDCG@10
+0.696 against 0.688 for k=60; we keep the well-tried 60 rather than a value fitted to one dataset."""
 
 # Metrics whose raw value is a distance (smaller is closer). COSINE, IP and BM25 are similarities.
 _LOWER_IS_BETTER = frozenset({"L2", "HAMMING", "JACCARD", "SUBSTRUCTURE", "SUPERSTRUCTURE"})
@@ -103,7 +110,7 @@ class MilvusRetriever:
         sparse_field: The sparse vector field.
         limit: How many candidates to return per query.
         candidate_limit: How many hits each hybrid leg fetches before fusion; default
-            ``max(limit, 100)``: deeper legs than the final list make fusion better at finding
+            ``max(2 * limit, 100)``: deeper legs than the final list make fusion better at finding
             documents that both legs rank fairly high. Ignored by single-leg modes.
         fusion: ``"rrf"`` (reciprocal rank fusion, default) or ``"weighted"``.
         rrf_k: The RRF constant.
@@ -292,7 +299,7 @@ class MilvusRetriever:
     def _leg_depth(self, limit: int) -> int:
         if self.candidate_limit is not None:
             return self.candidate_limit
-        return min(max(DEFAULT_CANDIDATE_LIMIT, limit), _MAX_TOPK)
+        return min(max(DEFAULT_CANDIDATE_LIMIT, 2 * limit), _MAX_TOPK)
 
     def __repr__(self) -> str:
         layout = self._layout
