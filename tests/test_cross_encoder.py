@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
+import shutil
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -80,27 +82,95 @@ def test_scores_match_sentence_transformers_with_truncation(tiny_model: Path) ->
 
 
 def test_forced_activations(tiny_model: Path, raw_logit_model: Path, two_label_model: Path) -> None:
-    auto = CrossEncoderReranker(tiny_model).score(QUERY, DOCUMENTS)
-    raw = CrossEncoderReranker(tiny_model, activation="none").score(QUERY, DOCUMENTS)
-    forced = CrossEncoderReranker(tiny_model, activation="sigmoid").score(QUERY, DOCUMENTS)
+    auto = CrossEncoderReranker(tiny_model, device="cpu").score(QUERY, DOCUMENTS)
+    raw = CrossEncoderReranker(tiny_model, activation="none", device="cpu").score(QUERY, DOCUMENTS)
+    forced = CrossEncoderReranker(tiny_model, activation="sigmoid", device="cpu").score(QUERY, DOCUMENTS)
     assert max_abs_diff(forced, auto) <= 1e-6
     assert max_abs_diff([1 / (1 + math.exp(-x)) for x in raw], auto) <= 1e-6
     assert any(not 0 < x < 1 for x in raw) or raw != auto
 
-    logits = CrossEncoderReranker(raw_logit_model).score(QUERY, DOCUMENTS)
-    squashed = CrossEncoderReranker(raw_logit_model, activation="sigmoid").score(QUERY, DOCUMENTS)
+    logits = CrossEncoderReranker(raw_logit_model, device="cpu").score(QUERY, DOCUMENTS)
+    squashed = CrossEncoderReranker(raw_logit_model, activation="sigmoid", device="cpu").score(QUERY, DOCUMENTS)
     assert max_abs_diff([1 / (1 + math.exp(-x)) for x in logits], squashed) <= 1e-6
 
-    probability = CrossEncoderReranker(two_label_model).score(QUERY, DOCUMENTS)
-    margin = CrossEncoderReranker(two_label_model, activation="none").score(QUERY, DOCUMENTS)
+    probability = CrossEncoderReranker(two_label_model, device="cpu").score(QUERY, DOCUMENTS)
+    margin = CrossEncoderReranker(two_label_model, activation="none", device="cpu").score(QUERY, DOCUMENTS)
     assert max_abs_diff([1 / (1 + math.exp(-x)) for x in margin], probability) <= 1e-6
+
+
+def make_variant(base: Path, target: Path, architecture: str) -> Path:
+    """A tiny cross-encoder of another architecture, with the WordPiece tokenizer of ``base``."""
+    import transformers
+
+    shutil.copytree(base, target, ignore=shutil.ignore_patterns("config.json", "model.safetensors"))
+    vocab_size = len((base / "vocab.txt").read_text(encoding="utf-8").splitlines())
+    sizes = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 48}
+    common = {"vocab_size": vocab_size, "num_labels": 1, "pad_token_id": 0, "initializer_range": 0.4}
+    if architecture == "roberta":
+        # Positions start after the padding index; two token types, as some RoBERTa-style rerankers have.
+        config = transformers.RobertaConfig(**sizes, **common, type_vocab_size=2, max_position_embeddings=514)
+        model_class = transformers.RobertaForSequenceClassification
+    elif architecture == "xlm-roberta":
+        config = transformers.XLMRobertaConfig(**sizes, **common, type_vocab_size=1, max_position_embeddings=514)
+        model_class = transformers.XLMRobertaForSequenceClassification
+    elif architecture == "electra":
+        config = transformers.ElectraConfig(**sizes, **common, embedding_size=16, hidden_act="gelu")
+        model_class = transformers.ElectraForSequenceClassification
+    else:
+        config = transformers.DistilBertConfig(
+            dim=32,
+            n_layers=2,
+            n_heads=4,
+            hidden_dim=48,
+            vocab_size=vocab_size,
+            num_labels=1,
+            pad_token_id=0,
+            initializer_range=0.4,
+        )
+        model_class = transformers.DistilBertForSequenceClassification
+    if architecture in ("xlm-roberta", "distilbert"):
+        # These models take no token type ids, so the tokenizer must not produce them.
+        tokenizer_config = json.loads((target / "tokenizer_config.json").read_text())
+        tokenizer_config["model_input_names"] = ["input_ids", "attention_mask"]
+        (target / "tokenizer_config.json").write_text(json.dumps(tokenizer_config))
+    torch.manual_seed(7)
+    model_class(config).eval().save_pretrained(target)
+    return target
+
+
+@pytest.mark.parametrize(
+    ("architecture", "packed"), [("roberta", True), ("xlm-roberta", True), ("electra", True), ("distilbert", False)]
+)
+def test_other_architectures_match_sentence_transformers(
+    tiny_model: Path, tmp_path: Path, architecture: str, packed: bool
+) -> None:
+    path = make_variant(tiny_model, tmp_path / architecture, architecture)
+    reranker = CrossEncoderReranker(path, device="cpu", batch_size=3)
+    # BERT-family layers run on the packed path; anything else through the model's own forward.
+    assert (reranker._model().packed is not None) == packed
+    ours = reranker.score(QUERY, DOCUMENTS)
+    assert max_abs_diff(ours, st_scores(path, DOCUMENTS)) <= 1e-5
+    assert len(set(ours)) > len(DOCUMENTS) // 2
+
+
+def test_packed_path_matches_the_models_own_forward(tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    packed = CrossEncoderReranker(tiny_model, device="cpu", batch_size=4)
+    assert packed._model().packed is not None
+    monkeypatch.setattr(ce_module._PackedEncoder, "build", staticmethod(lambda model: None))
+    # Same model under another key (a symlinked directory would share the key): load it afresh unpacked.
+    plain = CrossEncoderReranker(tiny_model, device="cpu", batch_size=4)
+    plain._loaded = ce_module._load(
+        str(tiny_model), "cpu", "float32", local_files_only=True, trust_remote_code=False, revision=None
+    )
+    assert plain._loaded.packed is None
+    assert max_abs_diff(packed.score(QUERY, DOCUMENTS), plain.score(QUERY, DOCUMENTS)) <= 1e-5
 
 
 # --- the rerank contract ---------------------------------------------------------------------------------
 
 
 def test_results_are_sorted_and_point_into_documents(tiny_model: Path) -> None:
-    reranker = CrossEncoderReranker(tiny_model)
+    reranker = CrossEncoderReranker(tiny_model, device="cpu")
     scores = reranker.score(QUERY, DOCUMENTS)
     results = reranker.rerank(QUERY, DOCUMENTS)
     assert sorted(r.index for r in results) == list(range(len(DOCUMENTS)))
@@ -112,18 +182,18 @@ def test_results_are_sorted_and_point_into_documents(tiny_model: Path) -> None:
 
 def test_ties_keep_input_order(tiny_model: Path) -> None:
     documents = ["cells", "the brain", "cells", "cells"]
-    results = CrossEncoderReranker(tiny_model).rerank(QUERY, documents)
+    results = CrossEncoderReranker(tiny_model, device="cpu").rerank(QUERY, documents)
     tied = [r.index for r in results if documents[r.index] == "cells"]
     assert tied == [0, 2, 3]
     assert len({r.score for r in results if documents[r.index] == "cells"}) == 1
     # The duplicated pair in DOCUMENTS also ties, and keeps its order.
-    full = CrossEncoderReranker(tiny_model).rerank(QUERY, DOCUMENTS)
+    full = CrossEncoderReranker(tiny_model, device="cpu").rerank(QUERY, DOCUMENTS)
     positions = [i for i, r in enumerate(full) if r.index in DUPLICATES]
     assert [full[i].index for i in positions] == list(DUPLICATES)
 
 
 def test_top_n(tiny_model: Path) -> None:
-    reranker = CrossEncoderReranker(tiny_model)
+    reranker = CrossEncoderReranker(tiny_model, device="cpu")
     everything = reranker.rerank(QUERY, DOCUMENTS)
     assert reranker.rerank(QUERY, DOCUMENTS, top_n=3) == everything[:3]
     assert reranker.rerank(QUERY, DOCUMENTS, top_n=1) == everything[:1]
@@ -158,7 +228,7 @@ async def test_empty_documents_do_not_load_the_model(tmp_path: Path) -> None:
 async def test_bad_input(
     tiny_model: Path, query: object, documents: object, top_n: object, error: type[Exception], match: str
 ) -> None:
-    reranker = CrossEncoderReranker(tiny_model)
+    reranker = CrossEncoderReranker(tiny_model, device="cpu")
     with pytest.raises(error, match=match):
         reranker.rerank(query, documents, top_n=top_n)  # type: ignore[arg-type]
     with pytest.raises(error, match=match):
@@ -187,10 +257,13 @@ def test_options_are_resolved(tiny_model: Path) -> None:
     reranker = CrossEncoderReranker(tiny_model, device="cpu", dtype=torch.bfloat16)
     assert (reranker.device, reranker.dtype) == ("cpu", "bfloat16")
     assert CrossEncoderReranker(tiny_model, device="cpu").dtype == "float32"
+    default = CrossEncoderReranker(tiny_model)
     expected = "cuda" if torch.cuda.is_available() else "cpu"
     if expected == "cpu" and torch.backends.mps.is_available():
         expected = "mps"
-    assert CrossEncoderReranker(tiny_model).device == expected
+    assert default.device == expected
+    assert default.dtype == ("float32" if expected == "cpu" else default.dtype)
+    assert default.dtype in ("float32", "bfloat16", "float16")
 
 
 # --- truncation ------------------------------------------------------------------------------------------
@@ -199,7 +272,7 @@ def test_options_are_resolved(tiny_model: Path) -> None:
 def test_truncation_warns_once_per_instance(tiny_model: Path, caplog: pytest.LogCaptureFixture) -> None:
     long_documents = ["cells " * 50, "blood", "the brain " * 40]
     caplog.set_level(logging.WARNING, logger=ce_module.__name__)
-    reranker = CrossEncoderReranker(tiny_model, max_length=32)
+    reranker = CrossEncoderReranker(tiny_model, max_length=32, device="cpu")
     reranker.rerank(QUERY, long_documents)
     reranker.rerank(QUERY, long_documents)
     warnings = [r for r in caplog.records if "truncated" in r.getMessage()]
@@ -207,25 +280,25 @@ def test_truncation_warns_once_per_instance(tiny_model: Path, caplog: pytest.Log
     assert "2 of 3" in warnings[0].getMessage()
     assert "32 tokens" in warnings[0].getMessage()
 
-    CrossEncoderReranker(tiny_model, max_length=32).rerank(QUERY, long_documents)
+    CrossEncoderReranker(tiny_model, max_length=32, device="cpu").rerank(QUERY, long_documents)
     assert len([r for r in caplog.records if "truncated" in r.getMessage()]) == 2
 
 
 def test_no_warning_without_truncation(tiny_model: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, logger=ce_module.__name__)
     # Default max_length is the model's own limit (512 here): nothing in DOCUMENTS reaches it.
-    CrossEncoderReranker(tiny_model).rerank(QUERY, DOCUMENTS)
+    CrossEncoderReranker(tiny_model, device="cpu").rerank(QUERY, DOCUMENTS)
     # A pair that fits max_length exactly is not truncated either.
-    reranker = CrossEncoderReranker(tiny_model)
+    reranker = CrossEncoderReranker(tiny_model, device="cpu")
     exact = reranker._model().tokenizer(QUERY, "cells cells")["input_ids"]
-    CrossEncoderReranker(tiny_model, max_length=len(exact)).rerank(QUERY, ["cells cells", "cells"])
+    CrossEncoderReranker(tiny_model, device="cpu", max_length=len(exact)).rerank(QUERY, ["cells cells", "cells"])
     assert not [r for r in caplog.records if "truncated" in r.getMessage()]
 
 
 def test_truncation_is_longest_first(tiny_model: Path) -> None:
-    tokenizer = CrossEncoderReranker(tiny_model)._model().tokenizer
+    tokenizer = CrossEncoderReranker(tiny_model, device="cpu")._model().tokenizer
     long_query = "cancer " * 30
-    reranker = CrossEncoderReranker(tiny_model, max_length=20)
+    reranker = CrossEncoderReranker(tiny_model, max_length=20, device="cpu")
     # The truncated scores equal the scores of the pairs a longest-first tokenizer call produces.
     for document in ["blood", "cells " * 40]:
         expected = tokenizer(long_query, document, truncation="longest_first", max_length=20)
@@ -234,7 +307,7 @@ def test_truncation_is_longest_first(tiny_model: Path) -> None:
         ]
         assert len(expected["input_ids"]) == 20
         got = reranker.score(long_query, [document])
-        untruncated = CrossEncoderReranker(tiny_model).score(
+        untruncated = CrossEncoderReranker(tiny_model, device="cpu").score(
             query_part.replace("[CLS]", "").strip(), [document_part.strip()]
         )
         assert max_abs_diff(got, untruncated) <= 1e-5
@@ -247,12 +320,14 @@ def test_truncation_is_longest_first(tiny_model: Path) -> None:
 def test_order_is_restored_after_length_sorting(
     tiny_model: Path, batch_size: int, max_batch_tokens: int | None
 ) -> None:
-    one_by_one = [CrossEncoderReranker(tiny_model).score(QUERY, [doc])[0] for doc in DOCUMENTS]
-    batched = CrossEncoderReranker(tiny_model, batch_size=batch_size, max_batch_tokens=max_batch_tokens).score(
-        QUERY, DOCUMENTS
-    )
+    one_by_one = [CrossEncoderReranker(tiny_model, device="cpu").score(QUERY, [doc])[0] for doc in DOCUMENTS]
+    batched = CrossEncoderReranker(
+        tiny_model, batch_size=batch_size, max_batch_tokens=max_batch_tokens, device="cpu"
+    ).score(QUERY, DOCUMENTS)
     assert max_abs_diff(batched, one_by_one) <= 1e-5
-    reversed_scores = CrossEncoderReranker(tiny_model, batch_size=batch_size).score(QUERY, DOCUMENTS[::-1])
+    reversed_scores = CrossEncoderReranker(tiny_model, batch_size=batch_size, device="cpu").score(
+        QUERY, DOCUMENTS[::-1]
+    )
     assert max_abs_diff(reversed_scores[::-1], one_by_one) <= 1e-5
 
 
@@ -267,13 +342,13 @@ def test_bfloat16_on_cpu_is_close(tiny_model: Path) -> None:
 
 
 async def test_arerank_matches_rerank(tiny_model: Path) -> None:
-    reranker = CrossEncoderReranker(tiny_model)
+    reranker = CrossEncoderReranker(tiny_model, device="cpu")
     expected = reranker.rerank(QUERY, DOCUMENTS, top_n=4)
     assert await reranker.arerank(QUERY, DOCUMENTS, top_n=4) == expected
 
 
 async def test_arerank_runs_off_the_event_loop(tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    reranker = CrossEncoderReranker(tiny_model)
+    reranker = CrossEncoderReranker(tiny_model, device="cpu")
     loop_thread = threading.get_ident()
     seen: list[int] = []
     real_score = CrossEncoderReranker.score
@@ -289,8 +364,8 @@ async def test_arerank_runs_off_the_event_loop(tiny_model: Path, monkeypatch: py
 
 
 async def test_concurrent_arerank_calls(tiny_model: Path, two_label_model: Path) -> None:
-    first = CrossEncoderReranker(tiny_model)
-    second = CrossEncoderReranker(two_label_model)
+    first = CrossEncoderReranker(tiny_model, device="cpu")
+    second = CrossEncoderReranker(two_label_model, device="cpu")
     queries = [QUERY, "blood", "milvus vector search", "old men", QUERY]
     expected = [r.rerank(q, DOCUMENTS) for q in queries for r in (first, second)]
     got = await asyncio.gather(*(r.arerank(q, DOCUMENTS) for q in queries for r in (first, second)))
@@ -306,7 +381,7 @@ def test_threads_share_one_lazy_load(fresh_model: Path, monkeypatch: pytest.Monk
         return real_load(name, *args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(ce_module, "_load", counting_load)
-    rerankers = [CrossEncoderReranker(fresh_model) for _ in range(4)]
+    rerankers = [CrossEncoderReranker(fresh_model, device="cpu") for _ in range(4)]
     assert loads == []  # construction never loads
     with ThreadPoolExecutor(max_workers=4) as pool:
         results = list(pool.map(lambda r: r.rerank(QUERY, DOCUMENTS), rerankers * 2))
@@ -378,10 +453,10 @@ def test_offline_without_cache_explains_local_directory(monkeypatch: pytest.Monk
 
 
 def test_fixture_tokenizer_uses_its_vocabulary(tiny_model: Path) -> None:
-    tokenizer = CrossEncoderReranker(tiny_model)._model().tokenizer
+    tokenizer = CrossEncoderReranker(tiny_model, device="cpu")._model().tokenizer
     ids = tokenizer("cancer cells", add_special_tokens=False)["input_ids"]
     assert tokenizer.unk_token_id not in ids
     assert len(ids) == 2
     # Same length, different words: different scores.
-    scores = CrossEncoderReranker(tiny_model).score(QUERY, ["cancer cells", "blood brain", "old men"])
+    scores = CrossEncoderReranker(tiny_model, device="cpu").score(QUERY, ["cancer cells", "blood brain", "old men"])
     assert len(set(scores)) == 3

@@ -65,6 +65,143 @@ def _import_transformers() -> Any:
         raise ImportError(_INSTALL_HINT) from exc
 
 
+# Architectures whose encoder layers share BERT's module layout, so the packed path can run them.
+_PACKED_ARCHITECTURES = {
+    "BertForSequenceClassification": "pooler",
+    "RobertaForSequenceClassification": "head",
+    "XLMRobertaForSequenceClassification": "head",
+    "CamembertForSequenceClassification": "head",
+    "ElectraForSequenceClassification": "head",
+}
+
+
+class _PackedEncoder:
+    """Runs a BERT-family cross-encoder on packed tokens: no padding in any dense layer.
+
+    The batch's pairs are concatenated into one ``[tokens, hidden]`` matrix, so the dense layers
+    (over 90% of the FLOPs) see only real tokens, with Q, K and V in one matmul. Attention alone
+    pads the batch's pairs to its longest (they are sorted by length, so that is little). Numerically
+    this is the model's own forward pass: the same weights, operations and order per token.
+    """
+
+    def __init__(self, model: Any) -> None:
+        torch = _import_torch()
+        base = model.base_model
+        config = model.config
+        self.model = model
+        self.embeddings = base.embeddings
+        # RoBERTa-style models number positions from padding_idx + 1.
+        padding_idx = getattr(self.embeddings, "padding_idx", None)
+        self.position_offset = padding_idx + 1 if isinstance(padding_idx, int) else 0
+        self.project = getattr(base, "embeddings_project", None)
+        self.pooler = getattr(base, "pooler", None) if _PACKED_ARCHITECTURES[type(model).__name__] == "pooler" else None
+        self.layers = []
+        for layer in base.encoder.layer:
+            attention = layer.attention.self
+            qkv_weight = torch.cat([attention.query.weight, attention.key.weight, attention.value.weight]).detach()
+            qkv_bias = torch.cat([attention.query.bias, attention.key.bias, attention.value.bias]).detach()
+            self.layers.append(
+                (
+                    qkv_weight,
+                    qkv_bias,
+                    layer.attention.output.dense,
+                    layer.attention.output.LayerNorm,
+                    layer.intermediate.dense,
+                    layer.intermediate.intermediate_act_fn,
+                    layer.output.dense,
+                    layer.output.LayerNorm,
+                )
+            )
+        first = base.encoder.layer[0].attention.self
+        self.heads = int(first.num_attention_heads)
+        self.head_size = int(first.attention_head_size)
+        self.scaling = float(getattr(first, "scaling", self.head_size**-0.5))
+        self.hidden = int(config.hidden_size)
+
+    @staticmethod
+    def build(model: Any) -> _PackedEncoder | None:
+        """The packed runner for ``model``, or None when its architecture needs the generic forward."""
+        config = model.config
+        if type(model).__name__ not in _PACKED_ARCHITECTURES:
+            return None
+        if getattr(config, "is_decoder", False) or getattr(config, "add_cross_attention", False):
+            return None
+        if getattr(config, "position_embedding_type", "absolute") not in (None, "absolute"):
+            return None
+        try:
+            layer = model.base_model.encoder.layer[0]
+            for path in (
+                "attention.self.query",
+                "attention.self.key",
+                "attention.self.value",
+                "attention.output.dense",
+                "attention.output.LayerNorm",
+                "intermediate.dense",
+                "intermediate.intermediate_act_fn",
+                "output.dense",
+                "output.LayerNorm",
+            ):
+                obj = layer
+                for part in path.split("."):
+                    obj = getattr(obj, part)
+            return _PackedEncoder(model)
+        except (AttributeError, IndexError, TypeError):
+            return None
+
+    def logits(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None, lengths: list[int]) -> torch.Tensor:
+        """Logits ``[pairs, labels]`` for pairs whose tokens are concatenated in ``input_ids`` ``[tokens]``."""
+        torch = _import_torch()
+        functional = torch.nn.functional
+        device = input_ids.device
+        count, longest, total = len(lengths), max(lengths), int(input_ids.shape[0])
+        starts = [0] * count
+        for i in range(1, count):
+            starts[i] = starts[i - 1] + lengths[i - 1]
+        positions = torch.cat([torch.arange(n, device=device) for n in lengths]) + self.position_offset
+        hidden = self.embeddings(
+            input_ids=input_ids[None],
+            token_type_ids=None if token_type_ids is None else token_type_ids[None],
+            position_ids=positions[None],
+        )[0]
+        if self.project is not None:
+            hidden = self.project(hidden)
+
+        uniform = all(n == longest for n in lengths)
+        if not uniform:
+            # Row of each real token in the [count * longest] padded layout that attention uses.
+            rows = torch.cat([torch.arange(n, device=device) + i * longest for i, n in enumerate(lengths)])
+            key_mask = torch.zeros((count, longest), dtype=torch.bool, device=device)
+            for i, n in enumerate(lengths):
+                key_mask[i, :n] = True
+            key_mask = key_mask[:, None, None, :]
+        heads, head_size, width = self.heads, self.head_size, self.hidden
+        for qkv_weight, qkv_bias, out, norm1, up, act, down, norm2 in self.layers:
+            qkv = torch.addmm(qkv_bias, hidden, qkv_weight.t())
+            if uniform:
+                qkv = qkv.view(count, longest, 3, heads, head_size)
+            else:
+                padded = qkv.new_zeros((count * longest, 3 * width))
+                padded.index_copy_(0, rows, qkv)
+                qkv = padded.view(count, longest, 3, heads, head_size)
+            qkv = qkv.permute(2, 0, 3, 1, 4)
+            context = functional.scaled_dot_product_attention(
+                qkv[0], qkv[1], qkv[2], attn_mask=None if uniform else key_mask, scale=self.scaling
+            )
+            context = context.transpose(1, 2).reshape(count * longest, width)
+            if not uniform:
+                context = context.index_select(0, rows)
+            attended = torch.addmm(out.bias, context, out.weight.t()).add_(hidden)
+            hidden = functional.layer_norm(attended, (width,), norm1.weight, norm1.bias, norm1.eps)
+            inner = act(torch.addmm(up.bias, hidden, up.weight.t()))
+            output = torch.addmm(down.bias, inner, down.weight.t()).add_(hidden)
+            hidden = functional.layer_norm(output, (width,), norm2.weight, norm2.bias, norm2.eps)
+        del total
+        first_tokens = hidden[torch.tensor(starts, device=device)][:, None, :]
+        if self.pooler is not None:
+            return self.model.classifier(self.pooler(first_tokens))
+        return self.model.classifier(first_tokens)
+
+
 @dataclass(eq=False)
 class _LoadedModel:
     """A model and tokenizer loaded once per process and shared by every reranker that uses them."""
@@ -77,6 +214,7 @@ class _LoadedModel:
     max_length: int
     pad_token_id: int
     uses_token_type_ids: bool
+    packed: _PackedEncoder | None
     # Fast tokenizers refuse concurrent use of one instance ("Already borrowed").
     tokenizer_lock: threading.Lock
 
@@ -291,6 +429,7 @@ def _load(
         max_length=_model_max_length(tokenizer, model),
         pad_token_id=int(pad_token_id),
         uses_token_type_ids="token_type_ids" in probe,
+        packed=_PackedEncoder.build(model),
         tokenizer_lock=threading.Lock(),
     )
 
@@ -526,37 +665,73 @@ class CrossEncoderReranker:
         token_type_ids = encoded["token_type_ids"] if loaded.uses_token_type_ids else None
         return input_ids, token_type_ids, truncated
 
+    def _batches(self, lengths: list[int], packed: bool) -> list[list[int]]:
+        """Indices of the pairs, longest first, cut into batches under the token budget."""
+        order = sorted(range(len(lengths)), key=lengths.__getitem__, reverse=True)
+        batches: list[list[int]] = []
+        batch: list[int] = []
+        tokens = 0
+        for index in order:
+            n = lengths[index]
+            # Packed batches cost their real tokens; padded ones count x longest (the first, as sorted).
+            cost = n if packed else (lengths[batch[0]] if batch else n)
+            if batch and (len(batch) >= self.batch_size or tokens + cost > self.max_batch_tokens):
+                batches.append(batch)
+                batch, tokens = [], 0
+                cost = n
+            batch.append(index)
+            tokens += cost
+        if batch:
+            batches.append(batch)
+        return batches
+
     def _forward(
         self, loaded: _LoadedModel, input_ids: list[list[int]], token_type_ids: list[list[int]] | None
     ) -> list[float]:
         torch = _import_torch()
         lengths = [len(ids) for ids in input_ids]
-        order = sorted(range(len(lengths)), key=lengths.__getitem__, reverse=True)
         scores: list[float] = [0.0] * len(lengths)
+        packed = loaded.packed
         with torch.inference_mode():
-            start = 0
-            while start < len(order):
-                longest = lengths[order[start]]
-                count = max(1, min(self.batch_size, self.max_batch_tokens // longest, len(order) - start))
-                batch = order[start : start + count]
-                start += count
-                ids = torch.full((count, longest), loaded.pad_token_id, dtype=torch.long)
-                mask = torch.zeros((count, longest), dtype=torch.long)
-                types = torch.zeros((count, longest), dtype=torch.long) if token_type_ids is not None else None
-                for row, index in enumerate(batch):
-                    n = lengths[index]
-                    ids[row, :n] = torch.tensor(input_ids[index], dtype=torch.long)
-                    mask[row, :n] = 1
-                    if types is not None and token_type_ids is not None:
-                        types[row, :n] = torch.tensor(token_type_ids[index], dtype=torch.long)
-                inputs = {"input_ids": ids.to(self.device), "attention_mask": mask.to(self.device)}
-                if types is not None:
-                    inputs["token_type_ids"] = types.to(self.device)
-                logits = loaded.model(**inputs).logits.float()
-                batch_scores = self._activate(loaded, logits).tolist()
+            for batch in self._batches(lengths, packed is not None):
+                batch_lengths = [lengths[i] for i in batch]
+                if packed is not None:
+                    ids = torch.tensor([t for i in batch for t in input_ids[i]], dtype=torch.long)
+                    types = None
+                    if token_type_ids is not None:
+                        types = torch.tensor([t for i in batch for t in token_type_ids[i]], dtype=torch.long)
+                        types = types.to(self.device)
+                    logits = packed.logits(ids.to(self.device), types, batch_lengths)
+                else:
+                    logits = self._padded_logits(loaded, input_ids, token_type_ids, batch, batch_lengths)
+                batch_scores = self._activate(loaded, logits.float()).tolist()
                 for index, score in zip(batch, batch_scores, strict=True):
                     scores[index] = float(score)
         return scores
+
+    def _padded_logits(
+        self,
+        loaded: _LoadedModel,
+        input_ids: list[list[int]],
+        token_type_ids: list[list[int]] | None,
+        batch: list[int],
+        lengths: list[int],
+    ) -> torch.Tensor:
+        """The model's own forward pass on a padded batch: for architectures the packed path does not know."""
+        torch = _import_torch()
+        count, longest = len(batch), max(lengths)
+        ids = torch.full((count, longest), loaded.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((count, longest), dtype=torch.long)
+        types = torch.zeros((count, longest), dtype=torch.long) if token_type_ids is not None else None
+        for row, (index, n) in enumerate(zip(batch, lengths, strict=True)):
+            ids[row, :n] = torch.tensor(input_ids[index], dtype=torch.long)
+            mask[row, :n] = 1
+            if types is not None and token_type_ids is not None:
+                types[row, :n] = torch.tensor(token_type_ids[index], dtype=torch.long)
+        inputs = {"input_ids": ids.to(self.device), "attention_mask": mask.to(self.device)}
+        if types is not None:
+            inputs["token_type_ids"] = types.to(self.device)
+        return loaded.model(**inputs).logits
 
     def _activate(self, loaded: _LoadedModel, logits: torch.Tensor) -> torch.Tensor:
         torch = _import_torch()
