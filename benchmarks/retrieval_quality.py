@@ -86,13 +86,19 @@ class Lookup:
         return [self.table[text] for text in texts]
 
 
-def raw_search(client: Any, retriever: MilvusRetriever, mode: str, query: str, vector: list[float]) -> list[Any]:
-    """The same search as the retriever's, written directly against pymilvus."""
+def raw_search(
+    client: Any, retriever: MilvusRetriever, mode: str, query: str, vector: list[float]
+) -> list[tuple[Any, float, dict[str, Any]]]:
+    """The same search as the retriever's, written directly against pymilvus.
+
+    Returns ``(id, distance, entity)`` per hit: reading the hits is part of any use of a search
+    (pymilvus decodes them lazily, on first access), so the raw path pays for it too.
+    """
     from pymilvus import AnnSearchRequest, RRFRanker, WeightedRanker
 
     fields = retriever.output_fields
     if mode == "dense":
-        return client.search(
+        hits = client.search(
             COLLECTION,
             data=[vector],
             anns_field="dense",
@@ -100,8 +106,9 @@ def raw_search(client: Any, retriever: MilvusRetriever, mode: str, query: str, v
             output_fields=fields,
             search_params={"metric_type": "COSINE", "params": {}},
         )[0]
+        return [(hit["id"], hit["distance"], hit["entity"]) for hit in hits]
     if mode == "bm25":
-        return client.search(
+        hits = client.search(
             COLLECTION,
             data=[query],
             anns_field="sparse",
@@ -109,13 +116,15 @@ def raw_search(client: Any, retriever: MilvusRetriever, mode: str, query: str, v
             output_fields=fields,
             search_params={"metric_type": "BM25", "params": {}},
         )[0]
+        return [(hit["id"], hit["distance"], hit["entity"]) for hit in hits]
     depth = retriever.effective_candidate_limit
     requests = [
         AnnSearchRequest([vector], "dense", {"metric_type": "COSINE", "params": {}}, depth),
         AnnSearchRequest([query], "sparse", {"metric_type": "BM25", "params": {}}, depth),
     ]
     ranker = RRFRanker(retriever.rrf_k) if mode == "hybrid_rrf" else WeightedRanker(*retriever.weights, norm_score=True)
-    return client.hybrid_search(COLLECTION, requests, ranker, limit=DEPTH, output_fields=fields)[0]
+    hits = client.hybrid_search(COLLECTION, requests, ranker, limit=DEPTH, output_fields=fields)[0]
+    return [(hit["id"], hit["distance"], hit["entity"]) for hit in hits]
 
 
 class KeepOrderReranker:
@@ -216,7 +225,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 results[name], elapsed = timed(call)
                 times[name].append(elapsed)
             ranked = [str(c.id) for c in results["ours"]]
-            raw_ranked = [str(hit["id"]) for hit in results["raw"]]
+            raw_ranked = [str(hit[0]) for hit in results["raw"]]
             if ranked != raw_ranked or ranked != [str(c.id) for c in results["pipeline"]]:
                 mismatches += 1
             ndcg.append(ndcg_at_k(ranked, qrels[query_id], 10))

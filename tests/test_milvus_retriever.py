@@ -70,6 +70,7 @@ def test_modes_return_candidates_best_first(client: MilvusClient, minilm: Any, m
     assert top.text == DOCS[0][1]
     assert top.metadata == {"topic": "energy", "year": 2020}  # no vectors, no key, no text
     assert [c.retrieval_rank for c in candidates] == list(range(1, len(candidates) + 1))
+    assert len({c.id for c in candidates}) == len(candidates)  # a hit of both hybrid legs comes back once
     scores = [c.score for c in candidates]
     assert all(isinstance(s, float) for s in scores)
     assert scores == sorted(scores, reverse=True)

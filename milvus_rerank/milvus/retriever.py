@@ -56,6 +56,7 @@ A smaller k weights each leg's top ranks more: on SciFact's train split k=20 sco
 _LOWER_IS_BETTER = frozenset({"L2", "HAMMING", "JACCARD", "SUBSTRUCTURE", "SUPERSTRUCTURE"})
 _MAX_TOPK = 16384  # Milvus's ceiling on limit (topk) for one search
 _CONSISTENCY_LEVELS = ("Strong", "Bounded", "Session", "Eventually")
+_MISSING: Any = object()
 
 
 @dataclass(frozen=True)
@@ -453,37 +454,47 @@ class MilvusRetriever:
         return self._encode_sparse(query)
 
     def _to_candidates(self, hits: list[Any]) -> list[Candidate]:
-        layout = self._layout
+        # Hot path (runs for every hit of every query): plain dict access, no per-hit copies.
+        # pymilvus hits are dict subclasses whose __getitem__ is Python code, hence dict.get.
+        text_field = self._layout.text_field
+        primary = self._layout.primary_field
         model_ranker = _is_model_ranker(self._ranker)
+        get = dict.get
         candidates = []
         for position, hit in enumerate(hits, start=1):
-            entity = dict(hit.get("entity") or {})
-            if layout.text_field not in entity:
-                raise SchemaError(
-                    f"Milvus did not return the text field {layout.text_field!r} of collection "
-                    f"{self.collection_name!r} for hit {hit.get('id')!r}: keep it in output_fields"
-                )
-            text = entity.pop(layout.text_field)
+            key = get(hit, primary, _MISSING)
+            if key is _MISSING:  # pymilvus names the key after the primary field; older releases: "id"
+                key = get(hit, "id")
+            entity = get(hit, "entity")
+            metadata = dict(entity) if entity else {}
+            text = metadata.pop(text_field, _MISSING)
             if not isinstance(text, str):
-                raise SchemaError(
-                    f"text field {layout.text_field!r} of collection {self.collection_name!r} is "
-                    f"{type(text).__name__} for primary key {hit.get('id')!r}; every candidate needs a text"
-                )
-            entity.pop(layout.primary_field, None)
-            # pymilvus names the key after the primary field (older releases: always "id")
-            key = hit[layout.primary_field] if layout.primary_field in hit else hit["id"]
-            score = float(hit["distance"])
+                raise self._text_error(text, key)
+            metadata.pop(primary, None)
+            score = float(get(hit, "distance"))
             candidates.append(
                 Candidate(
                     id=key,
                     text=text,
                     score=score,
-                    metadata=entity,
+                    metadata=metadata,
                     retrieval_rank=position,
                     rerank_score=score if model_ranker else None,
                 )
             )
         return candidates
+
+    def _text_error(self, text: object, key: object) -> SchemaError:
+        field, collection = self._layout.text_field, self.collection_name
+        if text is _MISSING:
+            return SchemaError(
+                f"Milvus did not return the text field {field!r} of collection {collection!r} for hit {key!r}: "
+                "keep it in output_fields"
+            )
+        return SchemaError(
+            f"text field {field!r} of collection {collection!r} is {type(text).__name__} for primary key {key!r}; "
+            "every candidate needs a text"
+        )
 
     def _wrap_milvus_error(self, exc: Exception, action: str) -> RetrievalError:
         message = str(getattr(exc, "message", "") or exc)
