@@ -471,7 +471,8 @@ class MilvusRetriever:
             if not isinstance(text, str):
                 raise self._text_error(text, key)
             metadata.pop(primary, None)
-            score = float(get(hit, "distance"))
+            distance: Any = get(hit, "distance")
+            score = float(distance)
             candidates.append(
                 Candidate(
                     id=key,
