@@ -10,8 +10,9 @@ What it does, in one run:
    hybrid weighted) with the retriever's defaults apart from ``limit=100``, and prints nDCG@10
    and recall@100 beside the published figures from the data's README;
 3. runs the same searches with raw pymilvus calls (same vectors, same parameters, same output
-   fields), interleaved query by query with the retriever's, and prints both latency medians
-   and the retriever's overhead;
+   fields, hits read), with ``MilvusRetriever.retrieve`` and with ``RerankPipeline.run`` around
+   a zero-cost reranker, the three interleaved in random order query by query, and prints the
+   latency medians and the overheads (target: at most 5 %);
 4. optionally (``--reranker-model PATH`` or ``--vllm-endpoint URL``) reranks the hybrid top
    ``--rerank-depth`` candidates through ``RerankPipeline`` and reports nDCG@10 of the result.
    With a trained cross-encoder, e.g. a local copy of cross-encoder/ms-marco-MiniLM-L-6-v2:
