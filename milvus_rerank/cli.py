@@ -492,7 +492,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
                         scores.ndcg,
                         scores.recall,
                         scores.queries,
-                        per_query_ms,
+                        round(per_query_ms),
                     ]
                 )
     finally:
@@ -505,8 +505,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         + (f"; reranker {_reranker_label(args)}" if reranker is not None else "; no reranker")
     )
     headers = ("retrieval", "nDCG@10", "recall@100", "queries", "rerank ms/query")
-    table = format_table(headers, [[r[0], r[1], r[2], r[3], None if r[4] is None else f"{r[4]:.0f}"] for r in rows])
-    print(table)
+    print(format_table(headers, rows))
     return 0
 
 
