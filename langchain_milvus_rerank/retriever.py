@@ -15,7 +15,7 @@ from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict, Field
 
 from langchain_milvus_rerank.compressor import PRIMARY_KEY, RETRIEVAL_SCORE_KEY, RerankCompressor
-from milvus_rerank.pipeline import CandidateRetriever
+from milvus_rerank.pipeline import CandidateRetriever, resolve_first_stage, resolve_second_stage
 from milvus_rerank.types import Candidate, Reranker
 
 __all__ = ["RETRIEVAL_RANK_KEY", "MilvusRerankRetriever", "candidate_to_document"]
@@ -109,45 +109,26 @@ class MilvusRerankRetriever(BaseRetriever):
         metadata: dict[str, Any] | None = None,
         **milvus_kwargs: Any,
     ) -> None:
-        compressor_options = top_n, score_threshold, document_template, on_error
-        if compressor is not None:
-            if reranker is not None or compressor_options != (None, None, _DEFAULT_TEMPLATE, "raise"):
-                raise ValueError(
-                    "pass either compressor=... or reranker=... with top_n/score_threshold/document_template/"
-                    "on_error, not both"
-                )
-            if not isinstance(compressor, RerankCompressor):
-                raise TypeError(f"compressor must be a RerankCompressor, got {type(compressor).__name__}")
-        elif reranker is None:
-            raise ValueError("pass reranker=... (e.g. VLLMReranker or CrossEncoderReranker) or compressor=...")
-        else:
-            compressor = RerankCompressor(
+        compressor = resolve_second_stage(
+            "compressor",
+            compressor,
+            RerankCompressor,
+            reranker,
+            {
+                "top_n": (top_n, None),
+                "score_threshold": (score_threshold, None),
+                "document_template": (document_template, _DEFAULT_TEMPLATE),
+                "on_error": (on_error, "raise"),
+            },
+            lambda reranker: RerankCompressor(
                 reranker,
                 top_n=top_n,
                 score_threshold=score_threshold,
                 document_template=document_template,
                 on_error=on_error,
-            )
-        if retriever is not None:
-            if client is not None or collection_name is not None or milvus_kwargs:
-                given = [name for name, value in (("client", client), ("collection_name", collection_name)) if value]
-                raise ValueError(
-                    "pass either retriever=... or client=/collection_name= with MilvusRetriever options, not both "
-                    f"(got retriever and {', '.join(given + sorted(milvus_kwargs))})"
-                )
-            if not isinstance(retriever, CandidateRetriever):
-                raise TypeError(
-                    f"retriever must have retrieve() and aretrieve() methods returning candidates "
-                    f"(e.g. milvus_rerank.MilvusRetriever), got {type(retriever).__name__}"
-                )
-        elif client is None or collection_name is None:
-            raise ValueError(
-                "pass client= (a MilvusClient or URI) and collection_name=, or a first stage as retriever=..."
-            )
-        else:
-            from milvus_rerank.milvus.retriever import MilvusRetriever  # pymilvus is imported only when used
-
-            retriever = MilvusRetriever(client, collection_name, **milvus_kwargs)
+            ),
+        )
+        retriever = resolve_first_stage(retriever, client, collection_name, milvus_kwargs)
         fields: dict[str, Any] = {"retriever": retriever, "compressor": compressor, "tags": tags, "metadata": metadata}
         super().__init__(**fields)
 

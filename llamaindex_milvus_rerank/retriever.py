@@ -16,7 +16,7 @@ from llama_index.core.vector_stores.utils import metadata_dict_to_node
 
 from llamaindex_milvus_rerank.postprocessor import RerankPostprocessor
 from milvus_rerank.errors import SchemaError
-from milvus_rerank.pipeline import CandidateRetriever
+from milvus_rerank.pipeline import CandidateRetriever, resolve_first_stage, resolve_second_stage
 from milvus_rerank.types import Candidate, Reranker
 
 __all__ = ["RETRIEVAL_RANK_KEY", "MilvusRerankRetriever", "candidate_to_node"]
@@ -128,19 +128,19 @@ class MilvusRerankRetriever(BaseRetriever):
         verbose: bool = False,
         **milvus_kwargs: Any,
     ) -> None:
-        options = (top_n, score_threshold, metadata_mode, keep_retrieval_score, on_error)
-        if postprocessor is not None:
-            if reranker is not None or options != (None, None, MetadataMode.EMBED, True, "raise"):
-                raise ValueError(
-                    "pass either postprocessor=... or reranker=... with top_n/score_threshold/metadata_mode/"
-                    "keep_retrieval_score/on_error, not both"
-                )
-            if not isinstance(postprocessor, RerankPostprocessor):
-                raise TypeError(f"postprocessor must be a RerankPostprocessor, got {type(postprocessor).__name__}")
-        elif reranker is None:
-            raise ValueError("pass reranker=... (e.g. VLLMReranker or CrossEncoderReranker) or postprocessor=...")
-        else:
-            postprocessor = RerankPostprocessor(
+        postprocessor = resolve_second_stage(
+            "postprocessor",
+            postprocessor,
+            RerankPostprocessor,
+            reranker,
+            {
+                "top_n": (top_n, None),
+                "score_threshold": (score_threshold, None),
+                "metadata_mode": (metadata_mode, MetadataMode.EMBED),
+                "keep_retrieval_score": (keep_retrieval_score, True),
+                "on_error": (on_error, "raise"),
+            },
+            lambda reranker: RerankPostprocessor(
                 reranker,
                 top_n=top_n,
                 score_threshold=score_threshold,
@@ -148,30 +148,12 @@ class MilvusRerankRetriever(BaseRetriever):
                 keep_retrieval_score=keep_retrieval_score,
                 on_error=on_error,
                 callback_manager=callback_manager,
-            )
-        if retriever is not None:
-            if client is not None or collection_name is not None or milvus_kwargs:
-                given = [name for name, value in (("client", client), ("collection_name", collection_name)) if value]
-                raise ValueError(
-                    "pass either retriever=... or client=/collection_name= with MilvusRetriever options, not both "
-                    f"(got retriever and {', '.join(given + sorted(milvus_kwargs))})"
-                )
-            if not isinstance(retriever, CandidateRetriever):
-                raise TypeError(
-                    "retriever must have retrieve() and aretrieve() methods returning candidates "
-                    f"(e.g. milvus_rerank.MilvusRetriever), got {type(retriever).__name__}"
-                )
-        elif client is None or collection_name is None:
-            raise ValueError(
-                "pass client= (a MilvusClient or URI) and collection_name=, or a first stage as retriever=..."
-            )
-        else:
-            from milvus_rerank.milvus.retriever import MilvusRetriever  # pymilvus is imported only when used
-
-            retriever = MilvusRetriever(client, collection_name, **milvus_kwargs)
+            ),
+        )
+        retriever = resolve_first_stage(retriever, client, collection_name, milvus_kwargs)
         super().__init__(callback_manager=callback_manager, verbose=verbose)
-        self._first_stage: CandidateRetriever = retriever
-        self._postprocessor: RerankPostprocessor = postprocessor
+        self._first_stage = retriever
+        self._postprocessor = postprocessor
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(retriever={self._first_stage!r}, postprocessor={self._postprocessor!r})"

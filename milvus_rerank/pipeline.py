@@ -9,20 +9,22 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 
 from milvus_rerank.errors import RerankResponseError
 from milvus_rerank.rerankers.base import check_rerank_args, check_top_n, rank
 from milvus_rerank.types import Candidate, Reranker, RerankResult
 
-__all__ = ["CandidateRetriever", "OnError", "RerankPipeline", "dedupe"]
+__all__ = ["CandidateRetriever", "OnError", "RerankPipeline", "dedupe", "resolve_first_stage", "resolve_second_stage"]
 
 logger = logging.getLogger(__name__)
 
 OnError = Literal["raise", "passthrough"]
 _ON_ERROR_CHOICES = ("raise", "passthrough")
+
+_Stage = TypeVar("_Stage")
 
 
 @runtime_checkable
@@ -36,6 +38,72 @@ class CandidateRetriever(Protocol):
     async def aretrieve(self, query: str) -> list[Candidate]:
         """Async twin of :meth:`retrieve`."""
         ...
+
+
+def resolve_first_stage(
+    retriever: CandidateRetriever | None,
+    client: Any,
+    collection_name: str | None,
+    milvus_kwargs: Mapping[str, Any],
+) -> CandidateRetriever:
+    """Return the first stage an adapter's retriever was given, or build a ``MilvusRetriever``.
+
+    Exactly one way must be used: ``retriever`` alone, or ``client`` and ``collection_name``
+    (with further :class:`~milvus_rerank.milvus.retriever.MilvusRetriever` options in
+    ``milvus_kwargs``).
+
+    Raises:
+        ValueError: Both ways or neither were used, or ``client`` came without ``collection_name``.
+        TypeError: ``retriever`` lacks ``retrieve`` / ``aretrieve``.
+        CollectionNotFoundError: The collection does not exist.
+        SchemaError: The collection lacks a field the mode needs.
+    """
+    if retriever is not None:
+        if client is not None or collection_name is not None or milvus_kwargs:
+            given = [name for name, value in (("client", client), ("collection_name", collection_name)) if value]
+            raise ValueError(
+                "pass either retriever=... or client=/collection_name= with MilvusRetriever options, not both "
+                f"(got retriever and {', '.join(given + sorted(milvus_kwargs))})"
+            )
+        if not isinstance(retriever, CandidateRetriever):
+            raise TypeError(
+                "retriever must have retrieve() and aretrieve() methods returning candidates "
+                f"(e.g. milvus_rerank.MilvusRetriever), got {type(retriever).__name__}"
+            )
+        return retriever
+    if client is None or collection_name is None:
+        raise ValueError("pass client= (a MilvusClient or URI) and collection_name=, or a first stage as retriever=...")
+    from milvus_rerank.milvus.retriever import MilvusRetriever  # pymilvus is imported only when used
+
+    return MilvusRetriever(client, collection_name, **milvus_kwargs)
+
+
+def resolve_second_stage(
+    name: str,
+    stage: _Stage | None,
+    stage_type: type[_Stage],
+    reranker: Reranker | None,
+    options: Mapping[str, tuple[Any, Any]],
+    build: Callable[[Reranker], _Stage],
+) -> _Stage:
+    """Return the second stage an adapter's retriever was given, or build it from ``reranker``.
+
+    Exactly one way must be used: a built ``stage`` (passed as ``name=``), or ``reranker`` with
+    ``options``, which map each option's name to ``(value, default)``.
+
+    Raises:
+        ValueError: Both ways or neither were used.
+        TypeError: ``stage`` is not a ``stage_type``.
+    """
+    if stage is not None:
+        if reranker is not None or any(value != default for value, default in options.values()):
+            raise ValueError(f"pass either {name}=... or reranker=... with {'/'.join(options)}, not both")
+        if not isinstance(stage, stage_type):
+            raise TypeError(f"{name} must be a {stage_type.__name__}, got {type(stage).__name__}")
+        return stage
+    if reranker is None:
+        raise ValueError(f"pass reranker=... (e.g. VLLMReranker or CrossEncoderReranker) or {name}=...")
+    return build(reranker)
 
 
 def dedupe(candidates: Sequence[Candidate]) -> list[Candidate]:
