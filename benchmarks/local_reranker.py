@@ -114,20 +114,33 @@ def model_flops(config: object, lengths: list[int]) -> float:
     return total
 
 
-def matmul_rate(device: str, dtype: torch.dtype, size: int = 2048, repeats: int = 3) -> float:
-    """FLOP/s of a large square matmul on this device: the best a dense layer can hope for."""
+def last_layer_skip(config: object, lengths: list[int]) -> float:
+    """FLOPs our packed path skips: the last layer's query, output and feed-forward work for all but first tokens."""
+    hidden = config.hidden_size  # type: ignore[attr-defined]
+    inter = config.intermediate_size  # type: ignore[attr-defined]
+    per_token = 2 * (2 * hidden * hidden + 2 * hidden * inter)  # Q and attention-output projections, feed-forward
+    return sum((n - 1) * (per_token + 2 * n * hidden) for n in lengths)
+
+
+def matmul_rate(device: str, dtype: torch.dtype, size: int = 2048, seconds: float = 1.0) -> float:
+    """Sustained FLOP/s of large square matmuls on this device: the best a dense layer can hope for.
+
+    It runs for about ``seconds``, so that, like the timed runs, it sees the machine's current load.
+    """
     a = torch.randn(size, size, device=device, dtype=dtype)
     b = torch.randn(size, size, device=device, dtype=dtype)
     with torch.inference_mode():
         torch.mm(a, b)
-        best = float("inf")
-        for _ in range(repeats):
-            sync(device)
-            start = time.perf_counter()
+        sync(device)
+        count, start = 0, time.perf_counter()
+        while True:
             torch.mm(a, b)
-            sync(device)
-            best = min(best, time.perf_counter() - start)
-    return 2 * size**3 / best
+            count += 1
+            if count % 4 == 0:
+                sync(device)
+                elapsed = time.perf_counter() - start
+                if elapsed >= seconds:
+                    return 2 * size**3 * count / elapsed
 
 
 def sync(device: str) -> None:
@@ -148,12 +161,15 @@ def main() -> int:
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     parser.add_argument("--rounds", type=int, default=7, help="interleaved timed rounds (default 7)")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="SciFact directory (optional)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
     parser.add_argument("--st-batch-size", type=int, default=32, help="sentence-transformers batch size (its default)")
     args = parser.parse_args()
 
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("--device cuda: no CUDA device is available here", file=sys.stderr)
         return 2
+    if args.threads:
+        torch.set_num_threads(args.threads)
     from sentence_transformers import CrossEncoder
 
     query, passages, source = load_passages(args.data)
@@ -165,8 +181,11 @@ def main() -> int:
         st = CrossEncoder(str(path), device=args.device)
         pairs = [(query, p) for p in passages]
         loaded = ours._model()
-        lengths = [len(ids) for ids in loaded.tokenizer([query] * len(passages), passages, truncation=True)["input_ids"]]
+        lengths = [
+            len(ids) for ids in loaded.tokenizer([query] * len(passages), passages, truncation=True)["input_ids"]
+        ]
         flops = model_flops(loaded.model.config, lengths)
+        skipped = last_layer_skip(loaded.model.config, lengths) if loaded.packed is not None else 0.0
 
         def run_ours() -> list[float]:
             return ours.score(query, passages)
@@ -198,32 +217,52 @@ def main() -> int:
     floor32 = flops / med["rate32"]
     floor16 = flops / med["rate16"]
     cpu = platform.processor() or platform.machine()
-    print(f"machine: {platform.system()} {cpu}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads, device {args.device}")
+    print(
+        f"machine: {platform.system()} {cpu}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads, device {args.device}"
+    )
     print(f"model: MiniLM-L6-H384 shape (random weights); passages: {n} from {source}")
-    print(f"words per passage {min(words)}..{max(words)} (mean {statistics.mean(words):.0f}); "
-          f"tokens per pair {min(lengths)}..{max(lengths)} (mean {statistics.mean(lengths):.0f}, "
-          f"total {sum(lengths)}); {flops / 1e9:.1f} GFLOP unpadded")
-    print(f"rounds: {args.rounds}, interleaved; medians")
+    print(
+        f"words per passage {min(words)}..{max(words)} (mean {statistics.mean(words):.0f}); "
+        f"tokens per pair {min(lengths)}..{max(lengths)} (mean {statistics.mean(lengths):.0f}, "
+        f"total {sum(lengths)}); {flops / 1e9:.1f} GFLOP unpadded"
+    )
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(
+        f"rounds: {args.rounds}, interleaved; medians; load average at the end {load:.1f} "
+        "(other processes share the CPU)"
+    )
     print()
     print(f"| {'run':<42} | {'time s':>7} | {'pairs/s':>8} | {'vs ST':>6} | {'vs floor':>8} | {'max |diff|':>10} |")
     print(f"|{'-' * 44}|{'-' * 9}|{'-' * 10}|{'-' * 8}|{'-' * 10}|{'-' * 12}|")
 
     def row(name: str, seconds: float, floor: float | None, deviation: str) -> None:
         floor_text = f"{seconds / floor:.2f}x" if floor else "-"
-        print(f"| {name:<42} | {seconds:>7.3f} | {n / seconds:>8.1f} | {med['st'] / seconds:>5.2f}x | "
-              f"{floor_text:>8} | {deviation:>10} |")
+        print(
+            f"| {name:<42} | {seconds:>7.3f} | {n / seconds:>8.1f} | {med['st'] / seconds:>5.2f}x | "
+            f"{floor_text:>8} | {deviation:>10} |"
+        )
 
     row(f"sentence-transformers predict (batch {args.st_batch_size})", med["st"], floor32, "reference")
     row("CrossEncoderReranker float32", med["ours"], floor32, f"{diff:.1e}")
     row("CrossEncoderReranker bfloat16", med["bf16"], floor16, f"{diff_bf16:.1e}")
     print()
-    print(f"matmul rate: {med['rate32'] / 1e9:.0f} GFLOP/s float32, {med['rate16'] / 1e9:.0f} GFLOP/s bfloat16 "
-          f"(2048x2048); FLOP floor {floor32:.3f} s float32, {floor16:.3f} s bfloat16")
-    print(f"float32: {med['st'] / med['ours']:.2f}x sentence-transformers (target >= 3x), "
-          f"{med['ours'] / floor32:.2f}x the FLOP floor (target <= 1.3x), max |score diff| {diff:.1e} (target <= 1e-5)")
-    print(f"bfloat16: {med['ours'] / med['bf16']:.2f}x our float32 (target >= 1.5x), max |diff| vs float32 "
-          f"{diff_bf16:.1e}, top-10 overlap {len(top10 & top10_bf16)}/10")
+    print(
+        f"matmul rate: {med['rate32'] / 1e9:.0f} GFLOP/s float32, {med['rate16'] / 1e9:.0f} GFLOP/s bfloat16 "
+        f"(sustained 2048x2048); FLOP floor {floor32:.3f} s float32, {floor16:.3f} s bfloat16"
+    )
+    print(
+        f"float32: {med['st'] / med['ours']:.2f}x sentence-transformers (target >= 3x), "
+        f"{med['ours'] / floor32:.2f}x the FLOP floor (target <= 1.3x), max |score diff| {diff:.1e} (target <= 1e-5)"
+    )
+    print(
+        f"the floor counts every token through every layer; ours skips {skipped / flops:.0%} of those FLOPs "
+        "(the last layer only needs each pair's first token), so it can run below 1.0x"
+    )
+    print(
+        f"bfloat16: {med['ours'] / med['bf16']:.2f}x our float32 (target >= 1.5x), max |diff| vs float32 "
+        f"{diff_bf16:.1e}, top-10 overlap {len(top10 & top10_bf16)}/10"
+    )
     return 0
 
 

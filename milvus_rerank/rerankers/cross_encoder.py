@@ -153,50 +153,67 @@ class _PackedEncoder:
         torch = _import_torch()
         functional = torch.nn.functional
         device = input_ids.device
-        count, longest, total = len(lengths), max(lengths), int(input_ids.shape[0])
-        starts = [0] * count
-        for i in range(1, count):
-            starts[i] = starts[i - 1] + lengths[i - 1]
-        positions = torch.cat([torch.arange(n, device=device) for n in lengths]) + self.position_offset
+        count, longest = len(lengths), max(lengths)
+        # Index tensors are built on the CPU in a few vectorised ops, then moved once.
+        sizes = torch.tensor(lengths)
+        starts = torch.cumsum(sizes, 0) - sizes
+        offsets = torch.repeat_interleave(starts, sizes)
+        positions = torch.arange(int(sizes.sum())) - offsets
         hidden = self.embeddings(
             input_ids=input_ids[None],
             token_type_ids=None if token_type_ids is None else token_type_ids[None],
-            position_ids=positions[None],
+            position_ids=(positions + self.position_offset).to(device)[None],
         )[0]
         if self.project is not None:
             hidden = self.project(hidden)
 
         uniform = all(n == longest for n in lengths)
+        rows = key_mask = None
         if not uniform:
             # Row of each real token in the [count * longest] padded layout that attention uses.
-            rows = torch.cat([torch.arange(n, device=device) + i * longest for i, n in enumerate(lengths)])
-            key_mask = torch.zeros((count, longest), dtype=torch.bool, device=device)
-            for i, n in enumerate(lengths):
-                key_mask[i, :n] = True
-            key_mask = key_mask[:, None, None, :]
+            rows = (positions + torch.repeat_interleave(torch.arange(count) * longest, sizes)).to(device)
+            key_mask = (torch.arange(longest)[None, :] < sizes[:, None]).to(device)[:, None, None, :]
         heads, head_size, width = self.heads, self.head_size, self.hidden
-        for qkv_weight, qkv_bias, out, norm1, up, act, down, norm2 in self.layers:
-            qkv = torch.addmm(qkv_bias, hidden, qkv_weight.t())
-            if uniform:
-                qkv = qkv.view(count, longest, 3, heads, head_size)
+        first_rows = starts.to(device)
+        last = len(self.layers) - 1
+        for depth, (qkv_weight, qkv_bias, out, norm1, up, act, down, norm2) in enumerate(self.layers):
+            if depth < last:
+                qkv = torch.addmm(qkv_bias, hidden, qkv_weight.t())
+                residual = hidden
             else:
-                padded = qkv.new_zeros((count * longest, 3 * width))
+                # The classifier reads only each pair's first token, so the last layer computes keys and
+                # values for every token but queries, attention output and feed-forward for first tokens only.
+                qkv = torch.addmm(qkv_bias[width:], hidden, qkv_weight[width:].t())
+                residual = hidden.index_select(0, first_rows)
+                query = torch.addmm(qkv_bias[:width], residual, qkv_weight[:width].t())
+            parts = qkv.shape[1] // width
+            if rows is None:
+                qkv = qkv.view(count, longest, parts, heads, head_size)
+            else:
+                padded = qkv.new_zeros((count * longest, parts * width))
                 padded.index_copy_(0, rows, qkv)
-                qkv = padded.view(count, longest, 3, heads, head_size)
+                qkv = padded.view(count, longest, parts, heads, head_size)
             qkv = qkv.permute(2, 0, 3, 1, 4)
-            context = functional.scaled_dot_product_attention(
-                qkv[0], qkv[1], qkv[2], attn_mask=None if uniform else key_mask, scale=self.scaling
-            )
-            context = context.transpose(1, 2).reshape(count * longest, width)
-            if not uniform:
-                context = context.index_select(0, rows)
-            attended = torch.addmm(out.bias, context, out.weight.t()).add_(hidden)
+            if depth < last:
+                context = functional.scaled_dot_product_attention(
+                    qkv[0], qkv[1], qkv[2], attn_mask=key_mask, scale=self.scaling
+                )
+                context = context.transpose(1, 2).reshape(count * longest, width)
+                if rows is not None:
+                    context = context.index_select(0, rows)
+            else:
+                queries = query.view(count, 1, heads, head_size).transpose(1, 2)
+                context = functional.scaled_dot_product_attention(
+                    queries, qkv[0], qkv[1], attn_mask=key_mask, scale=self.scaling
+                )
+                context = context.reshape(count, width)
+            attended = torch.addmm(out.bias, context, out.weight.t()).add_(residual)
             hidden = functional.layer_norm(attended, (width,), norm1.weight, norm1.bias, norm1.eps)
             inner = act(torch.addmm(up.bias, hidden, up.weight.t()))
             output = torch.addmm(down.bias, inner, down.weight.t()).add_(hidden)
             hidden = functional.layer_norm(output, (width,), norm2.weight, norm2.bias, norm2.eps)
-        del total
-        first_tokens = hidden[torch.tensor(starts, device=device)][:, None, :]
+        # After the last layer, ``hidden`` holds one row per pair: its first token.
+        first_tokens = hidden[:, None, :]
         if self.pooler is not None:
             return self.model.classifier(self.pooler(first_tokens))
         return self.model.classifier(first_tokens)
