@@ -22,6 +22,7 @@ from milvus_rerank.milvus.embeddings import (
     as_query_embedder,
     as_sparse_query_encoder,
 )
+from milvus_rerank.rerankers.base import check_positive_int
 from milvus_rerank.types import Candidate
 
 if TYPE_CHECKING:
@@ -179,8 +180,7 @@ class MilvusRetriever:
         _check_limit(limit, "limit")
         if candidate_limit is not None:
             _check_limit(candidate_limit, "candidate_limit")
-        if isinstance(rrf_k, bool) or not isinstance(rrf_k, int) or rrf_k < 1:
-            raise ValueError(f"rrf_k must be a positive int, got {rrf_k!r}")
+        check_positive_int(rrf_k, "rrf_k")
         pair = (1.0, 1.0)
         if weights is not None:
             values = tuple(float(w) for w in weights)

@@ -7,10 +7,35 @@ Each reranker calls :func:`check_rerank_args` first and :func:`rank` last, so th
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Literal, overload
 
 from milvus_rerank.types import RerankResult
 
-__all__ = ["check_rerank_args", "check_top_n", "rank"]
+__all__ = ["check_positive_int", "check_rerank_args", "check_top_n", "rank"]
+
+
+@overload
+def check_positive_int(value: object, name: str, *, optional: Literal[False] = False) -> int: ...
+
+
+@overload
+def check_positive_int(value: object, name: str, *, optional: bool) -> int | None: ...
+
+
+def check_positive_int(value: object, name: str, *, optional: bool = False) -> int | None:
+    """Return ``value`` if it is a positive ``int`` (or ``None`` when ``optional``), else raise.
+
+    For options whose every bad value is a ``ValueError`` (batch sizes, concurrency, dimensions);
+    ``top_n`` has its own :func:`check_top_n`.
+
+    Raises:
+        ValueError: ``value`` is not a positive int (``bool`` included).
+    """
+    if optional and value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive int{' or None' if optional else ''}, got {value!r}")
+    return value
 
 
 def check_top_n(top_n: object, *, name: str = "top_n") -> None:

@@ -7,6 +7,7 @@ import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
+from milvus_rerank.rerankers.base import check_positive_int
 from milvus_rerank.rerankers.http import HTTPReranker, check_function_args, model_ranker_function
 
 if TYPE_CHECKING:
@@ -75,11 +76,7 @@ class CohereReranker(HTTPReranker):
             ValueError: An invalid URL or value.
         """
         super().__init__(endpoint, model=model, **options)
-        if max_tokens_per_doc is not None and (
-            isinstance(max_tokens_per_doc, bool) or not isinstance(max_tokens_per_doc, int) or max_tokens_per_doc < 1
-        ):
-            raise ValueError(f"max_tokens_per_doc must be a positive int or None, got {max_tokens_per_doc!r}")
-        self.max_tokens_per_doc = max_tokens_per_doc
+        self.max_tokens_per_doc = check_positive_int(max_tokens_per_doc, "max_tokens_per_doc", optional=True)
 
     def _build_payload(self, query: str, documents: Sequence[str], top_n: int | None) -> dict[str, Any]:
         return build_cohere_payload(
@@ -128,9 +125,8 @@ class CohereReranker(HTTPReranker):
             ValueError: No query, an empty query, an invalid field name or target, a key that
                 Milvus Lite could not find, or no model for a server.
         """
-        query_list, field = check_function_args(queries, input_field)
-        params: dict[str, Any] = {"reranker": "model", "provider": "cohere", "queries": query_list}
         if target == "lite":
+            query_list, field = check_function_args(queries, input_field)
             if credential is not None:
                 raise ValueError("credential= is for target='server'; Milvus Lite takes the key itself")
             route = "/rerank"
@@ -139,8 +135,13 @@ class CohereReranker(HTTPReranker):
                 raise ValueError(
                     f"Milvus Lite posts to '<base_url>/rerank', which cannot reach {self.endpoint.display}"
                 )
-            params["model_name"] = self.model or LITE_DEFAULT_MODEL
-            params["base_url"] = base_url
+            params: dict[str, Any] = {
+                "reranker": "model",
+                "provider": "cohere",
+                "queries": query_list,
+                "model_name": self.model or LITE_DEFAULT_MODEL,
+                "base_url": base_url,
+            }
             if self._api_key is None:
                 params["api_key"] = _PLACEHOLDER_KEY
             elif include_api_key:
@@ -150,23 +151,28 @@ class CohereReranker(HTTPReranker):
                     "this reranker has an api_key, which Milvus Lite needs: pass include_api_key=True (the "
                     "Function's params then hold the key) or set COHERE_API_KEY in the environment"
                 )
-        elif target == "server":
+            return model_ranker_function(name, field, params)
+        if target == "server":
             if include_api_key:
                 raise ValueError("a Milvus server never takes a raw key: pass credential='<name from milvus.yaml>'")
             if self.model is None:
                 raise ValueError("Milvus' cohere provider requires a model name: create the reranker with model=")
-            params["model_name"] = self.model
-            params["max_client_batch_size"] = self._batch_size or self.default_batch_size
+            fields: dict[str, Any] = {"model_name": self.model}
             if self.max_tokens_per_doc is not None:
-                params["max_tokens_per_doc"] = self.max_tokens_per_doc
-            if credential is not None:
-                params["credential"] = credential
-            self._warn_api_key(credential)
+                fields["max_tokens_per_doc"] = self.max_tokens_per_doc
+            function = self._server_function(
+                "cohere",
+                queries,
+                input_field=input_field,
+                name=name,
+                credential=credential,
+                fields=fields,
+                send_endpoint=False,
+            )
             warnings.warn(
                 f"a Milvus server calls the URL set in milvus.yaml, not {self.endpoint.display}",
                 UserWarning,
                 stacklevel=2,
             )
-        else:
-            raise ValueError(f"target must be 'lite' or 'server', got {target!r}")
-        return model_ranker_function(name, field, params)
+            return function
+        raise ValueError(f"target must be 'lite' or 'server', got {target!r}")

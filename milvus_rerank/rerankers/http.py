@@ -40,7 +40,7 @@ from milvus_rerank.errors import (
     RerankResponseError,
     RerankTimeoutError,
 )
-from milvus_rerank.rerankers.base import check_rerank_args, rank
+from milvus_rerank.rerankers.base import check_positive_int, check_rerank_args, rank
 from milvus_rerank.types import RerankResult
 
 if TYPE_CHECKING:
@@ -329,12 +329,6 @@ def split_batches(n_documents: int, batch_size: int) -> list[range]:
     return [range(start, min(start + batch_size, n_documents)) for start in range(0, n_documents, batch_size)]
 
 
-def _check_positive_int(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
-
-
 # ---------------------------------------------------------------------------------------------
 # One request with retries: the state machine both paths drive
 
@@ -493,8 +487,8 @@ class HTTPReranker:
         self.model = model
         self._api_key = api_key
         self.timeout = float(timeout)
-        self._batch_size = None if max_batch_size is None else _check_positive_int(max_batch_size, "max_batch_size")
-        self.max_concurrency = _check_positive_int(max_concurrency, "max_concurrency")
+        self._batch_size = None if max_batch_size is None else check_positive_int(max_batch_size, "max_batch_size")
+        self.max_concurrency = check_positive_int(max_concurrency, "max_concurrency")
         self.retry_policy = RetryPolicy(max_retries=max_retries, backoff=backoff, deadline=deadline)
         self._extra_body = self._check_extra_body(extra_body)
         self._headers = {"Content-Type": "application/json", "Accept": "application/json", **dict(headers or {})}
@@ -811,14 +805,41 @@ class HTTPReranker:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
-    def _warn_api_key(self, credential: str | None) -> None:
-        if self._api_key is not None and credential is None:
+    def _server_function(
+        self,
+        provider: str,
+        queries: str | Sequence[str],
+        *,
+        input_field: str,
+        name: str,
+        credential: str | None,
+        fields: Mapping[str, Any],
+        send_endpoint: bool = True,
+    ) -> Function:
+        """The model-ranker ``Function`` a Milvus 2.6 server runs against this service.
+
+        The core of each ``to_milvus_function``: the params every provider shares (``reranker``,
+        ``provider``, ``queries``, ``endpoint`` as ``scheme://host:port`` unless ``send_endpoint``
+        is false because the provider's URL comes from ``milvus.yaml``, ``max_client_batch_size``,
+        ``credential``), with ``fields`` adding the protocol's own. Warns when this reranker has an
+        ``api_key`` but no ``credential`` is named: a raw key never goes into the Function.
+        """
+        query_list, field = check_function_args(queries, input_field)
+        params: dict[str, Any] = {"reranker": "model", "provider": provider, "queries": query_list}
+        if send_endpoint:
+            params["endpoint"] = milvus_endpoint(self.endpoint, stacklevel=4)
+        params["max_client_batch_size"] = self._batch_size or self.default_batch_size
+        params.update(fields)
+        if credential is not None:
+            params["credential"] = credential
+        elif self._api_key is not None:
             warnings.warn(
                 "this reranker has an api_key, but a Milvus server takes keys only as a credential defined in "
                 "milvus.yaml: pass credential='<name>'",
                 UserWarning,
                 stacklevel=3,
             )
+        return model_ranker_function(name, field, params)
 
     def __repr__(self) -> str:
         key = "'***'" if self._api_key is not None else "None"
@@ -872,11 +893,12 @@ def check_function_args(queries: str | Sequence[str], input_field: str | Sequenc
     return query_list, field
 
 
-def milvus_endpoint(endpoint: Endpoint) -> str:
+def milvus_endpoint(endpoint: Endpoint, *, stacklevel: int = 2) -> str:
     """``scheme://host:port`` for a Milvus ``endpoint`` param, warning when a path prefix is dropped.
 
     Milvus replaces the path with ``/rerank``, so a reranker behind a path prefix cannot be
-    reached that way; version segments and rerank routes are not a loss.
+    reached that way; version segments and rerank routes are not a loss. ``stacklevel`` is the
+    warning's, as in :func:`warnings.warn` (2: the caller of this function).
     """
     prefix = urlsplit(endpoint.base_url).path.strip("/")
     if prefix:
@@ -884,7 +906,7 @@ def milvus_endpoint(endpoint: Endpoint) -> str:
             f"Milvus posts to {endpoint.origin}/rerank: the path prefix '/{prefix}' of the endpoint is dropped; "
             "serve the reranker at the root of a host:port that the Milvus server can reach",
             UserWarning,
-            stacklevel=3,
+            stacklevel=stacklevel,
         )
     return endpoint.origin
 

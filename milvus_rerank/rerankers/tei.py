@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from milvus_rerank.errors import RerankHTTPError
-from milvus_rerank.rerankers.http import HTTPReranker, check_function_args, milvus_endpoint, model_ranker_function
+from milvus_rerank.rerankers.http import HTTPReranker
 
 if TYPE_CHECKING:
     from pymilvus import Function
@@ -183,23 +183,16 @@ class TEIReranker(HTTPReranker):
             TypeError: A wrong argument type.
             ValueError: No query, an empty query, or an invalid field name.
         """
-        query_list, field = check_function_args(queries, input_field)
-        params: dict[str, Any] = {
-            "reranker": "model",
-            "provider": "tei",
-            "queries": query_list,
-            "endpoint": milvus_endpoint(self.endpoint),
-            "max_client_batch_size": self._batch_size or self.default_batch_size,
-        }
+        fields: dict[str, Any] = {}
         if self.truncate:
-            params["truncate"] = True
+            fields["truncate"] = True
         if self.truncation_direction is not None:
-            params["truncation_direction"] = self.truncation_direction
-        if credential is not None:
-            params["credential"] = credential
-        self._warn_api_key(credential)
+            fields["truncation_direction"] = self.truncation_direction
+        function = self._server_function(
+            "tei", queries, input_field=input_field, name=name, credential=credential, fields=fields
+        )
         if self.raw_scores:
             warnings.warn(
                 "Milvus asks TEI for activated scores; raw_scores=True is not carried over", UserWarning, stacklevel=2
             )
-        return model_ranker_function(name, field, params)
+        return function

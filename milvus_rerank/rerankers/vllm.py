@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from milvus_rerank.errors import RerankError, RerankHTTPError, RerankResponseError
-from milvus_rerank.rerankers.http import HTTPReranker, check_function_args, milvus_endpoint, model_ranker_function
+from milvus_rerank.rerankers.http import HTTPReranker
 from milvus_rerank.types import RerankResult
 
 if TYPE_CHECKING:
@@ -244,21 +244,14 @@ class VLLMReranker(HTTPReranker):
             TypeError: A wrong argument type.
             ValueError: No query, an empty query, or an invalid field name.
         """
-        query_list, field = check_function_args(queries, input_field)
-        params: dict[str, Any] = {
-            "reranker": "model",
-            "provider": "vllm",
-            "queries": query_list,
-            "endpoint": milvus_endpoint(self.endpoint),
-            "max_client_batch_size": self._batch_size or self.default_batch_size,
-        }
+        fields: dict[str, Any] = {}
         if self.truncate_prompt_tokens is not None:
-            params["truncate_prompt_tokens"] = self.truncate_prompt_tokens
-        if credential is not None:
-            params["credential"] = credential
-        self._warn_api_key(credential)
+            fields["truncate_prompt_tokens"] = self.truncate_prompt_tokens
+        function = self._server_function(
+            "vllm", queries, input_field=input_field, name=name, credential=credential, fields=fields
+        )
         if self.raw_scores:
             warnings.warn(
                 "Milvus asks vLLM for activated scores; raw_scores=True is not carried over", UserWarning, stacklevel=2
             )
-        return model_ranker_function(name, field, params)
+        return function
