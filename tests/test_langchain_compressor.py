@@ -6,7 +6,6 @@ the last ones run the real local CrossEncoderReranker on the tiny generated mode
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import logging
 import math
@@ -17,36 +16,12 @@ from typing import Any
 from uuid import UUID
 
 import pytest
+from helpers import FailingReranker, OverlapReranker
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.documents import Document
 
 from langchain_milvus_rerank import RerankCompressor
 from milvus_rerank import CrossEncoderReranker, RerankConnectionError, RerankResult
-from milvus_rerank.rerankers.base import check_rerank_args, rank
-
-
-class OverlapReranker:
-    """Counts query words found in each document; records every call and the thread it ran on."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, list[str], int | None]] = []
-        self.threads: list[int] = []
-
-    def _score(self, query: str, documents: Sequence[str], top_n: int | None) -> list[RerankResult]:
-        check_rerank_args(query, documents, top_n)
-        self.calls.append((query, list(documents), top_n))
-        self.threads.append(threading.get_ident())
-        words = set(query.lower().split())
-        return rank(
-            [RerankResult(i, float(len(words & set(d.lower().split())))) for i, d in enumerate(documents)], top_n
-        )
-
-    def rerank(self, query: str, documents: Sequence[str], *, top_n: int | None = None) -> list[RerankResult]:
-        return self._score(query, documents, top_n)
-
-    async def arerank(self, query: str, documents: Sequence[str], *, top_n: int | None = None) -> list[RerankResult]:
-        await asyncio.sleep(0)
-        return self._score(query, documents, top_n)
 
 
 class AsyncOnlyReranker(OverlapReranker):
@@ -54,18 +29,6 @@ class AsyncOnlyReranker(OverlapReranker):
 
     def rerank(self, query: str, documents: Sequence[str], *, top_n: int | None = None) -> list[RerankResult]:
         raise AssertionError("the async path must not call the sync rerank()")
-
-
-class FailingReranker:
-    def __init__(self) -> None:
-        self.calls = 0
-
-    def rerank(self, query: str, documents: Sequence[str], *, top_n: int | None = None) -> list[RerankResult]:
-        self.calls += 1
-        raise RerankConnectionError("cannot reach http://127.0.0.1:9/rerank", endpoint="http://127.0.0.1:9/rerank")
-
-    async def arerank(self, query: str, documents: Sequence[str], *, top_n: int | None = None) -> list[RerankResult]:
-        return self.rerank(query, documents, top_n=top_n)
 
 
 class Recorder(BaseCallbackHandler):
@@ -193,7 +156,7 @@ def test_keeps_the_first_stage_score() -> None:
 def test_threshold_applies_before_top_n() -> None:
     documents = make_documents()
     scored = expected_order(OverlapReranker(), documents)
-    threshold = 2.0
+    threshold = 0.4  # two of the five query words
     passing = [pair for pair in scored if pair[1] >= threshold]
     assert len(passing) >= 2, "the fixture must have at least two documents above the threshold"
     assert len(passing) < len(scored), "the fixture must have documents below the threshold"
@@ -367,7 +330,7 @@ async def test_passthrough_keeps_input_order_without_relevance_score(
 
 @pytest.mark.parametrize(
     "options",
-    [{}, {"top_n": 2}, {"score_threshold": 2.0}, {"score_threshold": 1.0, "top_n": 3}],
+    [{}, {"top_n": 2}, {"score_threshold": 0.4}, {"score_threshold": 0.2, "top_n": 3}],  # 2 and 1 of 5 query words
 )
 async def test_async_equals_sync(options: dict[str, Any]) -> None:
     documents = [*make_documents(), Document(page_content="rerank search", metadata={"pk": 2})]

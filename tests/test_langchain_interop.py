@@ -23,6 +23,7 @@ from typing import Any
 from uuid import UUID
 
 import pytest
+from helpers import OverlapReranker
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.documents import BaseDocumentTransformer, Document
 from langchain_core.embeddings import Embeddings
@@ -177,25 +178,15 @@ async def test_contextual_compression_retriever_callbacks_nest_the_rerank(
 
 
 def test_duplicates_from_two_searches_are_scored_once(vector_store: Any) -> None:
-    from milvus_rerank.testing.server import WordOverlapReranker
-
-    class Counting(WordOverlapReranker):
-        def __init__(self) -> None:
-            self.seen: list[list[str]] = []
-
-        def rerank(self, query: str, documents: Sequence[str], *, top_n: int | None = None) -> list[Any]:
-            self.seen.append(list(documents))
-            return super().rerank(query, documents, top_n=top_n)
-
     first = vector_store.similarity_search(QUESTION, k=5)
     second = vector_store.similarity_search("where is a vector collection stored?", k=5)
     overlap = {d.metadata["pk"] for d in first} & {d.metadata["pk"] for d in second}
     assert overlap, "the two searches must share documents for this test to mean anything"
 
-    counting = Counting()
+    counting = OverlapReranker()
     out = RerankCompressor(counting).compress_documents(first + second, QUESTION)
     unique = {d.metadata["pk"] for d in first + second}
-    assert len(counting.seen[0]) == len(unique)
+    assert len(counting.calls[0][1]) == len(unique)
     assert sorted(d.metadata["pk"] for d in out) == sorted(unique)
 
 

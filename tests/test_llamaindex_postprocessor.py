@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import OverlapReranker
 from llama_index.core.bridge.pydantic import Field
 from llama_index.core.callbacks import CallbackManager, CBEventType, LlamaDebugHandler
 from llama_index.core.instrumentation import get_dispatcher
@@ -27,35 +28,14 @@ from llama_index.core.schema import (
 
 from llamaindex_milvus_rerank import RerankPostprocessor
 from milvus_rerank.errors import RerankError
-from milvus_rerank.rerankers.base import check_rerank_args, rank
-from milvus_rerank.types import RerankResult
 
 
-class OverlapReranker:
-    """A protocol-conforming reranker: score = shared words / document words. Records what it was sent."""
+class DownReranker(OverlapReranker):
+    """Records the call, then fails like a rerank service that is down."""
 
-    def __init__(self, fail: bool = False) -> None:
-        self.calls: list[tuple[str, list[str], int | None]] = []
-        self.fail = fail
-
-    def _score(self, query: str, documents: Sequence[str], top_n: int | None) -> list[RerankResult]:
-        check_rerank_args(query, documents, top_n)
-        self.calls.append((query, list(documents), top_n))
-        if self.fail:
-            raise RerankError("the rerank service is down")
-        words = set(query.lower().split())
-        results = []
-        for index, document in enumerate(documents):
-            tokens = document.lower().split()
-            results.append(RerankResult(index, sum(t in words for t in tokens) / max(len(tokens), 1)))
-        return rank(results, top_n)
-
-    def rerank(self, query: str, documents: Sequence[str], *, top_n: int | None = None) -> list[RerankResult]:
-        return self._score(query, documents, top_n)
-
-    async def arerank(self, query: str, documents: Sequence[str], *, top_n: int | None = None) -> list[RerankResult]:
-        await asyncio.sleep(0)  # let concurrent calls interleave
-        return self._score(query, documents, top_n)
+    def record(self, query: str, documents: Sequence[str], top_n: int | None) -> None:
+        super().record(query, documents, top_n)
+        raise RerankError("the rerank service is down")
 
 
 TEXTS = [
@@ -357,7 +337,7 @@ def test_legacy_callbacks_get_a_reranking_event() -> None:
 
 
 async def test_reranker_failure_raises_by_default(recorder: Recorder) -> None:
-    pp = RerankPostprocessor(OverlapReranker(fail=True))
+    pp = RerankPostprocessor(DownReranker())
     with pytest.raises(RerankError, match="down"):
         pp.postprocess_nodes(make_nodes(), query_str=QUERY)
     with pytest.raises(RerankError, match="down"):
@@ -370,7 +350,7 @@ async def test_passthrough_keeps_first_stage_order_and_scores(
     recorder: Recorder, caplog: pytest.LogCaptureFixture
 ) -> None:
     nodes = make_nodes()
-    pp = RerankPostprocessor(OverlapReranker(fail=True), top_n=3, on_error="passthrough")
+    pp = RerankPostprocessor(DownReranker(), top_n=3, on_error="passthrough")
     with caplog.at_level(logging.WARNING, logger="milvus_rerank.pipeline"):
         out = pp.postprocess_nodes(nodes, query_str=QUERY)
         aout = await pp.apostprocess_nodes(nodes, query_str=QUERY)

@@ -11,43 +11,13 @@ import logging
 from collections.abc import Sequence
 
 import pytest
+from helpers import FailingReranker, OverlapReranker
 
 from milvus_rerank import Candidate, RerankConnectionError, RerankResponseError, RerankResult
 from milvus_rerank.pipeline import RerankPipeline, dedupe
-from milvus_rerank.rerankers.base import check_rerank_args, rank
 
 
-class WordOverlapReranker:
-    """Scores a document by how many query words it contains; records every call."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, list[str], int | None]] = []
-
-    def _score(self, query: str, documents: Sequence[str], top_n: int | None) -> list[RerankResult]:
-        check_rerank_args(query, documents, top_n)
-        self.calls.append((query, list(documents), top_n))
-        words = set(query.lower().split())
-        return rank(
-            [RerankResult(i, float(len(words & set(d.lower().split())))) for i, d in enumerate(documents)], top_n
-        )
-
-    def rerank(self, query: str, documents: Sequence[str], *, top_n: int | None = None) -> list[RerankResult]:
-        return self._score(query, documents, top_n)
-
-    async def arerank(self, query: str, documents: Sequence[str], *, top_n: int | None = None) -> list[RerankResult]:
-        await asyncio.sleep(0)
-        return self._score(query, documents, top_n)
-
-
-class FailingReranker:
-    def rerank(self, query: str, documents: Sequence[str], *, top_n: int | None = None) -> list[RerankResult]:
-        raise RerankConnectionError("cannot reach http://127.0.0.1:9/rerank", endpoint="http://127.0.0.1:9/rerank")
-
-    async def arerank(self, query: str, documents: Sequence[str], *, top_n: int | None = None) -> list[RerankResult]:
-        return self.rerank(query, documents, top_n=top_n)
-
-
-class BadIndexReranker(WordOverlapReranker):
+class BadIndexReranker(OverlapReranker):
     def rerank(self, query: str, documents: Sequence[str], *, top_n: int | None = None) -> list[RerankResult]:
         return [RerankResult(len(documents), 1.0)]
 
@@ -76,9 +46,11 @@ CANDIDATES = [
 
 
 def test_rerank_orders_by_score_and_keeps_first_stage_data() -> None:
-    out = RerankPipeline(WordOverlapReranker()).rerank(QUERY, CANDIDATES)
+    out = RerankPipeline(OverlapReranker()).rerank(QUERY, CANDIDATES)
     assert [c.id for c in out] == [3, 2, "x", 1]
-    assert [c.rerank_score for c in out] == [4.0, 3.0, 1.0, 0.0]
+    direct = {r.index: r.score for r in OverlapReranker().rerank(QUERY, [c.text for c in dedupe(CANDIDATES)])}
+    assert [c.rerank_score for c in out] == [direct[2], direct[1], direct[3], direct[0]]
+    assert [round(5 * c.rerank_score) for c in out] == [4, 3, 1, 0]  # of the five query words
     assert [c.rank for c in out] == [1, 2, 3, 4]
     assert [c.retrieval_rank for c in out] == [3, 2, 5, 1]
     assert out[1].score == 0.8
@@ -89,7 +61,7 @@ def test_rerank_orders_by_score_and_keeps_first_stage_data() -> None:
 
 
 def test_duplicates_are_scored_once() -> None:
-    reranker = WordOverlapReranker()
+    reranker = OverlapReranker()
     RerankPipeline(reranker).rerank(QUERY, CANDIDATES)
     ((_, documents, _),) = reranker.calls
     assert len(documents) == 4
@@ -98,28 +70,29 @@ def test_duplicates_are_scored_once() -> None:
 
 
 def test_threshold_then_top_n() -> None:
-    out = RerankPipeline(WordOverlapReranker(), score_threshold=1.0, top_n=10).rerank(QUERY, CANDIDATES)
+    one_word = 0.2  # one of the five query words
+    out = RerankPipeline(OverlapReranker(), score_threshold=one_word, top_n=10).rerank(QUERY, CANDIDATES)
     assert [c.id for c in out] == [3, 2, "x"]
-    out = RerankPipeline(WordOverlapReranker(), score_threshold=1.0, top_n=2).rerank(QUERY, CANDIDATES)
+    out = RerankPipeline(OverlapReranker(), score_threshold=one_word, top_n=2).rerank(QUERY, CANDIDATES)
     assert [c.id for c in out] == [3, 2]
-    out = RerankPipeline(WordOverlapReranker(), score_threshold=100).rerank(QUERY, CANDIDATES)
+    out = RerankPipeline(OverlapReranker(), score_threshold=100).rerank(QUERY, CANDIDATES)
     assert out == []
 
 
 def test_empty_input_calls_nothing() -> None:
-    reranker = WordOverlapReranker()
+    reranker = OverlapReranker()
     assert RerankPipeline(reranker).rerank(QUERY, []) == []
     assert reranker.calls == []
 
 
 async def test_async_equals_sync() -> None:
-    pipeline = RerankPipeline(WordOverlapReranker(), top_n=3, retriever=ListRetriever(CANDIDATES))
+    pipeline = RerankPipeline(OverlapReranker(), top_n=3, retriever=ListRetriever(CANDIDATES))
     assert await pipeline.arerank(QUERY, CANDIDATES) == pipeline.rerank(QUERY, CANDIDATES)
     assert await pipeline.arun(QUERY) == pipeline.run(QUERY)
 
 
 async def test_concurrent_async_queries_do_not_mix() -> None:
-    pipeline = RerankPipeline(WordOverlapReranker(), top_n=1)
+    pipeline = RerankPipeline(OverlapReranker(), top_n=1)
     docs = [Candidate(id=i, text=f"topic{i} text") for i in range(20)]
     results = await asyncio.gather(*(pipeline.arerank(f"topic{i}", docs) for i in range(20)))
     assert [r[0].id for r in results] == list(range(20))
@@ -127,14 +100,14 @@ async def test_concurrent_async_queries_do_not_mix() -> None:
 
 def test_run_uses_the_retriever() -> None:
     retriever = ListRetriever(CANDIDATES)
-    out = RerankPipeline(WordOverlapReranker(), retriever=retriever, top_n=1).run(QUERY)
+    out = RerankPipeline(OverlapReranker(), retriever=retriever, top_n=1).run(QUERY)
     assert retriever.queries == [QUERY]
     assert [c.id for c in out] == [3]
 
 
 def test_run_without_retriever_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="no retriever"):
-        RerankPipeline(WordOverlapReranker()).run(QUERY)
+        RerankPipeline(OverlapReranker()).run(QUERY)
 
 
 def test_on_error_raise_propagates() -> None:
@@ -180,7 +153,7 @@ def test_reranker_returning_bad_indices_is_an_error() -> None:
 )
 def test_bad_configuration(kwargs: dict[str, object], error: type[Exception], message: str) -> None:
     with pytest.raises(error, match=message):
-        RerankPipeline(WordOverlapReranker(), **kwargs)  # type: ignore[arg-type]
+        RerankPipeline(OverlapReranker(), **kwargs)  # type: ignore[arg-type]
 
 
 def test_reranker_without_protocol_is_refused() -> None:
