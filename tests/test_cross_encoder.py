@@ -166,6 +166,57 @@ def test_packed_path_matches_the_models_own_forward(tiny_model: Path, monkeypatc
     assert max_abs_diff(packed.score(QUERY, DOCUMENTS), plain.score(QUERY, DOCUMENTS)) <= 1e-5
 
 
+@pytest.mark.parametrize(
+    ("where", "activation"),
+    [
+        ("st-save", "torch.nn.modules.linear.Identity"),
+        ("st-save", "torch.nn.modules.activation.Tanh"),
+        ("config.json", "torch.nn.modules.activation.Tanh"),
+        # Without modules.json, sentence-transformers ignores this file (and so do we): sigmoid.
+        ("config_sentence_transformers.json", "torch.nn.modules.linear.Identity"),
+    ],
+)
+def test_declared_activation_is_followed(tiny_model: Path, tmp_path: Path, where: str, activation: str) -> None:
+    from sentence_transformers import CrossEncoder
+
+    path = tmp_path / "declared"
+    if where == "st-save":
+        # A full sentence-transformers save: modules.json, config_sentence_transformers.json, ...
+        CrossEncoder(str(tiny_model), device="cpu").save(str(path))
+        st_config = json.loads((path / "config_sentence_transformers.json").read_text())
+        st_config["activation_fn"] = activation
+        (path / "config_sentence_transformers.json").write_text(json.dumps(st_config))
+    else:
+        shutil.copytree(tiny_model, path)
+    if where == "config.json":
+        config = json.loads((path / "config.json").read_text())
+        config["sentence_transformers"] = {"activation_fn": activation}
+        (path / "config.json").write_text(json.dumps(config))
+    elif where == "config_sentence_transformers.json":
+        (path / where).write_text(json.dumps({"activation_fn": activation}))
+    ours = CrossEncoderReranker(path, device="cpu").score(QUERY, DOCUMENTS)
+    assert max_abs_diff(ours, st_scores(path, DOCUMENTS)) <= 1e-5
+    raw = CrossEncoderReranker(path, device="cpu", activation="none").score(QUERY, DOCUMENTS)
+    if where == "config_sentence_transformers.json":
+        expected = [1 / (1 + math.exp(-x)) for x in raw]
+    else:
+        expected = raw if activation.endswith("Identity") else [math.tanh(x) for x in raw]
+    assert max_abs_diff(ours, expected) <= 1e-6
+
+
+def test_sentence_transformers_max_seq_length_is_the_default_limit(tiny_model: Path, tmp_path: Path) -> None:
+    from sentence_transformers import CrossEncoder
+
+    path = tmp_path / "st-save"
+    CrossEncoder(str(tiny_model), device="cpu").save(str(path))
+    settings = json.loads((path / "sentence_bert_config.json").read_text())
+    settings["max_seq_length"] = 20
+    (path / "sentence_bert_config.json").write_text(json.dumps(settings))
+    reranker = CrossEncoderReranker(path, device="cpu")
+    assert reranker._model().max_length == 20
+    assert max_abs_diff(reranker.score(QUERY, DOCUMENTS), st_scores(path, DOCUMENTS)) <= 1e-5
+
+
 # --- the rerank contract ---------------------------------------------------------------------------------
 
 

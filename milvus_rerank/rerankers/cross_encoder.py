@@ -1,9 +1,11 @@
 """A local cross-encoder reranker that runs a Hugging Face sequence-classification model in-process.
 
-Speed comes from doing less work than a plain batched loop: the query and documents are tokenized
-once, pairs are sorted by token length and packed into batches under a token budget (so almost no
-padding is computed), and results are put back in input order. Loaded models are shared by every
-instance in the process that asks for the same (model, device, dtype).
+Speed comes from doing less work than a plain batched loop: each pair is tokenized once, pairs are
+sorted by token length and cut into batches under a token budget, and results are put back in input
+order. BERT-family models (BERT, RoBERTa, XLM-RoBERTa as in bge-reranker, ELECTRA) run on a packed
+path with no padding in any dense layer, and their last layer computes only the first token that the
+classifier reads; other architectures run their own forward pass on length-sorted padded batches.
+Loaded models are shared by every instance in the process that asks for the same (model, device, dtype).
 
 Requires the ``local`` extra: ``pip install 'milvus-rerank[local]'``.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import json
 import logging
 import os
 import threading
@@ -44,9 +47,10 @@ _DTYPE_NAMES = {
     "half": "float16",
 }
 
-# A padded batch holds at most this many tokens (pairs x longest pair). Small batches keep the
-# activations of one layer in the CPU caches; a GPU wants large ones.
-_DEFAULT_TOKEN_BUDGET = {"cpu": 4096, "cuda": 32768, "mps": 16384}
+# Most tokens in one forward pass (real tokens on the packed path, pairs x longest pair otherwise).
+# On a CPU, batches of about 1k tokens keep a layer's activations in cache and ran fastest in
+# benchmarks/local_reranker.py (1k-2k alike, 8k 30% slower); a GPU wants large ones.
+_DEFAULT_TOKEN_BUDGET = {"cpu": 1024, "cuda": 16384, "mps": 8192}
 
 _INSTALL_HINT = "CrossEncoderReranker needs torch and transformers: pip install 'milvus-rerank[local]'"
 
@@ -325,23 +329,55 @@ def _activation_from_path(path: object, trust_remote_code: bool) -> Any:
         return None
 
 
-def _declared_activation(model_dir: str | None, config: Any, trust_remote_code: bool) -> Any:
+def _sentence_transformers_settings(name: str, is_dir: bool, common: dict[str, Any]) -> dict[str, Any]:
+    """Settings a sentence-transformers save adds (activation, length limit), as ``CrossEncoder`` reads them.
+
+    sentence-transformers reads its own config files only for a full save (one with ``modules.json``);
+    for a hub model they are taken from the local cache, never downloaded just for this.
+    """
+
+    def locate(filename: str) -> str | None:
+        if is_dir:
+            path = os.path.join(name, filename)
+            return path if os.path.isfile(path) else None
+        try:
+            from transformers.utils import cached_file
+
+            found = cached_file(
+                name,
+                filename,
+                _raise_exceptions_for_missing_entries=False,
+                _raise_exceptions_for_connection_errors=False,
+                **{key: value for key, value in common.items() if key != "trust_remote_code"},
+            )
+        except (OSError, ValueError, TypeError, ImportError):
+            return None
+        return found if isinstance(found, str) else None
+
+    settings: dict[str, Any] = {}
+    if locate("modules.json") is None:
+        return settings
+    for filename in ("sentence_bert_config.json", "config_sentence_transformers.json"):
+        path = locate(filename)
+        if path is None:
+            continue
+        try:
+            with open(path, encoding="utf-8") as file:
+                content = json.load(file)
+        except (OSError, ValueError):
+            continue
+        if isinstance(content, dict):
+            settings.update(content)
+    return settings
+
+
+def _declared_activation(st_settings: dict[str, Any], config: Any, trust_remote_code: bool) -> Any:
     """The activation sentence-transformers' ``CrossEncoder`` would apply, or None for its default.
 
     Sentence-transformers reads, in order: ``activation_fn`` in ``config_sentence_transformers.json``,
     ``config.sentence_transformers["activation_fn"]``, then the pre-v4 ``sbert_ce_default_activation_function``.
     """
-    paths: list[object] = []
-    if model_dir is not None:
-        st_config = os.path.join(model_dir, "config_sentence_transformers.json")
-        if os.path.isfile(st_config):
-            import json
-
-            try:
-                with open(st_config, encoding="utf-8") as file:
-                    paths.append(json.load(file).get("activation_fn"))
-            except (OSError, ValueError, AttributeError):
-                pass
+    paths: list[object] = [st_settings.get("activation_fn")]
     st_section = getattr(config, "sentence_transformers", None)
     if isinstance(st_section, dict) and "activation_fn" in st_section:
         paths.append(st_section["activation_fn"])
@@ -354,9 +390,12 @@ def _declared_activation(model_dir: str | None, config: Any, trust_remote_code: 
     return None
 
 
-def _model_max_length(tokenizer: Any, model: Any) -> int:
-    """The model's own limit: the tokenizer's, capped by the position embeddings."""
+def _model_max_length(tokenizer: Any, model: Any, st_settings: dict[str, Any]) -> int:
+    """The model's own limit: the tokenizer's (or a sentence-transformers save's), capped by the positions."""
     limits = []
+    st_limit = st_settings.get("max_seq_length")
+    if isinstance(st_limit, int) and st_limit > 0:
+        limits.append(st_limit)
     tokenizer_limit = getattr(tokenizer, "model_max_length", None)
     if isinstance(tokenizer_limit, int) and 0 < tokenizer_limit < 1_000_000:
         limits.append(tokenizer_limit)
@@ -431,19 +470,22 @@ def _load(
             raise ModelLoadError(f"Could not load the tokenizer of {name!r}: {exc}") from None
         raise ModelLoadError(_offline_message(name, exc)) from None
 
+    if model.dtype != torch_dtype:  # transformers < 4.56 reads `torch_dtype`, not `dtype`
+        model.to(torch_dtype)
     model.to(device)
     model.eval()
     pad_token_id = tokenizer.pad_token_id
     if pad_token_id is None:
         pad_token_id = getattr(config, "pad_token_id", None) or 0
     probe = tokenizer("a", "b")
+    st_settings = _sentence_transformers_settings(name, is_dir, common)
     return _LoadedModel(
         model=model,
         tokenizer=tokenizer,
         name=name,
         num_labels=num_labels,
-        declared_activation=_declared_activation(name if is_dir else None, config, trust_remote_code),
-        max_length=_model_max_length(tokenizer, model),
+        declared_activation=_declared_activation(st_settings, config, trust_remote_code),
+        max_length=_model_max_length(tokenizer, model, st_settings),
         pad_token_id=int(pad_token_id),
         uses_token_type_ids="token_type_ids" in probe,
         packed=_PackedEncoder.build(model),
@@ -493,8 +535,9 @@ class CrossEncoderReranker:
             model (the activation its config declares, else a sigmoid for one label); ``"sigmoid"`` and
             ``"none"`` (raw logits) force one. Two-label models score with the probability of label 1
             (softmax); with ``"none"`` they return the logit difference (label 1 minus label 0).
-        max_batch_tokens: Most tokens (pairs x longest pair) in one forward pass; ``None`` picks a budget that
-            suits the device.
+        max_batch_tokens: Most tokens in one forward pass: real tokens for BERT-family models (BERT, RoBERTa,
+            XLM-RoBERTa, ELECTRA), which run without padding, else pairs x longest pair. ``None`` means 1024 on
+            a CPU (cache-sized) and 16384 on a GPU.
         local_files_only: Never contact the Hugging Face Hub; only local directories and the local cache.
         trust_remote_code: Allow models whose code lives in their repository.
         revision: A hub revision (branch, tag or commit) to load.
