@@ -12,7 +12,8 @@ runs through one LCEL chain::
 reranks the candidates with a cross-encoder; the LLM step calls an OpenAI-compatible chat endpoint
 (``--llm-endpoint`` or ``$MILVUS_RERANK_LLM_URL``, e.g. ``vllm serve Qwen/Qwen2.5-1.5B-Instruct``).
 Without an endpoint the chain ends in an extractive answer that quotes and cites the top passages
-and says it is extractive.
+and says it is extractive. The retriever's ``embedding=`` gets the sentence-transformers model
+itself; a LangChain ``Embeddings`` (e.g. ``HuggingFaceEmbeddings``) works the same.
 
 Run it (downloads the two default models from the Hugging Face hub on first use)::
 
@@ -35,13 +36,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 from collections.abc import Sequence
 from typing import Any
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.documents import Document
-from langchain_core.embeddings import Embeddings
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.output_parsers import StrOutputParser
@@ -51,24 +50,7 @@ from langchain_core.runnables import Runnable, RunnableLambda, RunnableParallel,
 from pydantic import PrivateAttr
 
 from langchain_milvus_rerank import MilvusRerankRetriever
-from milvus_rerank import MilvusRerankError, demo
-
-
-class SentenceTransformerEmbeddings(Embeddings):
-    """A LangChain ``Embeddings`` over a loaded sentence-transformers model.
-
-    ``langchain_huggingface.HuggingFaceEmbeddings(model_name=...)`` works the same; this keeps the
-    example free of one more package.
-    """
-
-    def __init__(self, model: Any) -> None:
-        self.model = model
-
-    def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        return self.model.encode(texts, normalize_embeddings=True).tolist()
-
-    def embed_query(self, text: str) -> list[float]:
-        return self.model.encode(text, normalize_embeddings=True).tolist()
+from milvus_rerank import demo
 
 
 class OpenAICompatibleChat(BaseChatModel):
@@ -104,14 +86,16 @@ class OpenAICompatibleChat(BaseChatModel):
 PROMPT = ChatPromptTemplate.from_messages([("human", "{prompt}")])
 
 
-def source_of(document: Document) -> str:
-    return str(document.metadata.get("source") or document.id)
+def ranked_passage(document: Document) -> demo.RankedPassage:
+    return demo.RankedPassage(
+        str(document.id), document.page_content, document.metadata.get("relevance_score"), document.metadata
+    )
 
 
 def extractive_answer(inputs: dict[str, Any]) -> str:
     """The offline LLM stand-in: quotes and cites the reranked passages, and says it is extractive."""
-    documents: list[Document] = inputs["documents"]
-    return demo.extractive_answer(inputs["question"], [(d.page_content, source_of(d)) for d in documents])
+    passages = [ranked_passage(d) for d in inputs["documents"]]
+    return demo.extractive_answer(inputs["question"], [(p.text, p.source) for p in passages])
 
 
 def prompt_inputs(inputs: dict[str, Any]) -> dict[str, str]:
@@ -130,70 +114,37 @@ def build_chain(retriever: MilvusRerankRetriever, llm: BaseChatModel | None) -> 
     return retrieve | RunnablePassthrough.assign(answer=answer)
 
 
-def describe(position: int, document: Document) -> str:
-    metadata = document.metadata
-    score = metadata.get("relevance_score")
-    shown = f"{score:.4f}" if isinstance(score, float) else "n/a"
-    first_stage = metadata.get("retrieval_rank")
-    moved = f"first stage #{first_stage}" if first_stage is not None else "first stage: unranked"
-    title = metadata.get("title", "")
-    return f"  [{position}] {document.id:<8} rerank {shown:>8}  {moved:<16} {source_of(document)}  {title}"
-
-
 def run(args: argparse.Namespace, db_path: str) -> None:
-    embeddings = SentenceTransformerEmbeddings(demo.load_embedding_model(args.embedding_model))
-    reranker = demo.make_reranker(args)
-    count = demo.ingest_corpus(db_path, demo.DEMO_COLLECTION, embeddings, show_progress=False)
-
+    embedding_model, reranker = demo.prepare_example(args, db_path)
     llm = None
     if args.llm_endpoint:
         llm = OpenAICompatibleChat(args.llm_endpoint, args.llm_model, api_key=os.environ.get(demo.LLM_API_KEY_ENV))
-    print(f"Corpus: {count} passages of the Lumen Ridge Observatory handbook in Milvus Lite ({db_path})")
-    print(f"First stage: hybrid search (dense {args.embedding_model} + BM25, RRF), {args.candidates} candidates")
-    print(f"Reranker: {reranker!r}, keeping the top {args.top_n}")
-    print(f"LLM step: {args.llm_endpoint if llm is not None else 'none configured, offline extractive answer'}")
-
     retriever = MilvusRerankRetriever(
         client=db_path,
         collection_name=demo.DEMO_COLLECTION,
         mode="hybrid",
-        embedding=embeddings,
+        embedding=embedding_model,
         limit=args.candidates,
         reranker=reranker,
         top_n=args.top_n,
     )
     chain = build_chain(retriever, llm)
+
+    def ask(question: str) -> tuple[list[demo.RankedPassage], str]:
+        result = chain.invoke(question)
+        return [ranked_passage(d) for d in result["documents"]], result["answer"]
+
     try:
-        for number, question in enumerate(args.question or demo.DEMO_QUESTIONS, start=1):
-            result = chain.invoke(question)
-            print(f"\nQ{number}: {question}")
-            print("Reranked passages:")
-            for position, document in enumerate(result["documents"], start=1):
-                print(describe(position, document))
-            print(result["answer"])
+        demo.ask_questions(args, ask)
     finally:
-        close = getattr(retriever.retriever, "close", None)
-        if callable(close):
-            close()
-        close = getattr(reranker, "close", None)
-        if callable(close):
-            close()
+        for resource in (retriever.retriever, reranker):
+            close = getattr(resource, "close", None)
+            if callable(close):
+                close()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    demo.add_demo_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        if args.db:
-            run(args, args.db)
-        else:
-            with tempfile.TemporaryDirectory(prefix="milvus-rerank-") as tmp:
-                run(args, os.path.join(tmp, "demo.db"))
-    except MilvusRerankError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return demo.example_main(run, argv, description=__doc__.splitlines()[0] if __doc__ else None)
 
 
 if __name__ == "__main__":

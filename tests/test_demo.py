@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import socket
 import threading
@@ -426,3 +427,32 @@ def test_generate_answer_does_not_fall_back_silently(chat_stub: ChatStub) -> Non
     args = _parser().parse_args(["--llm-endpoint", chat_stub.url])
     with pytest.raises(MilvusRerankError, match="HTTP 500"):
         demo.generate_answer(args, "q?", PASSAGES)
+
+
+def test_ranked_passage_line_and_source() -> None:
+    ranked = demo.RankedPassage("p7", "text", 0.5, {"source": "dome.md", "title": "Dome", "retrieval_rank": 4})
+    assert ranked.source == "dome.md"
+    assert ranked.describe(1) == "  [1] p7       rerank   0.5000  first stage #4   dome.md  Dome"
+    unranked = demo.RankedPassage("p8", "text", None)
+    assert unranked.source == "p8"
+    assert unranked.describe(2) == "  [2] p8       rerank      n/a  first stage: unranked p8  "
+
+
+def test_example_main_runs_with_a_temporary_db_and_turns_errors_into_status_2(
+    capsys: pytest.CaptureFixture[str], no_llm_env: None
+) -> None:
+    seen: list[tuple[str, list[str] | None]] = []
+
+    def run(args: argparse.Namespace, db_path: str) -> None:
+        seen.append((db_path, args.question))
+        if args.question == ["fail"]:
+            raise MilvusRerankError("the model is missing")
+
+    assert demo.example_main(run, ["--question", "why?"]) == 0
+    ((db_path, questions),) = seen
+    assert db_path.endswith("demo.db")
+    assert questions == ["why?"]
+    assert not os.path.exists(os.path.dirname(db_path))  # the temporary directory is gone
+    assert demo.example_main(run, ["--question", "fail", "--db", "kept.db"]) == 2
+    assert seen[-1][0] == "kept.db"
+    assert capsys.readouterr().err == "error: the model is missing\n"

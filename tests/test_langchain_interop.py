@@ -23,7 +23,7 @@ from typing import Any
 from uuid import UUID
 
 import pytest
-from helpers import OverlapReranker
+from helpers import OverlapReranker, SentenceTransformerEmbeddings
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.documents import BaseDocumentTransformer, Document
 from langchain_core.embeddings import Embeddings
@@ -51,17 +51,6 @@ CORPUS = {
 }
 COLLECTION = "interop"
 QUESTION = "which vector database runs from a local file?"
-
-
-class SentenceTransformerEmbeddings(Embeddings):
-    def __init__(self, model: Any) -> None:
-        self.model = model
-
-    def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        return [list(map(float, v)) for v in self.model.encode(texts, normalize_embeddings=True)]
-
-    def embed_query(self, text: str) -> list[float]:
-        return [float(x) for x in self.model.encode(text, normalize_embeddings=True)]
 
 
 class Recorder(BaseCallbackHandler):

