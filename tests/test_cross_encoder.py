@@ -402,13 +402,13 @@ async def test_arerank_runs_off_the_event_loop(tiny_model: Path, monkeypatch: py
     reranker = CrossEncoderReranker(tiny_model, device="cpu")
     loop_thread = threading.get_ident()
     seen: list[int] = []
-    real_score = CrossEncoderReranker.score
+    real_score = CrossEncoderReranker._score
 
     def recording_score(self: CrossEncoderReranker, query: str, documents: list[str]) -> list[float]:
         seen.append(threading.get_ident())
         return real_score(self, query, documents)
 
-    monkeypatch.setattr(CrossEncoderReranker, "score", recording_score)
+    monkeypatch.setattr(CrossEncoderReranker, "_score", recording_score)
     await reranker.arerank(QUERY, DOCUMENTS)
     assert seen
     assert loop_thread not in seen

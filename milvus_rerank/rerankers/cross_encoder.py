@@ -655,7 +655,7 @@ class CrossEncoderReranker:
         documents = check_rerank_args(query, documents, top_n)
         if not documents:
             return []
-        scores = self.score(query, documents)
+        scores = self._score(query, documents)
         return rank((RerankResult(index, score) for index, score in enumerate(scores)), top_n)
 
     async def arerank(self, query: str, documents: Sequence[str], *, top_n: int | None = None) -> list[RerankResult]:
@@ -663,7 +663,7 @@ class CrossEncoderReranker:
         documents = check_rerank_args(query, documents, top_n)
         if not documents:
             return []
-        scores = await asyncio.to_thread(self.score, query, documents)
+        scores = await asyncio.to_thread(self._score, query, documents)
         return rank((RerankResult(index, score) for index, score in enumerate(scores)), top_n)
 
     def score(self, query: str, documents: Sequence[str]) -> list[float]:
@@ -676,11 +676,17 @@ class CrossEncoderReranker:
         documents = check_rerank_args(query, documents, None)
         if not documents:
             return []
+        return self._score(query, documents)
+
+    def _score(self, query: str, documents: Sequence[str]) -> list[float]:
         loaded = self._model()
         max_length = min(self.max_length or loaded.max_length, loaded.max_length)
         input_ids, token_type_ids, truncated = self._tokenize(loaded, query, documents, max_length)
-        if truncated and not self._warned_truncation:
-            self._warned_truncation = True
+        if truncated:
+            with self._lock:
+                first_time = not self._warned_truncation
+                self._warned_truncation = True
+        if truncated and first_time:
             logger.warning(
                 "%d of %d (query, document) pairs were longer than %d tokens and were truncated (longest first) "
                 "for %s; pass max_length=... or shorter chunks to control this. This warning is shown once "
