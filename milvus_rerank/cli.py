@@ -568,26 +568,6 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------- parser
 
 
-def _positive_int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
-    return number
-
-
-def _non_negative_int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {value!r}") from None
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {value!r}")
-    return number
-
-
 def _add_milvus_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("Milvus")
     group.add_argument(
@@ -629,30 +609,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ingest.add_argument("paths", nargs="+", metavar="PATH", help="files or folders (searched recursively)")
     _add_milvus_arguments(ingest)
-    ingest.add_argument(
-        "--embedding-model",
-        metavar="PATH_OR_ID",
-        default=demo.DEFAULT_EMBEDDING_MODEL,
-        help="sentence-transformers embedding model: a directory or a Hugging Face id (default: %(default)s)",
-    )
+    demo.add_model_arguments(ingest, reranker=False)
     ingest.add_argument(
         "--chunk-size",
         metavar="N",
-        type=_positive_int,
+        type=demo.positive_int,
         default=1000,
         help="longest chunk in characters (default: %(default)s)",
     )
     ingest.add_argument(
         "--chunk-overlap",
         metavar="N",
-        type=_non_negative_int,
+        type=demo.non_negative_int,
         default=150,
         help="characters repeated from the previous chunk (default: %(default)s)",
     )
     ingest.add_argument(
         "--batch-size",
         metavar="N",
-        type=_positive_int,
+        type=demo.positive_int,
         default=64,
         help="chunks embedded per batch (default: %(default)s)",
     )
@@ -673,17 +648,17 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument(
         "--candidates",
         metavar="N",
-        type=_positive_int,
+        type=demo.positive_int,
         default=20,
         help="first-stage candidates reranked (default: %(default)s)",
     )
     query.add_argument(
-        "--top-n", metavar="N", type=_positive_int, default=5, help="results shown (default: %(default)s)"
+        "--top-n", metavar="N", type=demo.positive_int, default=5, help="results shown (default: %(default)s)"
     )
     query.add_argument(
         "--width",
         metavar="N",
-        type=_positive_int,
+        type=demo.positive_int,
         default=70,
         help="characters of text shown per result (default: %(default)s)",
     )
@@ -706,12 +681,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument(
         "--rerank-depth",
         metavar="N",
-        type=_positive_int,
+        type=demo.positive_int,
         default=100,
         help="first-stage candidates reranked per query (default: %(default)s)",
     )
     evaluation.add_argument(
-        "--max-queries", metavar="N", type=_positive_int, default=None, help="evaluate only the first N queries"
+        "--max-queries", metavar="N", type=demo.positive_int, default=None, help="evaluate only the first N queries"
     )
     evaluation.add_argument(
         "--db",

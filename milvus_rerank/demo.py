@@ -25,7 +25,7 @@ import os
 import re
 import sys
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -55,9 +55,12 @@ __all__ = [
     "extractive_answer",
     "generate_answer",
     "ingest_corpus",
+    "json_lines",
     "load_corpus",
     "load_embedding_model",
     "make_reranker",
+    "non_negative_int",
+    "positive_int",
     "prepare_example",
     "read_jsonl_documents",
 ]
@@ -141,16 +144,29 @@ def load_corpus() -> list[DemoDocument]:
         return _parse_jsonl(handle, f"milvus_rerank/data/{_CORPUS_FILE}")
 
 
-def _parse_jsonl(lines: Any, name: str) -> list[DemoDocument]:
-    documents: list[DemoDocument] = []
-    seen: set[str] = set()
+def json_lines(lines: Iterable[str], name: str) -> Iterator[tuple[int, Any]]:
+    """Parse JSON Lines: yield ``(line number, value)`` for each line that is not blank.
+
+    Args:
+        lines: The lines (an open text file works).
+        name: What to call the source in an error message (a file name).
+
+    Raises:
+        ValueError: A line is not valid JSON; the message names ``name`` and the line.
+    """
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
+            yield number, json.loads(line)
         except json.JSONDecodeError as exc:
             raise ValueError(f"{name}, line {number}: not valid JSON ({exc.msg})") from None
+
+
+def _parse_jsonl(lines: Iterable[str], name: str) -> list[DemoDocument]:
+    documents: list[DemoDocument] = []
+    seen: set[str] = set()
+    for number, record in json_lines(lines, name):
         if not isinstance(record, dict):
             raise ValueError(f"{name}, line {number}: expected a JSON object, got {type(record).__name__}")
         raw_id = record.pop("id", record.pop("_id", None))
@@ -170,45 +186,61 @@ def _parse_jsonl(lines: Any, name: str) -> list[DemoDocument]:
 # ----------------------------------------------------------------------------- arguments
 
 
-def _positive_int(value: str) -> int:
+def positive_int(value: str) -> int:
+    """An ``argparse`` type: ``value`` as an integer of at least 1."""
+    return _int_at_least(value, 1, "a positive integer")
+
+
+def non_negative_int(value: str) -> int:
+    """An ``argparse`` type: ``value`` as an integer of at least 0."""
+    return _int_at_least(value, 0, "a non-negative integer")
+
+
+def _int_at_least(value: str, minimum: int, what: str) -> int:
     try:
         number = int(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
+        raise argparse.ArgumentTypeError(f"expected {what}, got {value!r}") from None
+    if number < minimum:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {value!r}")
     return number
 
 
 def add_model_arguments(
-    parser: argparse.ArgumentParser, *, reranker_default: str | None = DEFAULT_RERANKER_MODEL
+    parser: argparse.ArgumentParser,
+    *,
+    reranker_default: str | None = DEFAULT_RERANKER_MODEL,
+    reranker: bool = True,
 ) -> None:
     """Add ``--reranker-model``, ``--embedding-model`` and ``--vllm-endpoint`` to ``parser``.
 
     Args:
         parser: The parser (or subparser) to extend.
         reranker_default: Default of ``--reranker-model``; ``None`` makes reranking opt-in.
+        reranker: ``False`` adds ``--embedding-model`` alone (for commands that do not rerank).
     """
     models = parser.add_argument_group("models")
-    models.add_argument(
-        "--reranker-model",
-        metavar="PATH_OR_ID",
-        default=reranker_default,
-        help="local cross-encoder: a model directory or a Hugging Face id (default: %(default)s)",
-    )
+    if reranker:
+        models.add_argument(
+            "--reranker-model",
+            metavar="PATH_OR_ID",
+            default=reranker_default,
+            help="local cross-encoder: a model directory or a Hugging Face id (default: %(default)s)",
+        )
     models.add_argument(
         "--embedding-model",
         metavar="PATH_OR_ID",
         default=DEFAULT_EMBEDDING_MODEL,
         help="sentence-transformers embedding model: a directory or a Hugging Face id (default: %(default)s)",
     )
-    models.add_argument(
-        "--vllm-endpoint",
-        metavar="URL",
-        default=None,
-        help=f"rerank with a vLLM server (e.g. http://localhost:8000) instead of the local cross-encoder; "
-        f"API key from ${VLLM_API_KEY_ENV}",
-    )
+    if reranker:
+        models.add_argument(
+            "--vllm-endpoint",
+            metavar="URL",
+            default=None,
+            help=f"rerank with a vLLM server (e.g. http://localhost:8000) instead of the local cross-encoder; "
+            f"API key from ${VLLM_API_KEY_ENV}",
+        )
 
 
 def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
@@ -256,14 +288,14 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument(
         "--top-n",
         metavar="N",
-        type=_positive_int,
+        type=positive_int,
         default=3,
         help="passages kept after reranking (default: %(default)s)",
     )
     run.add_argument(
         "--candidates",
         metavar="N",
-        type=_positive_int,
+        type=positive_int,
         default=20,
         help="first-stage candidates passed to the reranker (default: %(default)s)",
     )
@@ -512,22 +544,6 @@ def _chat_url(endpoint: str) -> str:
     return f"{base}/v1/chat/completions"
 
 
-def _server_message(response: Any) -> str:
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if isinstance(body, dict):
-        error = body.get("error")
-        if isinstance(error, dict) and error.get("message"):
-            return str(error["message"])
-        for candidate in (error, body.get("message"), body.get("detail")):
-            if candidate:
-                return str(candidate)
-    text = response.text.strip()
-    return text[:300] if text else "(empty body)"
-
-
 def chat_answer(
     endpoint: str, model: str | None, prompt: str, *, api_key: str | None = None, timeout: float = 60
 ) -> str:
@@ -549,6 +565,8 @@ def chat_answer(
             message), or answers without a message.
     """
     import httpx
+
+    from milvus_rerank.rerankers.http import parse_error_message
 
     url = _chat_url(endpoint)
     payload: dict[str, Any] = {
@@ -572,7 +590,8 @@ def chat_answer(
             f"cannot reach LLM endpoint {url} ({type(exc).__name__}); check --llm-endpoint"
         ) from None
     if response.status_code >= 400:
-        raise MilvusRerankError(f"LLM endpoint {url} answered HTTP {response.status_code}: {_server_message(response)}")
+        message = parse_error_message(response.text, reason=response.reason_phrase)
+        raise MilvusRerankError(f"LLM endpoint {url} answered HTTP {response.status_code}: {message}")
     try:
         body = response.json()
         content = body["choices"][0]["message"]["content"]

@@ -10,12 +10,13 @@ share of a query's relevant documents found in the first k, each averaged over t
 from __future__ import annotations
 
 import csv
-import json
 import math
 import statistics
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
+
+from milvus_rerank.demo import json_lines
 
 __all__ = ["BeirDataset", "Scores", "evaluate", "load_beir", "ndcg_at_k", "recall_at_k"]
 
@@ -59,13 +60,7 @@ def _jsonl(path: Path) -> list[dict]:
         raise FileNotFoundError(f"{path} not found: a BEIR folder holds corpus.jsonl, queries.jsonl and qrels/")
     rows = []
     with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}, line {number}: not valid JSON ({exc.msg})") from None
+        for number, row in json_lines(handle, str(path)):
             if not isinstance(row, dict) or "_id" not in row or not isinstance(row.get("text"), str):
                 raise ValueError(f"{path}, line {number}: expected an object with '_id' and a string 'text'")
             rows.append(row)
