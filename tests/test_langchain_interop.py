@@ -23,7 +23,7 @@ from typing import Any
 from uuid import UUID
 
 import pytest
-from helpers import OverlapReranker, SentenceTransformerEmbeddings
+from helpers import OverlapReranker
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.documents import BaseDocumentTransformer, Document
 from langchain_core.embeddings import Embeddings
@@ -89,11 +89,6 @@ def register_orm_alias_if_needed(uri: str) -> Any:
     if not connections.has_connection(client._using):
         connections.connect(alias=client._using, uri=uri)
     return client
-
-
-@pytest.fixture(scope="module")
-def embeddings(minilm: Any) -> Embeddings:
-    return SentenceTransformerEmbeddings(minilm)
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ from typing import Any
 from uuid import UUID
 
 import pytest
-from helpers import SentenceTransformerEmbeddings
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
@@ -73,11 +72,6 @@ class Recorder(BaseCallbackHandler):
 
     def on_chain_end(self, outputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
         self.events.append(("chain_end", self.names.get(run_id), run_id, kwargs.get("parent_run_id")))
-
-
-@pytest.fixture(scope="module")
-def embeddings(minilm: Any) -> Embeddings:
-    return SentenceTransformerEmbeddings(minilm)
 
 
 @pytest.fixture(scope="module")

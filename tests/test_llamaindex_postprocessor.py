@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import OverlapReranker
+from helpers import BAD_SELECTION_OPTIONS, OverlapReranker
 from llama_index.core.bridge.pydantic import Field
 from llama_index.core.callbacks import CallbackManager, CBEventType, LlamaDebugHandler
 from llama_index.core.instrumentation import get_dispatcher
@@ -236,12 +235,7 @@ def test_bad_nodes_are_a_type_error_before_any_event(recorder: Recorder) -> None
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
-        ({"top_n": 0}, ValueError, "top_n"),
-        ({"top_n": "3"}, TypeError, "top_n"),
-        ({"top_n": True}, TypeError, "top_n"),
-        ({"score_threshold": math.nan}, ValueError, "finite"),
-        ({"score_threshold": "0.5"}, TypeError, "score_threshold"),
-        ({"on_error": "ignore"}, ValueError, "on_error"),
+        *BAD_SELECTION_OPTIONS,
         ({"metadata_mode": "embed"}, TypeError, "MetadataMode"),
         ({"keep_retrieval_score": 1}, TypeError, "keep_retrieval_score"),
         ({"pk_key": ""}, ValueError, "pk_key"),
