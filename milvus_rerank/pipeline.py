@@ -248,7 +248,7 @@ class RerankPipeline:
         if self.top_n is not None:
             kept = kept[: self.top_n]
         return [
-            replace(unique[r.index], rerank_score=float(r.score), rank=position)
+            unique[r.index].with_rerank(float(r.score), position)
             for position, r in enumerate(kept, start=1)
         ]
 
@@ -260,4 +260,4 @@ class RerankPipeline:
             len(unique),
         )
         kept = unique if self.top_n is None else unique[: self.top_n]
-        return [replace(c, rerank_score=None, rank=position) for position, c in enumerate(kept, start=1)]
+        return [c.with_rerank(None, position) for position, c in enumerate(kept, start=1)]

@@ -55,6 +55,11 @@ class Candidate:
         """Whether a reranker scored this candidate."""
         return self.rerank_score is not None
 
+    def with_rerank(self, rerank_score: float | None, rank: int) -> Candidate:
+        """A copy carrying the second stage's outcome: its score (``None``: not reranked) and final rank."""
+        # Direct construction: dataclasses.replace costs twice as much, on the pipeline's hot path.
+        return Candidate(self.id, self.text, self.score, self.metadata, self.retrieval_rank, rerank_score, rank)
+
 
 @runtime_checkable
 class Reranker(Protocol):
