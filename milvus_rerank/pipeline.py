@@ -247,10 +247,7 @@ class RerankPipeline:
         kept = [r for r in rank(results) if threshold is None or r.score >= threshold]
         if self.top_n is not None:
             kept = kept[: self.top_n]
-        return [
-            unique[r.index].with_rerank(float(r.score), position)
-            for position, r in enumerate(kept, start=1)
-        ]
+        return [unique[r.index].with_rerank(float(r.score), position) for position, r in enumerate(kept, start=1)]
 
     def _passthrough(self, exc: Exception, unique: list[Candidate]) -> list[Candidate]:
         logger.warning(
