@@ -158,7 +158,18 @@ def _markdown_sections(text: str) -> list[tuple[str | None, str]]:
             sections.append((heading.group(1), [line]))
         else:
             sections[-1][1].append(line)
-    return [(heading, "\n".join(lines)) for heading, lines in sections if "\n".join(lines).strip()]
+    merged: list[tuple[str | None, str]] = []
+    pending: list[str] = []  # headings with no text of their own ("# Guide" right above "## Install")
+    for heading, lines in sections:
+        body = "\n".join(lines[1:] if heading is not None else lines)
+        if not body.strip():
+            pending += lines if heading is not None else []
+            continue
+        merged.append((heading, "\n".join(pending + lines)))
+        pending = []
+    if pending:
+        merged.append((None, "\n".join(pending)))
+    return merged
 
 
 def collect_files(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:

@@ -605,3 +605,14 @@ def test_demo_with_vllm_reranker_and_llm_endpoint(
     assert f"[1] {top_text}" in prompt
     assert len(rerank_server.rerank_requests) == 2
     assert "sk-must-not-leak" not in out + err
+
+
+def test_markdown_headings_without_text_join_the_next_section() -> None:
+    from milvus_rerank.cli import _markdown_sections
+
+    text = "# Guide\n\n## Wind\nThe dome closes above 15 m/s.\n## Empty\n### Humidity\nStop above 85 per cent.\n# Tail"
+    assert _markdown_sections(text) == [
+        ("Wind", "# Guide\n\n## Wind\nThe dome closes above 15 m/s."),
+        ("Humidity", "## Empty\n### Humidity\nStop above 85 per cent."),
+        (None, "# Tail"),
+    ]
