@@ -160,12 +160,12 @@ def _markdown_sections(text: str) -> list[tuple[str | None, str]]:
             sections[-1][1].append(line)
     merged: list[tuple[str | None, str]] = []
     pending: list[str] = []  # headings with no text of their own ("# Guide" right above "## Install")
-    for heading, lines in sections:
-        body = "\n".join(lines[1:] if heading is not None else lines)
+    for title, lines in sections:
+        body = "\n".join(lines[1:] if title is not None else lines)
         if not body.strip():
-            pending += lines if heading is not None else []
+            pending += lines if title is not None else []
             continue
-        merged.append((heading, "\n".join(pending + lines)))
+        merged.append((title, "\n".join(pending + lines)))
         pending = []
     if pending:
         merged.append((None, "\n".join(pending)))
