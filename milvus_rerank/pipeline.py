@@ -238,13 +238,14 @@ class RerankPipeline:
 
     def _select(self, unique: list[Candidate], results: list[RerankResult]) -> list[Candidate]:
         indices = [r.index for r in results]
-        if len(set(indices)) != len(indices) or any(not 0 <= i < len(unique) for i in indices):
+        if indices and (len(set(indices)) != len(indices) or min(indices) < 0 or max(indices) >= len(unique)):
             raise RerankResponseError(
                 f"reranker {type(self.reranker).__name__} returned indices {indices[:10]} for {len(unique)} documents; "
                 "each index must be unique and point into the documents"
             )
-        threshold = self.score_threshold
-        kept = [r for r in rank(results) if threshold is None or r.score >= threshold]
+        kept = rank(results)
+        if self.score_threshold is not None:
+            kept = [r for r in kept if r.score >= self.score_threshold]
         if self.top_n is not None:
             kept = kept[: self.top_n]
         return [unique[r.index].with_rerank(float(r.score), position) for position, r in enumerate(kept, start=1)]
