@@ -76,9 +76,11 @@ def test_an_api_key_without_credential_warns_and_never_enters_the_function() -> 
     assert "sk-secret-1" not in str(fn.params)
 
 
-def test_raw_scores_are_not_carried_over_and_say_so() -> None:
-    with pytest.warns(UserWarning, match="raw_scores"):
-        VLLMReranker("http://vllm:8000", raw_scores=True).to_milvus_function(["q"])
+@pytest.mark.parametrize("reranker_type", [VLLMReranker, TEIReranker])
+def test_raw_scores_are_not_carried_over_and_say_so(reranker_type: type[VLLMReranker | TEIReranker]) -> None:
+    with pytest.warns(UserWarning, match="raw_scores=True is not carried over") as caught:
+        reranker_type("http://server:8000", raw_scores=True).to_milvus_function(["q"])
+    assert caught[0].filename == __file__  # the warning points at the caller's line
 
 
 @pytest.mark.parametrize(

@@ -815,6 +815,7 @@ class HTTPReranker:
         credential: str | None,
         fields: Mapping[str, Any],
         send_endpoint: bool = True,
+        raw_scores: bool = False,
     ) -> Function:
         """The model-ranker ``Function`` a Milvus 2.6 server runs against this service.
 
@@ -822,7 +823,8 @@ class HTTPReranker:
         ``provider``, ``queries``, ``endpoint`` as ``scheme://host:port`` unless ``send_endpoint``
         is false because the provider's URL comes from ``milvus.yaml``, ``max_client_batch_size``,
         ``credential``), with ``fields`` adding the protocol's own. Warns when this reranker has an
-        ``api_key`` but no ``credential`` is named: a raw key never goes into the Function.
+        ``api_key`` but no ``credential`` is named: a raw key never goes into the Function; and when
+        ``raw_scores`` was asked of this reranker, since Milvus always asks for activated scores.
         """
         query_list, field = check_function_args(queries, input_field)
         params: dict[str, Any] = {"reranker": "model", "provider": provider, "queries": query_list}
@@ -836,6 +838,12 @@ class HTTPReranker:
             warnings.warn(
                 "this reranker has an api_key, but a Milvus server takes keys only as a credential defined in "
                 "milvus.yaml: pass credential='<name>'",
+                UserWarning,
+                stacklevel=3,
+            )
+        if raw_scores:
+            warnings.warn(
+                f"Milvus asks {provider} for activated scores; raw_scores=True is not carried over",
                 UserWarning,
                 stacklevel=3,
             )

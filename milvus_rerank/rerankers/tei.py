@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import re
-import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -188,11 +187,12 @@ class TEIReranker(HTTPReranker):
             fields["truncate"] = True
         if self.truncation_direction is not None:
             fields["truncation_direction"] = self.truncation_direction
-        function = self._server_function(
-            "tei", queries, input_field=input_field, name=name, credential=credential, fields=fields
+        return self._server_function(
+            "tei",
+            queries,
+            input_field=input_field,
+            name=name,
+            credential=credential,
+            fields=fields,
+            raw_scores=self.raw_scores,
         )
-        if self.raw_scores:
-            warnings.warn(
-                "Milvus asks TEI for activated scores; raw_scores=True is not carried over", UserWarning, stacklevel=2
-            )
-        return function

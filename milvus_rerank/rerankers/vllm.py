@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -247,11 +246,12 @@ class VLLMReranker(HTTPReranker):
         fields: dict[str, Any] = {}
         if self.truncate_prompt_tokens is not None:
             fields["truncate_prompt_tokens"] = self.truncate_prompt_tokens
-        function = self._server_function(
-            "vllm", queries, input_field=input_field, name=name, credential=credential, fields=fields
+        return self._server_function(
+            "vllm",
+            queries,
+            input_field=input_field,
+            name=name,
+            credential=credential,
+            fields=fields,
+            raw_scores=self.raw_scores,
         )
-        if self.raw_scores:
-            warnings.warn(
-                "Milvus asks vLLM for activated scores; raw_scores=True is not carried over", UserWarning, stacklevel=2
-            )
-        return function
