@@ -14,8 +14,9 @@ from dataclasses import replace
 from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 
 from milvus_rerank.errors import RerankResponseError
-from milvus_rerank.rerankers.base import check_rerank_args, check_top_n, rank
+from milvus_rerank.rerankers.contract import check_rerank_args, rank
 from milvus_rerank.types import Candidate, Reranker, RerankResult
+from milvus_rerank.validation import check_top_n
 
 __all__ = ["CandidateRetriever", "OnError", "RerankPipeline", "dedupe", "resolve_first_stage", "resolve_second_stage"]
 

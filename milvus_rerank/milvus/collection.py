@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from milvus_rerank.errors import CollectionNotFoundError, RetrievalError, SchemaError
 from milvus_rerank.milvus.embeddings import as_document_embedder, as_sparse_document_encoder
-from milvus_rerank.rerankers.base import check_positive_int
+from milvus_rerank.validation import check_int
 
 if TYPE_CHECKING:
     from pymilvus import MilvusClient
@@ -87,7 +87,7 @@ def create_rag_collection(
     """
     from pymilvus import DataType, Function, FunctionType
 
-    check_positive_int(dim, "dim")
+    check_int(dim, "dim")
     if id_type not in ("varchar", "int64"):
         raise ValueError(f"id_type must be 'varchar' or 'int64', got {id_type!r}")
     if metric_type not in ("COSINE", "IP", "L2"):
@@ -196,7 +196,7 @@ def ingest(
     """
     from tqdm.auto import tqdm
 
-    check_positive_int(batch_size, "batch_size")
+    check_int(batch_size, "batch_size")
     layout = _describe_for_ingest(client, collection_name, text_field, dense_field, sparse_field)
     embed = as_document_embedder(embedding)
     encode_sparse = None

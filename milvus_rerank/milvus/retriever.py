@@ -22,8 +22,8 @@ from milvus_rerank.milvus.embeddings import (
     as_query_embedder,
     as_sparse_query_encoder,
 )
-from milvus_rerank.rerankers.base import check_positive_int
 from milvus_rerank.types import Candidate
+from milvus_rerank.validation import check_int
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -180,7 +180,7 @@ class MilvusRetriever:
         _check_limit(limit, "limit")
         if candidate_limit is not None:
             _check_limit(candidate_limit, "candidate_limit")
-        check_positive_int(rrf_k, "rrf_k")
+        check_int(rrf_k, "rrf_k")
         pair = (1.0, 1.0)
         if weights is not None:
             values = tuple(float(w) for w in weights)

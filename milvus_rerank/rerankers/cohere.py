@@ -7,8 +7,8 @@ import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
-from milvus_rerank.rerankers.base import check_positive_int
 from milvus_rerank.rerankers.http import HTTPReranker, check_function_args, model_ranker_function
+from milvus_rerank.validation import check_int
 
 if TYPE_CHECKING:
     from pymilvus import Function
@@ -76,7 +76,7 @@ class CohereReranker(HTTPReranker):
             ValueError: An invalid URL or value.
         """
         super().__init__(endpoint, model=model, **options)
-        self.max_tokens_per_doc = check_positive_int(max_tokens_per_doc, "max_tokens_per_doc", optional=True)
+        self.max_tokens_per_doc = check_int(max_tokens_per_doc, "max_tokens_per_doc", optional=True)
 
     def _build_payload(self, query: str, documents: Sequence[str], top_n: int | None) -> dict[str, Any]:
         return build_cohere_payload(

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from milvus_rerank.errors import ModelLoadError
-from milvus_rerank.rerankers.base import check_rerank_args, rank
+from milvus_rerank.rerankers.contract import check_rerank_args, rank
 from milvus_rerank.types import RerankResult
 
 if TYPE_CHECKING:

@@ -40,8 +40,9 @@ from milvus_rerank.errors import (
     RerankResponseError,
     RerankTimeoutError,
 )
-from milvus_rerank.rerankers.base import check_positive_int, check_rerank_args, rank
+from milvus_rerank.rerankers.contract import check_rerank_args, rank
 from milvus_rerank.types import RerankResult
+from milvus_rerank.validation import check_int
 
 if TYPE_CHECKING:
     from pymilvus import Function
@@ -487,8 +488,8 @@ class HTTPReranker:
         self.model = model
         self._api_key = api_key
         self.timeout = float(timeout)
-        self._batch_size = None if max_batch_size is None else check_positive_int(max_batch_size, "max_batch_size")
-        self.max_concurrency = check_positive_int(max_concurrency, "max_concurrency")
+        self._batch_size = None if max_batch_size is None else check_int(max_batch_size, "max_batch_size")
+        self.max_concurrency = check_int(max_concurrency, "max_concurrency")
         self.retry_policy = RetryPolicy(max_retries=max_retries, backoff=backoff, deadline=deadline)
         self._extra_body = self._check_extra_body(extra_body)
         self._headers = {"Content-Type": "application/json", "Accept": "application/json", **dict(headers or {})}

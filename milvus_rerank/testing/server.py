@@ -34,7 +34,7 @@ from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 
-from milvus_rerank.rerankers.base import check_rerank_args, rank
+from milvus_rerank.rerankers.contract import check_rerank_args, rank
 from milvus_rerank.types import Reranker, RerankResult
 
 __all__ = ["Fault", "RequestRecord", "RerankTestServer", "WordOverlapReranker"]

@@ -7,50 +7,11 @@ Each reranker calls :func:`check_rerank_args` first and :func:`rank` last, so th
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Literal, overload
 
 from milvus_rerank.types import RerankResult
+from milvus_rerank.validation import check_top_n
 
-__all__ = ["check_positive_int", "check_rerank_args", "check_top_n", "rank"]
-
-
-@overload
-def check_positive_int(value: object, name: str, *, optional: Literal[False] = False) -> int: ...
-
-
-@overload
-def check_positive_int(value: object, name: str, *, optional: bool) -> int | None: ...
-
-
-def check_positive_int(value: object, name: str, *, optional: bool = False) -> int | None:
-    """Return ``value`` if it is a positive ``int`` (or ``None`` when ``optional``), else raise.
-
-    For options whose every bad value is a ``ValueError`` (batch sizes, concurrency, dimensions);
-    ``top_n`` has its own :func:`check_top_n`.
-
-    Raises:
-        ValueError: ``value`` is not a positive int (``bool`` included).
-    """
-    if optional and value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int{' or None' if optional else ''}, got {value!r}")
-    return value
-
-
-def check_top_n(top_n: object, *, name: str = "top_n") -> None:
-    """Raise unless ``top_n`` is ``None`` or a positive ``int``.
-
-    Raises:
-        TypeError: ``top_n`` is not an int (``bool`` included).
-        ValueError: ``top_n`` is zero or negative.
-    """
-    if top_n is None:
-        return
-    if isinstance(top_n, bool) or not isinstance(top_n, int):
-        raise TypeError(f"{name} must be a positive int or None, got {type(top_n).__name__}")
-    if top_n < 1:
-        raise ValueError(f"{name} must be a positive int or None, got {top_n}")
+__all__ = ["check_rerank_args", "rank"]
 
 
 def check_rerank_args(query: object, documents: object, top_n: object) -> Sequence[str]:

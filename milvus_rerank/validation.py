@@ -1,0 +1,113 @@
+"""The one copy of the argument checks: ints, numbers, choices and ``top_n``.
+
+Every constructor and call in the library checks its options here, so an option is refused with
+the same exception type and the same wording wherever it appears: a value of the wrong type
+raises ``TypeError`` (``bool`` is never accepted as a number), a value out of range raises
+``ValueError``, and each message names the option and the value it got.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection
+from typing import Literal, TypeVar, overload
+
+__all__ = ["check_choice", "check_int", "check_number", "check_top_n"]
+
+_T = TypeVar("_T")
+
+
+@overload
+def check_int(
+    value: object, name: str, *, minimum: int = 1, maximum: int | None = None, optional: Literal[False] = False
+) -> int: ...
+
+
+@overload
+def check_int(
+    value: object, name: str, *, minimum: int = 1, maximum: int | None = None, optional: bool
+) -> int | None: ...
+
+
+def check_int(
+    value: object, name: str, *, minimum: int = 1, maximum: int | None = None, optional: bool = False
+) -> int | None:
+    """Return ``value`` if it is an ``int`` in ``[minimum, maximum]`` (or ``None`` when ``optional``).
+
+    Raises:
+        TypeError: ``value`` is not an int (``bool`` included).
+        ValueError: ``value`` is outside the range.
+    """
+    if optional and value is None:
+        return None
+    expected = _int_wording(minimum, maximum) + (" or None" if optional else "")
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be {expected}, got {type(value).__name__}")
+    if value < minimum or (maximum is not None and value > maximum):
+        raise ValueError(f"{name} must be {expected}, got {value}")
+    return value
+
+
+def _int_wording(minimum: int, maximum: int | None) -> str:
+    if maximum is not None:
+        return f"an int between {minimum} and {maximum}"
+    if minimum == 1:
+        return "a positive int"
+    return f"an int >= {minimum}"
+
+
+@overload
+def check_number(
+    value: object, name: str, *, minimum: float = 0.0, inclusive: bool = True, optional: Literal[False] = False
+) -> float: ...
+
+
+@overload
+def check_number(
+    value: object, name: str, *, minimum: float = 0.0, inclusive: bool = True, optional: bool
+) -> float | None: ...
+
+
+def check_number(
+    value: object, name: str, *, minimum: float = 0.0, inclusive: bool = True, optional: bool = False
+) -> float | None:
+    """Return ``value`` as a ``float`` if it is a finite number ``>= minimum`` (``> minimum`` unless ``inclusive``).
+
+    Pass ``minimum=-math.inf`` for a number with no lower bound (a score threshold).
+
+    Raises:
+        TypeError: ``value`` is not an int or float (``bool`` included).
+        ValueError: ``value`` is NaN, infinite or below the minimum.
+    """
+    if optional and value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number{' or None' if optional else ''}, got {type(value).__name__}")
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError(f"{name} must be finite, got {value}")
+    if number < minimum or (not inclusive and number == minimum):
+        raise ValueError(f"{name} must be {'>=' if inclusive else '>'} {minimum:g}, got {value}")
+    return number
+
+
+def check_choice(value: _T, name: str, choices: Collection[object]) -> _T:
+    """Return ``value`` if it is one of ``choices``.
+
+    Raises:
+        ValueError: ``value`` is not one of ``choices``; the message lists them.
+    """
+    if isinstance(value, bool) or value not in choices:
+        listed = ", ".join(repr(choice) for choice in choices)
+        raise ValueError(f"{name} must be one of {listed}; got {value!r}")
+    return value
+
+
+def check_top_n(top_n: object, *, name: str = "top_n") -> int | None:
+    """Return ``top_n`` if it is ``None`` or a positive ``int``.
+
+    Raises:
+        TypeError: ``top_n`` is not an int (``bool`` included).
+        ValueError: ``top_n`` is zero or negative.
+    """
+    return check_int(top_n, name, optional=True)
