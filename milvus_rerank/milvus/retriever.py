@@ -22,6 +22,7 @@ from milvus_rerank.milvus.embeddings import (
     as_query_embedder,
     as_sparse_query_encoder,
 )
+from milvus_rerank.milvus.functions import check_ranker, is_model_ranker, ranker_for_query
 from milvus_rerank.types import Candidate
 from milvus_rerank.validation import check_int
 
@@ -195,7 +196,7 @@ class MilvusRetriever:
             raise ValueError(
                 f"consistency_level must be one of {', '.join(_CONSISTENCY_LEVELS)} or None, got {consistency_level!r}"
             )
-        self._ranker = _check_ranker(ranker, mode)
+        self._ranker = check_ranker(ranker, mode)
 
         self.collection_name = collection_name
         self.mode: RetrievalMode = mode
@@ -241,7 +242,7 @@ class MilvusRetriever:
                 )
             self._encode_sparse = as_sparse_query_encoder(sparse_embedding)
         self.output_fields = self._resolve_output_fields(output_fields)
-        if _is_model_ranker(self._ranker):
+        if is_model_ranker(self._ranker):
             unknown = [f for f in self._ranker.input_field_names if f not in self._layout.scalar_fields]
             if unknown:
                 raise SchemaError(
@@ -371,7 +372,7 @@ class MilvusRetriever:
         from pymilvus import AnnSearchRequest
 
         layout = self._layout
-        ranker = _ranker_for_query(self._ranker, query)
+        ranker = ranker_for_query(self._ranker, query)
         common: dict[str, Any] = {"output_fields": self.output_fields, "timeout": self.timeout}
         if self.partition_names:
             common["partition_names"] = self.partition_names
@@ -458,7 +459,7 @@ class MilvusRetriever:
         # pymilvus hits are dict subclasses whose __getitem__ is Python code, hence dict.get.
         text_field = self._layout.text_field
         primary = self._layout.primary_field
-        model_ranker = _is_model_ranker(self._ranker)
+        model_ranker = is_model_ranker(self._ranker)
         get = dict.get
         candidates = []
         for position, hit in enumerate(hits, start=1):
@@ -739,47 +740,6 @@ def _check_limit(value: object, name: str) -> None:
         raise TypeError(f"{name} must be a positive int, got {type(value).__name__}")
     if not 1 <= value <= _MAX_TOPK:
         raise ValueError(f"{name} must be between 1 and {_MAX_TOPK} (Milvus's topk ceiling), got {value}")
-
-
-def _check_ranker(ranker: object, mode: str) -> Any:
-    if ranker is None:
-        return None
-    from pymilvus import Function, FunctionType
-    from pymilvus.client.abstract import BaseRanker
-
-    if isinstance(ranker, Function):
-        if ranker.type != FunctionType.RERANK:
-            raise ValueError(f"ranker must be a Function of type RERANK, got {ranker.type!r}")
-        return ranker
-    if isinstance(ranker, BaseRanker):
-        if mode != "hybrid":
-            raise ValueError(f"{type(ranker).__name__} only fuses hybrid legs; use mode='hybrid' or a Function ranker")
-        return ranker
-    raise TypeError(
-        f"ranker must be a pymilvus Function of type RERANK (or RRFRanker/WeightedRanker in hybrid mode), "
-        f"got {type(ranker).__name__}"
-    )
-
-
-def _is_model_ranker(ranker: object) -> bool:
-    params = getattr(ranker, "params", None)
-    return isinstance(params, Mapping) and str(params.get("reranker", "")).lower() == "model"
-
-
-def _ranker_for_query(ranker: Any, query: str) -> Any:
-    """A model ranker scores against the query text, so each search gets its own copy."""
-    if not _is_model_ranker(ranker):
-        return ranker
-    from pymilvus import Function
-
-    return Function(
-        name=ranker.name,
-        function_type=ranker.type,
-        input_field_names=list(ranker.input_field_names),
-        output_field_names=list(ranker.output_field_names or []) or None,
-        description=ranker.description,
-        params={**ranker.params, "queries": [query]},
-    )
 
 
 def _search_params(metric: str | None, params: Mapping[str, Any]) -> dict[str, Any]:
