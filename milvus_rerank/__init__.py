@@ -26,18 +26,18 @@ from milvus_rerank.types import Candidate, Reranker, RerankResult
 if TYPE_CHECKING:
     from milvus_rerank.milvus.retriever import MilvusRetriever
     from milvus_rerank.pipeline import RerankPipeline
-    from milvus_rerank.rerankers.cohere import CohereReranker
     from milvus_rerank.rerankers.cross_encoder import CrossEncoderReranker
-    from milvus_rerank.rerankers.tei import TEIReranker
-    from milvus_rerank.rerankers.vllm import VLLMReranker
+    from milvus_rerank.rerankers.http.cohere import CohereReranker
+    from milvus_rerank.rerankers.http.tei import TEIReranker
+    from milvus_rerank.rerankers.http.vllm import VLLMReranker
 
 __version__ = "0.1.0"
 
 _LAZY = {
     "CrossEncoderReranker": "milvus_rerank.rerankers.cross_encoder",
-    "VLLMReranker": "milvus_rerank.rerankers.vllm",
-    "TEIReranker": "milvus_rerank.rerankers.tei",
-    "CohereReranker": "milvus_rerank.rerankers.cohere",
+    "VLLMReranker": "milvus_rerank.rerankers.http.vllm",
+    "TEIReranker": "milvus_rerank.rerankers.http.tei",
+    "CohereReranker": "milvus_rerank.rerankers.http.cohere",
     "MilvusRetriever": "milvus_rerank.milvus.retriever",
     "RerankPipeline": "milvus_rerank.pipeline",
 }

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from milvus_rerank.errors import RerankError, RerankHTTPError, RerankResponseError
-from milvus_rerank.rerankers.http import HTTPReranker
+from milvus_rerank.rerankers.http.client import HTTPReranker
 from milvus_rerank.types import RerankResult
 
 if TYPE_CHECKING:
@@ -59,7 +59,7 @@ class VLLMReranker(HTTPReranker):
 
     Batches of ``max_batch_size`` documents go out concurrently (``max_concurrency`` in flight),
     on the sync path through a thread pool and on the async path through ``httpx.AsyncClient``.
-    Failed requests are retried per :class:`~milvus_rerank.rerankers.http.RetryPolicy`.
+    Failed requests are retried per :class:`~milvus_rerank.rerankers.http.client.RetryPolicy`.
 
     Example:
         >>> reranker = VLLMReranker("http://localhost:8000", model="BAAI/bge-reranker-v2-m3")
@@ -91,7 +91,7 @@ class VLLMReranker(HTTPReranker):
             raw_scores: Ask for raw logits instead of the model's activation (sigmoid).
             **options: ``api_key``, ``timeout``, ``max_batch_size`` (default 64), ``max_concurrency``,
                 ``max_retries``, ``backoff``, ``deadline``, ``headers``, ``extra_body``, ``client``,
-                ``async_client``: see :class:`~milvus_rerank.rerankers.http.HTTPReranker`.
+                ``async_client``: see :class:`~milvus_rerank.rerankers.http.client.HTTPReranker`.
 
         Raises:
             TypeError: An argument of the wrong type.

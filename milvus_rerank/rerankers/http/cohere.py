@@ -7,7 +7,7 @@ import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
-from milvus_rerank.rerankers.http import HTTPReranker, check_function_args, model_ranker_function
+from milvus_rerank.rerankers.http.client import HTTPReranker, check_function_args, model_ranker_function
 from milvus_rerank.validation import check_int
 
 if TYPE_CHECKING:
@@ -69,7 +69,7 @@ class CohereReranker(HTTPReranker):
             max_tokens_per_doc: Cohere's per-document token cap (ignored by servers that lack it).
             **options: ``api_key``, ``timeout``, ``max_batch_size`` (default 64), ``max_concurrency``,
                 ``max_retries``, ``backoff``, ``deadline``, ``headers``, ``extra_body``, ``client``,
-                ``async_client``: see :class:`~milvus_rerank.rerankers.http.HTTPReranker`.
+                ``async_client``: see :class:`~milvus_rerank.rerankers.http.client.HTTPReranker`.
 
         Raises:
             TypeError: An argument of the wrong type.

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from milvus_rerank.errors import RerankHTTPError
-from milvus_rerank.rerankers.http import HTTPReranker
+from milvus_rerank.rerankers.http.client import HTTPReranker
 
 if TYPE_CHECKING:
     from pymilvus import Function
@@ -71,7 +71,7 @@ class TEIReranker(HTTPReranker):
             **options: ``api_key``, ``timeout``, ``max_batch_size`` (``None``: ask ``/info``),
                 ``max_concurrency``, ``max_retries``, ``backoff``, ``deadline``, ``headers``,
                 ``extra_body``, ``client``, ``async_client``, ``model`` (informational; TEI serves
-                one model): see :class:`~milvus_rerank.rerankers.http.HTTPReranker`.
+                one model): see :class:`~milvus_rerank.rerankers.http.client.HTTPReranker`.
 
         Raises:
             TypeError: An argument of the wrong type.
