@@ -50,7 +50,7 @@ from langchain_core.runnables import Runnable, RunnableLambda, RunnableParallel,
 from pydantic import PrivateAttr
 
 from langchain_milvus_rerank import MilvusRerankRetriever
-from milvus_rerank import demo
+from milvus_rerank.cli import demo
 
 
 class OpenAICompatibleChat(BaseChatModel):

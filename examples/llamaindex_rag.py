@@ -42,7 +42,7 @@ from llama_index.core.query_engine import CustomQueryEngine
 from llama_index.core.schema import MetadataMode, NodeWithScore
 
 from llamaindex_milvus_rerank import MilvusRerankRetriever
-from milvus_rerank import demo
+from milvus_rerank.cli import demo
 
 
 class OpenAICompatibleLLM(CustomLLM):

@@ -17,7 +17,8 @@ from pathlib import Path
 
 from pymilvus import MilvusClient
 
-from milvus_rerank import MilvusRerankError, MilvusRetriever, RerankPipeline, demo
+from milvus_rerank import MilvusRerankError, MilvusRetriever, RerankPipeline
+from milvus_rerank.cli import demo
 from milvus_rerank.milvus import create_rag_collection, ingest
 
 

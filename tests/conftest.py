@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from milvus_rerank import demo
+from milvus_rerank.cli import demo
 from milvus_rerank.testing.models import make_cross_encoder
 
 

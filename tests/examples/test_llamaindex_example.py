@@ -13,7 +13,8 @@ from helpers import EMBEDDING, LISTED, ChatServer, blocks, load_example, run_exa
 from llama_index.core.schema import MetadataMode
 
 from llamaindex_milvus_rerank import candidate_to_node
-from milvus_rerank import MilvusRetriever, demo
+from milvus_rerank import MilvusRetriever
+from milvus_rerank.cli import demo
 from milvus_rerank.testing.server import RerankTestServer, WordOverlapReranker
 
 

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from helpers import EMBEDDING, LISTED, ChatServer, blocks, load_example, run_example_script
 
-from milvus_rerank import MilvusRetriever, demo
+from milvus_rerank import MilvusRetriever
+from milvus_rerank.cli import demo
 from milvus_rerank.testing.server import RerankTestServer, WordOverlapReranker
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from helpers import EMBEDDING, EXAMPLES
 
-from milvus_rerank import demo
+from milvus_rerank.cli import demo
 
 LINE = re.compile(r"^(\d)\. (\S+)  rerank (\S+)  \(first stage #(\d+), RRF (\S+)\)", re.MULTILINE)
 

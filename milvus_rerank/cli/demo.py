@@ -1,6 +1,6 @@
 """Framework-free pieces of the RAG demo, shared by ``milvus-rerank demo`` and the examples.
 
-The demo corpus (``milvus_rerank/data/demo_corpus.jsonl``) is the handbook of Lumen Ridge
+The demo corpus (``milvus_rerank/cli/data/demo_corpus.jsonl``) is the handbook of Lumen Ridge
 Observatory, a fictional mountain observatory, written for this project. It is a good RAG test
 because no language model knows its facts, and it is full of near misses: the dome, the roll-off
 roof and the shuttle all have wind limits; raw frames, reduced frames and test frames are kept for
@@ -139,9 +139,9 @@ def load_corpus() -> list[DemoDocument]:
     Returns:
         About fifty passages, each with ``title``, ``source`` and ``section`` metadata.
     """
-    resource = resources.files("milvus_rerank").joinpath("data").joinpath(_CORPUS_FILE)
+    resource = resources.files("milvus_rerank.cli").joinpath("data").joinpath(_CORPUS_FILE)
     with resource.open("r", encoding="utf-8") as handle:
-        return _parse_jsonl(handle, f"milvus_rerank/data/{_CORPUS_FILE}")
+        return _parse_jsonl(handle, f"milvus_rerank/cli/data/{_CORPUS_FILE}")
 
 
 def json_lines(lines: Iterable[str], name: str) -> Iterator[tuple[int, Any]]:
@@ -400,7 +400,7 @@ def make_reranker(args: argparse.Namespace) -> Reranker:
         ValueError: The vLLM endpoint is not a valid URL.
     """
     if args.vllm_endpoint:
-        from milvus_rerank.rerankers.vllm import VLLMReranker
+        from milvus_rerank.rerankers.http.vllm import VLLMReranker
 
         return VLLMReranker(args.vllm_endpoint, api_key=os.environ.get(VLLM_API_KEY_ENV) or None)
     from milvus_rerank.rerankers.cross_encoder import CrossEncoderReranker

@@ -20,8 +20,7 @@ from typing import Any
 
 import pytest
 
-from milvus_rerank import demo
-from milvus_rerank.cli import CLIError, chunk_text, collect_files, format_table, main, read_documents
+from milvus_rerank.cli import CLIError, chunk_text, collect_files, demo, format_table, main, read_documents
 from milvus_rerank.evaluation import evaluate, load_beir, ndcg_at_k, recall_at_k
 from milvus_rerank.testing.server import RerankTestServer
 

@@ -20,8 +20,9 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from milvus_rerank import __version__, demo
-from milvus_rerank.demo import DemoDocument
+from milvus_rerank import __version__
+from milvus_rerank.cli import demo
+from milvus_rerank.cli.demo import DemoDocument
 
 if TYPE_CHECKING:
     from pymilvus import MilvusClient
@@ -756,7 +757,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         prefix = "" if known else f"{type(exc).__name__}: "
         _note(f"{PROG} {args.command}: error: {prefix}{message}")
         return 1
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

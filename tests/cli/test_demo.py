@@ -20,7 +20,8 @@ from typing import Any
 
 import pytest
 
-from milvus_rerank import CrossEncoderReranker, MilvusRerankError, MilvusRetriever, ModelLoadError, VLLMReranker, demo
+from milvus_rerank import CrossEncoderReranker, MilvusRerankError, MilvusRetriever, ModelLoadError, VLLMReranker
+from milvus_rerank.cli import demo
 
 # ----------------------------------------------------------------------------- corpus
 
