@@ -12,10 +12,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from milvus_rerank.errors import CollectionNotFoundError, RetrievalError, SchemaError
+from milvus_rerank.milvus.connection import connect
 from milvus_rerank.milvus.embeddings import (
     QueryEmbedder,
     SparseVector,
@@ -23,6 +23,7 @@ from milvus_rerank.milvus.embeddings import (
     as_sparse_query_encoder,
 )
 from milvus_rerank.milvus.functions import check_ranker, is_model_ranker, ranker_for_query
+from milvus_rerank.milvus.schema import CollectionLayout, infer_layout, vector_fields
 from milvus_rerank.types import Candidate
 from milvus_rerank.validation import check_int
 
@@ -59,22 +60,6 @@ _LOWER_IS_BETTER = frozenset({"L2", "HAMMING", "JACCARD", "SUBSTRUCTURE", "SUPER
 _MAX_TOPK = 16384  # Milvus's ceiling on limit (topk) for one search
 _CONSISTENCY_LEVELS = ("Strong", "Bounded", "Session", "Eventually")
 _MISSING: Any = object()
-
-
-@dataclass(frozen=True)
-class _Layout:
-    """What the retriever learned from the collection's schema and indexes."""
-
-    primary_field: str
-    text_field: str
-    dense_field: str | None
-    dense_dim: int | None
-    dense_metric: str | None
-    sparse_field: str | None
-    sparse_is_bm25: bool
-    sparse_metric: str | None
-    scalar_fields: tuple[str, ...]
-    dynamic: bool
 
 
 class MilvusRetriever:
@@ -215,10 +200,11 @@ class MilvusRetriever:
 
         self._owns_client = isinstance(client, str)
         if isinstance(client, str):
-            client = _connect(client, token=token, db_name=db_name)
+            client = connect(client, token=token, db_name=db_name)
         self.client: MilvusClient = client
         try:
-            self._layout = self._inspect(text_field, dense_field, sparse_field)
+            self._layout = self._describe(text_field, dense_field, sparse_field)
+            self._ensure_loaded()
         except BaseException:
             self.close()
             raise
@@ -507,7 +493,8 @@ class MilvusRetriever:
             )
         return RetrievalError(f"Milvus {action} on collection {self.collection_name!r} failed: {message}")
 
-    def _inspect(self, text_field: str | None, dense_field: str | None, sparse_field: str | None) -> _Layout:
+    def _describe(self, text_field: str | None, dense_field: str | None, sparse_field: str | None) -> CollectionLayout:
+        """Read the collection's description and the indexes of its vector fields, then infer the layout."""
         name = self.collection_name
         if not isinstance(name, str) or not name:
             raise TypeError(f"collection_name must be a non-empty str, got {name!r}")
@@ -528,28 +515,23 @@ class MilvusRetriever:
             description = self.client.describe_collection(name, timeout=self.timeout)
         except Exception as exc:
             raise self._wrap_milvus_error(exc, "describe_collection") from exc
-        return _build_layout(
-            self,
-            description,
+        indexes = []
+        try:
+            for field in vector_fields(description):
+                for index_name in self.client.list_indexes(name, field_name=field):
+                    index = self.client.describe_index(name, index_name)
+                    if index:
+                        indexes.append({"field_name": field, **index})
+        except Exception as exc:
+            raise self._wrap_milvus_error(exc, "describe_index") from exc
+        return infer_layout(
+            {**description, "collection_name": name},
+            indexes,
+            needs_dense=self.mode in ("dense", "hybrid"),
+            needs_sparse=self.mode in ("sparse", "hybrid"),
             text_field=text_field,
             dense_field=dense_field,
             sparse_field=sparse_field,
-            needs_dense=self.mode in ("dense", "hybrid"),
-            needs_sparse=self.mode in ("sparse", "hybrid"),
-        )
-
-    def _index_metric(self, field: str) -> str:
-        try:
-            names = self.client.list_indexes(self.collection_name, field_name=field)
-            indexes = [self.client.describe_index(self.collection_name, index_name) for index_name in names]
-        except Exception as exc:
-            raise self._wrap_milvus_error(exc, "describe_index") from exc
-        for index in indexes:
-            if index and index.get("field_name", field) == field and index.get("metric_type"):
-                return str(index["metric_type"]).upper()
-        raise SchemaError(
-            f"field {field!r} of collection {self.collection_name!r} has no index, so it cannot be searched: "
-            "create one (client.create_index) and load the collection"
         )
 
     def _ensure_loaded(self) -> None:
@@ -576,170 +558,8 @@ class MilvusRetriever:
         return fields
 
 
-def _build_layout(
-    retriever: MilvusRetriever,
-    description: Mapping[str, Any],
-    *,
-    text_field: str | None,
-    dense_field: str | None,
-    sparse_field: str | None,
-    needs_dense: bool,
-    needs_sparse: bool,
-) -> _Layout:
-    from pymilvus import DataType, FunctionType
-
-    collection = retriever.collection_name
-    fields = {field["name"]: field for field in description.get("fields", [])}
-    dense_types = {DataType.FLOAT_VECTOR}
-    unsupported_dense = {DataType.FLOAT16_VECTOR, DataType.BFLOAT16_VECTOR, DataType.BINARY_VECTOR}
-    if hasattr(DataType, "INT8_VECTOR"):
-        unsupported_dense.add(DataType.INT8_VECTOR)
-    vector_types = dense_types | unsupported_dense | {DataType.SPARSE_FLOAT_VECTOR}
-
-    def kind(field_name: str) -> Any:
-        return fields[field_name]["type"]
-
-    def missing(field_name: str, role: str) -> SchemaError:
-        return SchemaError(
-            f"collection {collection!r} has no field {field_name!r} (wanted as {role}); its fields are "
-            f"{sorted(fields)}: pass {role}= with one of them"
-        )
-
-    primary = next((n for n, f in fields.items() if f.get("is_primary")), None)
-    if primary is None:
-        raise SchemaError(f"collection {collection!r} has no primary key field")
-
-    bm25 = [
-        f
-        for f in description.get("functions", []) or []
-        if f.get("type") == FunctionType.BM25 or str(f.get("type")).upper().endswith("BM25")
-    ]
-    bm25_outputs = {out: f["input_field_names"][0] for f in bm25 for out in f.get("output_field_names", [])}
-    varchar = [n for n, f in fields.items() if f["type"] == DataType.VARCHAR and n != primary]
-
-    # Text field: explicit, or "text", or the input of the only BM25 function, or the only VARCHAR.
-    if text_field is not None:
-        if text_field not in fields:
-            raise missing(text_field, "text_field")
-        if kind(text_field) != DataType.VARCHAR:
-            raise SchemaError(
-                f"text_field {text_field!r} of collection {collection!r} is {_type_name(kind(text_field))}, "
-                "not VARCHAR: name the field that holds the chunk text"
-            )
-        text = text_field
-    elif "text" in varchar:
-        text = "text"
-    elif len(set(bm25_outputs.values())) == 1:
-        text = next(iter(bm25_outputs.values()))
-    elif len(varchar) == 1:
-        text = varchar[0]
-    else:
-        raise SchemaError(
-            f"cannot tell which field of collection {collection!r} holds the text "
-            f"(VARCHAR fields: {varchar or 'none'}): pass text_field="
-        )
-
-    dense = dense_dim = dense_metric = None
-    if needs_dense:
-        if dense_field is not None:
-            if dense_field not in fields:
-                raise missing(dense_field, "dense_field")
-            dense = dense_field
-        else:
-            candidates = [n for n, f in fields.items() if f["type"] in dense_types | unsupported_dense]
-            if "dense" in candidates:
-                dense = "dense"
-            elif len(candidates) == 1:
-                dense = candidates[0]
-            else:
-                raise SchemaError(
-                    f"cannot tell which dense vector field of collection {collection!r} to search "
-                    f"(candidates: {candidates or 'none'}): pass dense_field=, or use mode='sparse'"
-                )
-        if kind(dense) in unsupported_dense:
-            raise SchemaError(
-                f"dense_field {dense!r} of collection {collection!r} is {_type_name(kind(dense))}; "
-                "only FLOAT_VECTOR fields can be searched with a float embedding"
-            )
-        if kind(dense) not in dense_types:
-            raise SchemaError(
-                f"dense_field {dense!r} of collection {collection!r} is {_type_name(kind(dense))}, not FLOAT_VECTOR"
-            )
-        dim = fields[dense].get("params", {}).get("dim")
-        dense_dim = int(dim) if dim is not None else None
-
-    sparse = None
-    sparse_is_bm25 = False
-    sparse_metric = None
-    if needs_sparse:
-        sparse_fields = [n for n, f in fields.items() if f["type"] == DataType.SPARSE_FLOAT_VECTOR]
-        if sparse_field is not None:
-            if sparse_field not in fields:
-                raise missing(sparse_field, "sparse_field")
-            sparse = sparse_field
-        else:
-            from_text = [out for out, source in bm25_outputs.items() if source == text]
-            if "sparse" in sparse_fields:
-                sparse = "sparse"
-            elif len(from_text) == 1:
-                sparse = from_text[0]
-            elif len(sparse_fields) == 1:
-                sparse = sparse_fields[0]
-            else:
-                raise SchemaError(
-                    f"cannot tell which sparse vector field of collection {collection!r} to search "
-                    f"(candidates: {sparse_fields or 'none'}): pass sparse_field=, or use mode='dense'"
-                )
-        if kind(sparse) != DataType.SPARSE_FLOAT_VECTOR:
-            raise SchemaError(
-                f"sparse_field {sparse!r} of collection {collection!r} is {_type_name(kind(sparse))}, "
-                "not SPARSE_FLOAT_VECTOR"
-            )
-        sparse_is_bm25 = sparse in bm25_outputs
-
-    retriever._ensure_loaded()
-    if dense is not None:
-        dense_metric = retriever._index_metric(dense)
-    if sparse is not None:
-        sparse_metric = retriever._index_metric(sparse)
-
-    scalars = tuple(n for n, f in fields.items() if f["type"] not in vector_types and n != primary)
-    return _Layout(
-        primary_field=primary,
-        text_field=text,
-        dense_field=dense,
-        dense_dim=dense_dim,
-        dense_metric=dense_metric,
-        sparse_field=sparse,
-        sparse_is_bm25=sparse_is_bm25,
-        sparse_metric=sparse_metric,
-        scalar_fields=scalars,
-        dynamic=bool(description.get("enable_dynamic_field")),
-    )
-
-
-def _connect(uri: str, *, token: str | None, db_name: str | None) -> MilvusClient:
-    from pymilvus import MilvusClient
-
-    kwargs: dict[str, Any] = {"uri": uri}
-    if token:
-        kwargs["token"] = token
-    if db_name:
-        kwargs["db_name"] = db_name
-    try:
-        return MilvusClient(**kwargs)
-    except Exception as exc:
-        message = str(getattr(exc, "message", "") or exc)
-        if token:
-            message = message.replace(token, "***")
-        raise RetrievalError(f"cannot connect to Milvus at {uri!r}: {message}") from None
-
-
-def _check_limit(value: object, name: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be a positive int, got {type(value).__name__}")
-    if not 1 <= value <= _MAX_TOPK:
-        raise ValueError(f"{name} must be between 1 and {_MAX_TOPK} (Milvus's topk ceiling), got {value}")
+def _check_limit(value: object, name: str) -> int:
+    return check_int(value, name, maximum=_MAX_TOPK)
 
 
 def _search_params(metric: str | None, params: Mapping[str, Any]) -> dict[str, Any]:
@@ -755,7 +575,3 @@ def _combine_filters(base: str | None, extra: str | None) -> str:
     if len(parts) == 2:
         return f"({parts[0]}) and ({parts[1]})"
     return parts[0] if parts else ""
-
-
-def _type_name(data_type: Any) -> str:
-    return getattr(data_type, "name", str(data_type))
