@@ -1,14 +1,399 @@
-"""Milvus rerank ``Function`` objects: the checks a retriever applies to a ranker, and per-query copies.
+"""Milvus rerank ``Function`` objects: the model rankers a Milvus server runs itself, and the ranker checks.
 
-pymilvus is imported where a ``Function`` is built or inspected, never at import time.
+A model ranker (``FunctionType.RERANK``, ``params["reranker"] == "model"``) makes Milvus call a
+rerank service during ``search`` / ``hybrid_search`` and use the returned score as each hit's
+distance. :func:`vllm_ranker`, :func:`tei_ranker` and :func:`cohere_ranker` build the one for each
+provider Milvus knows, from plain values; the HTTP rerankers' ``to_milvus_function`` methods pass
+their own settings here, and nothing here imports them. What Milvus sends to each provider, and
+what it leaves out, is in the builders' docstrings: it is why some of a reranker's settings
+cannot be carried over, and each builder warns about those.
+
+:func:`check_ranker` and :func:`ranker_for_query` are what :class:`~milvus_rerank.MilvusRetriever`
+does with a ranker it is given. Both sides meet in the same params (``reranker: "model"``, one
+query per search in ``queries``), which is why they share this module, and why it is kept whole
+although it is long: most of it is the builders' account of what Milvus does. pymilvus is imported
+where a ``Function`` is built or inspected, never at import time.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+import os
+import sys
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlsplit
 
-__all__ = ["check_ranker", "is_model_ranker", "ranker_for_query"]
+if TYPE_CHECKING:
+    from types import FrameType
+
+    from pymilvus import Function
+
+__all__ = [
+    "LITE_DEFAULT_MODEL",
+    "check_function_args",
+    "check_ranker",
+    "cohere_ranker",
+    "is_model_ranker",
+    "milvus_endpoint",
+    "model_ranker_function",
+    "ranker_for_query",
+    "tei_ranker",
+    "vllm_ranker",
+]
+
+LITE_DEFAULT_MODEL = "rerank-v3.5"
+"""The model Milvus Lite's cohere provider names when none is given."""
+
+_PLACEHOLDER_KEY = "no-key"  # Milvus Lite refuses a cohere ranker without a key, even for a keyless server
+
+
+# -- builders, one per provider ----------------------------------------------------------------
+
+
+def vllm_ranker(
+    queries: str | Sequence[str],
+    *,
+    base_url: str,
+    input_field: str | Sequence[str],
+    name: str,
+    max_client_batch_size: int,
+    truncate_prompt_tokens: int | None = None,
+    credential: str | None = None,
+    has_api_key: bool = False,
+    raw_scores: bool = False,
+) -> Function:
+    """The model ranker with which a Milvus 2.6 server calls a vLLM rerank service.
+
+    Milvus posts ``{"query", "documents"[, "truncate_prompt_tokens"]}`` to
+    ``scheme://host:port/rerank`` in batches of ``max_client_batch_size``, one after another,
+    without ``model`` (so vLLM 0.7.x refuses it). Milvus Lite has no ``vllm`` provider: use
+    :func:`cohere_ranker` there.
+
+    Args:
+        queries: One query string per search query (``nq`` of the search).
+        base_url: The service's ``scheme://host[:port][/prefix]``; only scheme, host and port reach
+            Milvus (see :func:`milvus_endpoint`).
+        input_field: The single VARCHAR field whose text is reranked.
+        name: Name of the function.
+        max_client_batch_size: Documents per request Milvus sends.
+        truncate_prompt_tokens: vLLM's per-pair truncation, passed on when set.
+        credential: Name of a credential defined in ``milvus.yaml`` holding the API key.
+        has_api_key: Whether the caller holds a key for the service (a warning then asks for
+            ``credential``: Milvus never takes a raw key in a Function).
+        raw_scores: Whether the caller asked for raw logits, which Milvus cannot (a warning says so).
+
+    Returns:
+        A ``pymilvus.Function`` of type ``RERANK``.
+
+    Raises:
+        TypeError: A wrong argument type.
+        ValueError: No query, an empty query, or an invalid field name.
+    """
+    fields: dict[str, Any] = {}
+    if truncate_prompt_tokens is not None:
+        fields["truncate_prompt_tokens"] = truncate_prompt_tokens
+    return _server_ranker(
+        "vllm",
+        queries,
+        input_field=input_field,
+        name=name,
+        endpoint=milvus_endpoint(base_url),
+        max_client_batch_size=max_client_batch_size,
+        fields=fields,
+        credential=credential,
+        has_api_key=has_api_key,
+        raw_scores=raw_scores,
+    )
+
+
+def tei_ranker(
+    queries: str | Sequence[str],
+    *,
+    base_url: str,
+    input_field: str | Sequence[str],
+    name: str,
+    max_client_batch_size: int,
+    truncate: bool = False,
+    truncation_direction: str | None = None,
+    credential: str | None = None,
+    has_api_key: bool = False,
+    raw_scores: bool = False,
+) -> Function:
+    """The model ranker with which a Milvus 2.6 server calls a text-embeddings-inference service.
+
+    Milvus posts ``{"query", "texts"[, "truncate", "truncation_direction"]}`` to
+    ``scheme://host:port/rerank`` in batches of ``max_client_batch_size``, without ``raw_scores``.
+    Milvus Lite has no ``tei`` provider: use :func:`cohere_ranker` there.
+
+    Args:
+        queries: One query string per search query (``nq`` of the search).
+        base_url: The service's ``scheme://host[:port][/prefix]``, as for :func:`vllm_ranker`.
+        input_field: The single VARCHAR field whose text is reranked.
+        name: Name of the function.
+        max_client_batch_size: Texts per request Milvus sends.
+        truncate: Whether TEI truncates over-long inputs, passed on when true.
+        truncation_direction: ``"Left"`` or ``"Right"``, passed on when set.
+        credential: Name of a credential defined in ``milvus.yaml`` holding the API key.
+        has_api_key: As for :func:`vllm_ranker`.
+        raw_scores: As for :func:`vllm_ranker`.
+
+    Returns:
+        A ``pymilvus.Function`` of type ``RERANK``.
+
+    Raises:
+        TypeError: A wrong argument type.
+        ValueError: No query, an empty query, or an invalid field name.
+    """
+    fields: dict[str, Any] = {}
+    if truncate:
+        fields["truncate"] = True
+    if truncation_direction is not None:
+        fields["truncation_direction"] = truncation_direction
+    return _server_ranker(
+        "tei",
+        queries,
+        input_field=input_field,
+        name=name,
+        endpoint=milvus_endpoint(base_url),
+        max_client_batch_size=max_client_batch_size,
+        fields=fields,
+        credential=credential,
+        has_api_key=has_api_key,
+        raw_scores=raw_scores,
+    )
+
+
+def cohere_ranker(
+    queries: str | Sequence[str],
+    *,
+    rerank_url: str,
+    input_field: str | Sequence[str],
+    name: str,
+    target: Literal["lite", "server"] = "lite",
+    model: str | None = None,
+    max_client_batch_size: int,
+    max_tokens_per_doc: int | None = None,
+    api_key: str | None = None,
+    include_api_key: bool = False,
+    credential: str | None = None,
+) -> Function:
+    """The model ranker (provider ``cohere``) that calls a Cohere-compatible rerank service.
+
+    ``target="lite"`` is for Milvus Lite 3.x, whose only model-ranker provider is ``cohere``: it
+    posts ``{"model", "query", "documents", "top_n"}`` to ``{base_url}/rerank`` with a Bearer key,
+    all candidates in one request, and uses ``relevance_score`` as the hit's distance. The
+    Function carries ``base_url`` (``rerank_url`` minus ``/rerank``, so a vLLM-compatible server is
+    reached on ``/v2/rerank``) and ``model_name`` (``model``, else :data:`LITE_DEFAULT_MODEL`).
+    Milvus Lite insists on a key: with no ``api_key`` the Function carries a harmless placeholder;
+    with one, the key goes into the Function only if ``include_api_key=True`` (the Function's
+    params then hold the secret: do not log them), otherwise Milvus Lite reads ``COHERE_API_KEY``
+    from the environment.
+
+    ``target="server"`` is for a Milvus 2.6 server: the URL comes from ``milvus.yaml``
+    (``function.rerank.model.providers.cohere.url``), never from the Function, and the key from a
+    ``credential`` label; ``model`` is required there.
+
+    Args:
+        queries: One query string per search query (``nq`` of the search).
+        rerank_url: The full URL the service answers rerank requests on.
+        input_field: The single VARCHAR field whose text is reranked.
+        name: Name of the function.
+        target: ``"lite"`` or ``"server"``, see above.
+        model: The model name sent to the service.
+        max_client_batch_size: Documents per request a Milvus server sends (``target="server"``).
+        max_tokens_per_doc: Cohere's per-document token cap, passed on when set (``target="server"``).
+        api_key: The caller's key for the service, if any.
+        include_api_key: Put ``api_key`` into the Function (``target="lite"`` only).
+        credential: Name of a credential in ``milvus.yaml`` (``target="server"`` only).
+
+    Returns:
+        A ``pymilvus.Function`` of type ``RERANK``.
+
+    Raises:
+        TypeError: A wrong argument type.
+        ValueError: No query, an empty query, an invalid field name or target, a key that
+            Milvus Lite could not find, or no model for a server.
+    """
+    if target == "lite":
+        query_list, field = check_function_args(queries, input_field)
+        if credential is not None:
+            raise ValueError("credential= is for target='server'; Milvus Lite takes the key itself")
+        route = "/rerank"
+        if not rerank_url.endswith(route):
+            raise ValueError(
+                f"Milvus Lite posts to '<base_url>/rerank', which cannot reach the route "
+                f"{urlsplit(rerank_url).path!r}: point the reranker at a URL ending in /rerank"
+            )
+        params: dict[str, Any] = {
+            "reranker": "model",
+            "provider": "cohere",
+            "queries": query_list,
+            "model_name": model or LITE_DEFAULT_MODEL,
+            "base_url": rerank_url[: -len(route)],
+        }
+        if api_key is None:
+            params["api_key"] = _PLACEHOLDER_KEY
+        elif include_api_key:
+            params["api_key"] = api_key
+        elif not os.environ.get("COHERE_API_KEY"):
+            raise ValueError(
+                "this reranker has an api_key, which Milvus Lite needs: pass include_api_key=True (the "
+                "Function's params then hold the key) or set COHERE_API_KEY in the environment"
+            )
+        return model_ranker_function(name, field, params)
+    if target == "server":
+        if include_api_key:
+            raise ValueError("a Milvus server never takes a raw key: pass credential='<name from milvus.yaml>'")
+        if model is None:
+            raise ValueError("Milvus' cohere provider requires a model name: create the reranker with model=")
+        fields: dict[str, Any] = {"model_name": model}
+        if max_tokens_per_doc is not None:
+            fields["max_tokens_per_doc"] = max_tokens_per_doc
+        function = _server_ranker(
+            "cohere",
+            queries,
+            input_field=input_field,
+            name=name,
+            endpoint=None,
+            max_client_batch_size=max_client_batch_size,
+            fields=fields,
+            credential=credential,
+            has_api_key=api_key is not None,
+        )
+        warnings.warn(
+            "a Milvus server calls the cohere URL set in milvus.yaml "
+            "(function.rerank.model.providers.cohere.url), not this reranker's endpoint",
+            UserWarning,
+            stacklevel=_caller_stacklevel(),
+        )
+        return function
+    raise ValueError(f"target must be 'lite' or 'server', got {target!r}")
+
+
+# -- the parts every provider shares -------------------------------------------------------------
+
+
+def _server_ranker(
+    provider: str,
+    queries: str | Sequence[str],
+    *,
+    input_field: str | Sequence[str],
+    name: str,
+    endpoint: str | None,
+    max_client_batch_size: int,
+    fields: Mapping[str, Any],
+    credential: str | None,
+    has_api_key: bool,
+    raw_scores: bool = False,
+) -> Function:
+    """The model ranker for a Milvus 2.6 server: the params every provider shares, then ``fields``.
+
+    ``endpoint`` is left out when the provider's URL comes from ``milvus.yaml``.
+    """
+    query_list, field = check_function_args(queries, input_field)
+    params: dict[str, Any] = {"reranker": "model", "provider": provider, "queries": query_list}
+    if endpoint is not None:
+        params["endpoint"] = endpoint
+    params["max_client_batch_size"] = max_client_batch_size
+    params.update(fields)
+    if credential is not None:
+        params["credential"] = credential
+    elif has_api_key:
+        warnings.warn(
+            "this reranker has an api_key, but a Milvus server takes keys only as a credential defined in "
+            "milvus.yaml: pass credential='<name>'",
+            UserWarning,
+            stacklevel=_caller_stacklevel(),
+        )
+    if raw_scores:
+        warnings.warn(
+            f"Milvus asks {provider} for activated scores; raw_scores=True is not carried over",
+            UserWarning,
+            stacklevel=_caller_stacklevel(),
+        )
+    return model_ranker_function(name, field, params)
+
+
+def check_function_args(queries: str | Sequence[str], input_field: str | Sequence[str]) -> tuple[list[str], str]:
+    """Validate the queries and the text field of a model-ranker ``Function``.
+
+    Args:
+        queries: One non-empty query string per search query (a bare string is one query).
+        input_field: The one VARCHAR field to rerank on (a one-element list is accepted).
+
+    Returns:
+        The queries as a list and the field name.
+
+    Raises:
+        TypeError: A query or the field is not a string.
+        ValueError: No query, an empty query, or not exactly one non-empty field name.
+    """
+    query_list = [queries] if isinstance(queries, str) else list(queries)
+    if not query_list:
+        raise ValueError("queries must hold one query string per search query; got none")
+    for position, query in enumerate(query_list):
+        if not isinstance(query, str):
+            raise TypeError(f"queries[{position}] must be a str, got {type(query).__name__}")
+        if not query.strip():
+            raise ValueError(f"queries[{position}] is empty; Milvus needs the text of every search query")
+    fields = [input_field] if isinstance(input_field, str) else list(input_field)
+    if len(fields) != 1:
+        raise ValueError(f"a model ranker reranks on exactly one VARCHAR field, got {fields!r}")
+    field = fields[0]
+    if not isinstance(field, str) or not field:
+        raise ValueError(f"input_field must be a non-empty field name, got {field!r}")
+    return query_list, field
+
+
+def milvus_endpoint(base_url: str) -> str:
+    """``scheme://host:port`` (the port made explicit) for a model ranker's ``endpoint`` param.
+
+    Milvus replaces the path with ``/rerank``, so a service behind a path prefix cannot be reached
+    that way: this warns when ``base_url`` has one.
+    """
+    parts = urlsplit(base_url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    host = parts.hostname or ""
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
+    origin = f"{parts.scheme}://{host}:{port}"
+    prefix = parts.path.strip("/")
+    if prefix:
+        warnings.warn(
+            f"Milvus posts to {origin}/rerank: the path prefix '/{prefix}' of the endpoint is dropped; "
+            "serve the reranker at the root of a host:port that the Milvus server can reach",
+            UserWarning,
+            stacklevel=_caller_stacklevel(),
+        )
+    return origin
+
+
+def model_ranker_function(name: str, input_field: str, params: dict[str, Any]) -> Function:
+    """A ``pymilvus.Function`` of type ``RERANK`` with the given params."""
+    from pymilvus import Function, FunctionType
+
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"name must be a non-empty str, got {name!r}")
+    return Function(name=name, function_type=FunctionType.RERANK, input_field_names=[input_field], params=params)
+
+
+def _caller_stacklevel() -> int:
+    """The ``stacklevel`` that makes a warning issued by our caller point at the user's line.
+
+    Counts the frames that belong to this package (the builders, a reranker's
+    ``to_milvus_function``), so the warning names the first line outside it however the call
+    arrived here.
+    """
+    frame: FrameType | None = sys._getframe(1)  # the function that is about to warn
+    level = 1
+    while frame is not None and frame.f_globals.get("__name__", "").startswith("milvus_rerank."):
+        frame = frame.f_back
+        level += 1
+    return level
+
+
+# -- rankers handed to a retriever -----------------------------------------------------------------
 
 
 def check_ranker(ranker: object, mode: str) -> Any:

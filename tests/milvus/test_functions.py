@@ -11,6 +11,7 @@ from pymilvus import AnnSearchRequest, DataType, FunctionType, MilvusClient
 from pymilvus.exceptions import MilvusException
 
 from milvus_rerank import CohereReranker, TEIReranker, VLLMReranker
+from milvus_rerank.milvus.functions import milvus_endpoint
 from milvus_rerank.testing.server import Fault, RerankTestServer, WordOverlapReranker
 
 TEXTS = [
@@ -60,6 +61,15 @@ def test_tei_function_params() -> None:
         "truncation_direction": "Left",
         "credential": "tei_key",
     }
+
+
+def test_milvus_endpoint_is_the_origin_with_an_explicit_port() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no path prefix: nothing is lost
+        assert milvus_endpoint("https://gw.example") == "https://gw.example:443"
+        assert milvus_endpoint("http://h:8000") == "http://h:8000"
+        assert milvus_endpoint("http://[::1]:9") == "http://[::1]:9"
+        assert milvus_endpoint("http://user:pw@h") == "http://h:80"  # never the credentials
 
 
 def test_a_dropped_path_prefix_warns() -> None:

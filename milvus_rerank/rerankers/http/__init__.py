@@ -1,21 +1,19 @@
 """Rerankers that call a rerank server over HTTP: vLLM, TEI and Cohere-compatible services.
 
-The shared mechanism lives in :mod:`~milvus_rerank.rerankers.http.client`; each protocol module
-(:mod:`.vllm`, :mod:`.tei`, :mod:`.cohere`) holds only what its server does differently.
+One module per concept: :mod:`.endpoint` (URLs and their redaction), :mod:`.retry` (the retry
+decision, pure), :mod:`.wire` (request bodies and response validation, pure), :mod:`.client`
+(:class:`HTTPReranker`: the I/O, sync and async alike) and one module per protocol
+(:mod:`.vllm`, :mod:`.tei`, :mod:`.cohere`) holding only what its server does differently. The
+Milvus server-side Functions these rerankers export are built in :mod:`milvus_rerank.milvus.functions`.
 """
 
-from milvus_rerank.rerankers.http.client import (
-    Endpoint,
-    HTTPReranker,
-    RetryPolicy,
-    parse_error_message,
-    parse_retry_after,
-    split_batches,
-    validate_results,
-)
+from milvus_rerank.rerankers.http.client import HTTPReranker
 from milvus_rerank.rerankers.http.cohere import CohereReranker
+from milvus_rerank.rerankers.http.endpoint import Endpoint
+from milvus_rerank.rerankers.http.retry import RetryPolicy, parse_retry_after
 from milvus_rerank.rerankers.http.tei import TEIReranker
 from milvus_rerank.rerankers.http.vllm import VLLMReranker
+from milvus_rerank.rerankers.http.wire import parse_error_message, split_batches, validate_results
 
 __all__ = [
     "CohereReranker",

@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-import os
-import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
-from milvus_rerank.rerankers.http.client import HTTPReranker, check_function_args, model_ranker_function
+from milvus_rerank.milvus.functions import cohere_ranker
+from milvus_rerank.rerankers.http.client import HTTPReranker
 from milvus_rerank.validation import check_int
 
 if TYPE_CHECKING:
     from pymilvus import Function
 
 __all__ = ["CohereReranker", "build_cohere_payload"]
-
-LITE_DEFAULT_MODEL = "rerank-v3.5"
-"""The model Milvus Lite's cohere provider names when none is given."""
-
-_PLACEHOLDER_KEY = "no-key"
 
 
 def build_cohere_payload(
@@ -96,18 +90,13 @@ class CohereReranker(HTTPReranker):
         """The Milvus model-ranker ``Function`` (provider ``cohere``) that calls this service.
 
         ``target="lite"`` (the default) is for Milvus Lite 3.x, whose only model-ranker provider is
-        ``cohere``: it posts ``{"model", "query", "documents", "top_n"}`` to ``{base_url}/rerank`` with
-        a Bearer key, all candidates in one request, and uses ``relevance_score`` as the hit's distance.
-        The Function carries ``base_url`` (this reranker's rerank URL minus ``/rerank``, so a
-        vLLM-compatible server is reached on ``/v2/rerank``) and ``model_name`` (this reranker's
-        model, else ``"rerank-v3.5"``). Milvus Lite insists on a key: with no ``api_key`` here the
-        Function carries a harmless placeholder; with one, the key goes into the Function only if
-        ``include_api_key=True`` (the Function's params then hold the secret: do not log them),
-        otherwise Milvus Lite reads ``COHERE_API_KEY`` from the environment.
-
-        ``target="server"`` is for a Milvus 2.6 server: the URL comes from ``milvus.yaml``
-        (``function.rerank.model.providers.cohere.url``), never from the Function, and the key from a
-        ``credential`` label; ``model_name`` is required there.
+        ``cohere``; it carries this reranker's URL and model (else ``"rerank-v3.5"``). Milvus Lite
+        insists on a key: with no ``api_key`` here the Function carries a harmless placeholder;
+        with one, the key goes into the Function only if ``include_api_key=True`` (the Function's
+        params then hold the secret: do not log them), otherwise Milvus Lite reads
+        ``COHERE_API_KEY`` from the environment. ``target="server"`` is for a Milvus 2.6 server,
+        which takes the URL from ``milvus.yaml`` and the key from a ``credential`` label; ``model=``
+        is required there. The details are at :func:`~milvus_rerank.milvus.functions.cohere_ranker`.
 
         Args:
             queries: One query string per search query (``nq`` of the search).
@@ -125,54 +114,16 @@ class CohereReranker(HTTPReranker):
             ValueError: No query, an empty query, an invalid field name or target, a key that
                 Milvus Lite could not find, or no model for a server.
         """
-        if target == "lite":
-            query_list, field = check_function_args(queries, input_field)
-            if credential is not None:
-                raise ValueError("credential= is for target='server'; Milvus Lite takes the key itself")
-            route = "/rerank"
-            base_url = self.endpoint.rerank_url[: -len(route)] if self.endpoint.rerank_url.endswith(route) else None
-            if base_url is None:
-                raise ValueError(
-                    f"Milvus Lite posts to '<base_url>/rerank', which cannot reach {self.endpoint.display}"
-                )
-            params: dict[str, Any] = {
-                "reranker": "model",
-                "provider": "cohere",
-                "queries": query_list,
-                "model_name": self.model or LITE_DEFAULT_MODEL,
-                "base_url": base_url,
-            }
-            if self._api_key is None:
-                params["api_key"] = _PLACEHOLDER_KEY
-            elif include_api_key:
-                params["api_key"] = self._api_key
-            elif not os.environ.get("COHERE_API_KEY"):
-                raise ValueError(
-                    "this reranker has an api_key, which Milvus Lite needs: pass include_api_key=True (the "
-                    "Function's params then hold the key) or set COHERE_API_KEY in the environment"
-                )
-            return model_ranker_function(name, field, params)
-        if target == "server":
-            if include_api_key:
-                raise ValueError("a Milvus server never takes a raw key: pass credential='<name from milvus.yaml>'")
-            if self.model is None:
-                raise ValueError("Milvus' cohere provider requires a model name: create the reranker with model=")
-            fields: dict[str, Any] = {"model_name": self.model}
-            if self.max_tokens_per_doc is not None:
-                fields["max_tokens_per_doc"] = self.max_tokens_per_doc
-            function = self._server_function(
-                "cohere",
-                queries,
-                input_field=input_field,
-                name=name,
-                credential=credential,
-                fields=fields,
-                send_endpoint=False,
-            )
-            warnings.warn(
-                f"a Milvus server calls the URL set in milvus.yaml, not {self.endpoint.display}",
-                UserWarning,
-                stacklevel=2,
-            )
-            return function
-        raise ValueError(f"target must be 'lite' or 'server', got {target!r}")
+        return cohere_ranker(
+            queries,
+            rerank_url=self.endpoint.rerank_url,
+            input_field=input_field,
+            name=name,
+            target=target,
+            model=self.model,
+            max_client_batch_size=self._batch_size or self.default_batch_size,
+            max_tokens_per_doc=self.max_tokens_per_doc,
+            api_key=self._api_key,
+            include_api_key=include_api_key,
+            credential=credential,
+        )

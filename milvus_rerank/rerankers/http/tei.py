@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from milvus_rerank.errors import RerankHTTPError
+from milvus_rerank.milvus.functions import tei_ranker
 from milvus_rerank.rerankers.http.client import HTTPReranker
 
 if TYPE_CHECKING:
@@ -51,6 +52,7 @@ class TEIReranker(HTTPReranker):
     score_key = "score"
     reserved_fields = frozenset({"query", "texts"})
     default_batch_size = 32
+    sends_top_n = False  # TEI returns every text whatever is asked: the cut happens on the client
 
     def __init__(
         self,
@@ -100,10 +102,6 @@ class TEIReranker(HTTPReranker):
         if isinstance(body, list):
             return body
         raise ValueError(f"expected a JSON array of results, got {type(body).__name__}")
-
-    def _plan(self, query: str, documents: Sequence[str], top_n: int | None, batch_size: int) -> list[Any]:
-        # TEI returns every text whatever top_n is: ask for nothing, cut on the client.
-        return super()._plan(query, documents, None, batch_size)
 
     def _http_error(self, endpoint: str, status: int, message: str, tries: str) -> RerankHTTPError:
         error = super()._http_error(endpoint, status, message, tries)
@@ -164,10 +162,9 @@ class TEIReranker(HTTPReranker):
     ) -> Function:
         """The Milvus 2.6 model-ranker ``Function`` that makes a Milvus server call this TEI service.
 
-        Milvus posts ``{"query", "texts"[, "truncate", "truncation_direction"]}`` to
-        ``scheme://host:port/rerank`` in batches of ``max_client_batch_size``, without
-        ``raw_scores``. Milvus Lite has no ``tei`` provider: use
-        :class:`~milvus_rerank.CohereReranker` there.
+        It carries this reranker's endpoint, batch size and truncation settings; what Milvus sends
+        is described at :func:`~milvus_rerank.milvus.functions.tei_ranker`. Milvus Lite has no
+        ``tei`` provider: use :class:`~milvus_rerank.CohereReranker` there.
 
         Args:
             queries: One query string per search query (``nq`` of the search).
@@ -182,17 +179,15 @@ class TEIReranker(HTTPReranker):
             TypeError: A wrong argument type.
             ValueError: No query, an empty query, or an invalid field name.
         """
-        fields: dict[str, Any] = {}
-        if self.truncate:
-            fields["truncate"] = True
-        if self.truncation_direction is not None:
-            fields["truncation_direction"] = self.truncation_direction
-        return self._server_function(
-            "tei",
+        return tei_ranker(
             queries,
+            base_url=self.endpoint.base_url,
             input_field=input_field,
             name=name,
+            max_client_batch_size=self._batch_size or self.default_batch_size,
+            truncate=self.truncate,
+            truncation_direction=self.truncation_direction,
             credential=credential,
-            fields=fields,
+            has_api_key=self._api_key is not None,
             raw_scores=self.raw_scores,
         )

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from milvus_rerank.errors import RerankError, RerankHTTPError, RerankResponseError
+from milvus_rerank.milvus.functions import vllm_ranker
 from milvus_rerank.rerankers.http.client import HTTPReranker
 from milvus_rerank.types import RerankResult
 
@@ -223,11 +224,10 @@ class VLLMReranker(HTTPReranker):
     ) -> Function:
         """The Milvus 2.6 model-ranker ``Function`` that makes a Milvus server call this vLLM service.
 
-        Pass it as ``ranker=`` to ``MilvusClient.search`` or ``hybrid_search``. Milvus posts
-        ``{"query", "documents"[, "truncate_prompt_tokens"]}`` to ``scheme://host:port/rerank``
-        in batches of ``max_client_batch_size``, one after another, without ``model`` (so vLLM
-        0.7.x refuses it) and uses the returned score as the hit's distance. Milvus Lite has no
-        ``vllm`` provider: use :class:`~milvus_rerank.CohereReranker` there.
+        Pass it as ``ranker=`` to ``MilvusClient.search`` or ``hybrid_search``; it carries this
+        reranker's endpoint, batch size and ``truncate_prompt_tokens``. What Milvus sends is described
+        at :func:`~milvus_rerank.milvus.functions.vllm_ranker`. Milvus Lite has no ``vllm`` provider:
+        use :class:`~milvus_rerank.CohereReranker` there.
 
         Args:
             queries: One query string per search query (``nq`` of the search).
@@ -243,15 +243,14 @@ class VLLMReranker(HTTPReranker):
             TypeError: A wrong argument type.
             ValueError: No query, an empty query, or an invalid field name.
         """
-        fields: dict[str, Any] = {}
-        if self.truncate_prompt_tokens is not None:
-            fields["truncate_prompt_tokens"] = self.truncate_prompt_tokens
-        return self._server_function(
-            "vllm",
+        return vllm_ranker(
             queries,
+            base_url=self.endpoint.base_url,
             input_field=input_field,
             name=name,
+            max_client_batch_size=self._batch_size or self.default_batch_size,
+            truncate_prompt_tokens=self.truncate_prompt_tokens,
             credential=credential,
-            fields=fields,
+            has_api_key=self._api_key is not None,
             raw_scores=self.raw_scores,
         )

@@ -40,15 +40,6 @@ def test_endpoint_forms_normalise_to_base_and_rerank_url(given: str, base: str, 
     assert endpoint.url("/v1/models") == base + "/v1/models"
 
 
-def test_endpoint_origin_makes_the_port_explicit() -> None:
-    assert (
-        Endpoint.parse("https://gw.example/x", default_route="/rerank", routes=ROUTES).origin
-        == "https://gw.example:443"
-    )
-    assert Endpoint.parse("http://h:8000/v1", default_route="/rerank", routes=ROUTES).origin == "http://h:8000"
-    assert Endpoint.parse("http://[::1]:9/v1", default_route="/rerank", routes=ROUTES).origin == "http://[::1]:9"
-
-
 @pytest.mark.parametrize("bad", ["localhost:8000", "ftp://h/x", "http://", ""])
 def test_endpoint_refuses_what_is_not_an_http_url(bad: str) -> None:
     with pytest.raises(ValueError, match="http"):
