@@ -33,7 +33,7 @@ def main() -> int:
         with tempfile.TemporaryDirectory() as tmp:
             client = MilvusClient(str(Path(tmp) / "quickstart.db"))
             create_rag_collection(client, "handbook", dim=embedder.get_sentence_embedding_dimension())
-            ingest(client, "handbook", [(d.id, d.text, d.metadata) for d in demo.load_corpus()], embedding=embedder)
+            ingest(client, "handbook", demo.load_corpus(), embedding=embedder)
 
             retriever = MilvusRetriever(client, "handbook", mode="hybrid", embedding=embedder, limit=20)
             pipeline = RerankPipeline(reranker, retriever=retriever, top_n=3)

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
-from milvus_rerank.cli.demo import json_lines
+from milvus_rerank.chunking import json_lines
 
 __all__ = ["BeirDataset", "Scores", "evaluate", "load_beir", "ndcg_at_k", "recall_at_k"]
 

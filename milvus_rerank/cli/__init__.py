@@ -18,11 +18,11 @@ import tempfile
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from milvus_rerank import __version__
+from milvus_rerank.chunking import SUPPORTED_SUFFIXES, read_documents, source_name
 from milvus_rerank.cli import demo
-from milvus_rerank.cli.demo import DemoDocument
 
 if TYPE_CHECKING:
     from pymilvus import MilvusClient
@@ -30,11 +30,9 @@ if TYPE_CHECKING:
     from milvus_rerank.milvus.retriever import RetrievalMode
     from milvus_rerank.types import Candidate, Reranker
 
-__all__ = ["SUPPORTED_SUFFIXES", "build_parser", "chunk_text", "collect_files", "main", "read_documents"]
+__all__ = ["build_parser", "collect_files", "main"]
 
 PROG = "milvus-rerank"
-SUPPORTED_SUFFIXES = (".txt", ".md", ".jsonl")
-"""File kinds ``milvus-rerank ingest`` reads."""
 
 DEFAULT_URI = "milvus_rerank.db"
 DEFAULT_COLLECTION = "documents"
@@ -42,135 +40,11 @@ TOKEN_ENV = "MILVUS_TOKEN"
 _MODES: tuple[RetrievalMode, ...] = ("dense", "sparse", "hybrid")
 
 
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
-
-
 class CLIError(Exception):
     """A mistake in the command's input, reported as one line without a traceback."""
 
 
-# ----------------------------------------------------------------------------- reading and chunking files
-
-
-def _split_long(unit: str, max_chars: int) -> list[str]:
-    """Split a paragraph longer than ``max_chars`` at sentence ends, then at spaces."""
-    if len(unit) <= max_chars:
-        return [unit]
-    pieces: list[str] = []
-    for sentence in _SENTENCE_END.split(unit):
-        while len(sentence) > max_chars:
-            cut = sentence.rfind(" ", 0, max_chars + 1)
-            cut = cut if cut > 0 else max_chars
-            pieces.append(sentence[:cut].strip())
-            sentence = sentence[cut:].strip()
-        if sentence:
-            pieces.append(sentence)
-    return pieces
-
-
-Unit = tuple[int, str]
-"""A piece of text to pack into chunks, with the number of the paragraph it comes from."""
-
-
-def _join(units: Sequence[Unit]) -> str:
-    """Pieces of one paragraph are joined by a space, paragraphs by a blank line."""
-    parts: list[str] = []
-    for position, (paragraph, text) in enumerate(units):
-        if position:
-            parts.append(" " if units[position - 1][0] == paragraph else "\n\n")
-        parts.append(text)
-    return "".join(parts)
-
-
-def _overlap_tail(current: list[Unit], unit: Unit, *, overlap: int, max_chars: int) -> list[Unit]:
-    """The end of a finished chunk to repeat before ``unit``: whole pieces, else the last piece's last sentences."""
-
-    def fits(tail: list[Unit]) -> bool:
-        return len(_join(tail)) <= overlap and len(_join([*tail, unit])) <= max_chars
-
-    tail: list[Unit] = []
-    for previous in reversed(current):
-        if not fits([previous, *tail]):
-            break
-        tail = [previous, *tail]
-    if tail:
-        return tail
-    paragraph, last = current[-1]
-    sentences = _SENTENCE_END.split(last)
-    kept: list[str] = []
-    for sentence in reversed(sentences[1:]):  # never the whole piece: it did not fit
-        if not fits([(paragraph, " ".join([sentence, *kept]))]):
-            break
-        kept = [sentence, *kept]
-    return [(paragraph, " ".join(kept))] if kept else []
-
-
-def chunk_text(text: str, *, max_chars: int = 1000, overlap: int = 150) -> list[str]:
-    """Cut a text into chunks of at most ``max_chars`` characters along its own structure.
-
-    Paragraphs (separated by blank lines) are packed together while they fit; a longer paragraph
-    is cut at sentence ends, and a longer sentence at spaces. Each chunk after the first starts
-    with the last whole sentences or paragraphs of the previous one, up to ``overlap``
-    characters, so that a fact cut at a boundary is still whole in one chunk.
-
-    Args:
-        text: The text.
-        max_chars: Longest chunk, in characters (about 200 tokens for 1000 characters of
-            English: within all-MiniLM-L6-v2's 256-token window and a cross-encoder's 512).
-        overlap: Most characters repeated from the end of the previous chunk.
-
-    Returns:
-        The chunks, in order; none for a blank text.
-
-    Raises:
-        ValueError: ``max_chars`` is not positive, or ``overlap`` is negative or not below ``max_chars``.
-    """
-    if max_chars < 1:
-        raise ValueError(f"max_chars must be positive, got {max_chars}")
-    if not 0 <= overlap < max_chars:
-        raise ValueError(f"overlap must be at least 0 and below max_chars ({max_chars}), got {overlap}")
-    paragraphs = [paragraph.strip() for paragraph in re.split(r"\n[ \t]*\n", text) if paragraph.strip()]
-    units = [
-        (number, piece) for number, paragraph in enumerate(paragraphs) for piece in _split_long(paragraph, max_chars)
-    ]
-    chunks: list[str] = []
-    current: list[Unit] = []
-    fresh = 0  # units of `current` that no chunk holds yet
-    for unit in units:
-        if current and len(_join([*current, unit])) > max_chars:
-            chunks.append(_join(current))
-            current, fresh = _overlap_tail(current, unit, overlap=overlap, max_chars=max_chars), 0
-        current.append(unit)
-        fresh += 1
-    if fresh:
-        chunks.append(_join(current))
-    return chunks
-
-
-def _markdown_sections(text: str) -> list[tuple[str | None, str]]:
-    """Split Markdown at ATX headings (outside code fences) into (heading, body) pairs."""
-    sections: list[tuple[str | None, list[str]]] = [(None, [])]
-    fenced = False
-    for line in text.splitlines():
-        if line.lstrip().startswith(("```", "~~~")):
-            fenced = not fenced
-        heading = None if fenced else re.match(r"^\s{0,3}#{1,6}\s+(.+?)\s*#*\s*$", line)
-        if heading:
-            sections.append((heading.group(1), [line]))
-        else:
-            sections[-1][1].append(line)
-    merged: list[tuple[str | None, str]] = []
-    pending: list[str] = []  # headings with no text of their own ("# Guide" right above "## Install")
-    for title, lines in sections:
-        body = "\n".join(lines[1:] if title is not None else lines)
-        if not body.strip():
-            pending += lines if title is not None else []
-            continue
-        merged.append((title, "\n".join(pending + lines)))
-        pending = []
-    if pending:
-        merged.append((None, "\n".join(pending)))
-    return merged
+# ----------------------------------------------------------------------------- files
 
 
 def collect_files(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
@@ -203,56 +77,6 @@ def collect_files(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
         else:
             raise CLIError(f"{path}: no such file or folder")
     return list(dict.fromkeys(files))
-
-
-def _source_name(path: Path) -> str:
-    try:
-        return path.resolve().relative_to(Path.cwd().resolve()).as_posix()
-    except ValueError:
-        return path.resolve().as_posix()
-
-
-def read_documents(files: Iterable[Path], *, max_chars: int = 1000, overlap: int = 150) -> list[DemoDocument]:
-    """Read files into chunks ready to ingest.
-
-    - ``.txt``: chunked with :func:`chunk_text`; ids ``<source>#<n>``.
-    - ``.md``: split at headings first, then chunked; each chunk records its ``section``.
-    - ``.jsonl``: one document per line (``text`` and ``id``/``_id``, other keys kept as metadata);
-      a long text is chunked and its chunks get ids ``<id>#<n>``.
-
-    Every chunk has ``source`` metadata (the file path, relative to the working directory when
-    inside it; a JSONL record's own ``source`` wins) and its ``chunk`` number.
-
-    Raises:
-        CLIError: A file is not UTF-8 text or a JSONL line is malformed.
-    """
-    documents: list[DemoDocument] = []
-    for path in files:
-        source = _source_name(path)
-        try:
-            if path.suffix.lower() == ".jsonl":
-                for record in demo.read_jsonl_documents(path):
-                    pieces = chunk_text(record.text, max_chars=max_chars, overlap=overlap)
-                    for number, piece in enumerate(pieces):
-                        metadata = {"source": source, **record.metadata, "chunk": number}
-                        doc_id = record.id if len(pieces) == 1 else f"{record.id}#{number}"
-                        documents.append(DemoDocument(doc_id, piece, metadata))
-                continue
-            text = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError:
-            raise CLIError(f"{path}: not UTF-8 text") from None
-        except ValueError as exc:
-            raise CLIError(str(exc)) from None
-        sections = _markdown_sections(text) if path.suffix.lower() == ".md" else [(None, text)]
-        number = 0
-        for heading, body in sections:
-            for piece in chunk_text(body, max_chars=max_chars, overlap=overlap):
-                fields: dict[str, Any] = {"source": source, "chunk": number}
-                if heading is not None:
-                    fields["section"] = heading
-                documents.append(DemoDocument(f"{source}#{number}", piece, fields))
-                number += 1
-    return documents
 
 
 # ----------------------------------------------------------------------------- output
@@ -366,7 +190,7 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
             existed = False
         if existed:
             # Re-ingesting a text file replaces all its old chunks, also those past its new end.
-            text_sources = sorted({_source_name(f) for f in files if f.suffix.lower() in (".txt", ".md")})
+            text_sources = sorted({source_name(f) for f in files if f.suffix.lower() in (".txt", ".md")})
             description = client.describe_collection(args.collection)
             has_source = description.get("enable_dynamic_field") or any(
                 field["name"] == "source" for field in description["fields"]
@@ -380,7 +204,7 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
         count = ingest(
             client,
             args.collection,
-            [(doc.id, doc.text, doc.metadata) for doc in documents],
+            documents,
             embedding=model,
             batch_size=args.batch_size,
             show_progress=not args.quiet,

@@ -20,17 +20,16 @@ framework-free frame through :func:`example_main`, :func:`prepare_example` and
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import sys
 import tempfile
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from milvus_rerank.chunking import Chunk, read_jsonl_documents
 from milvus_rerank.errors import MilvusRerankError, ModelLoadError
 
 if TYPE_CHECKING:
@@ -44,7 +43,6 @@ __all__ = [
     "DEFAULT_RERANKER_MODEL",
     "DEMO_COLLECTION",
     "DEMO_QUESTIONS",
-    "DemoDocument",
     "RankedPassage",
     "add_demo_arguments",
     "add_model_arguments",
@@ -55,14 +53,12 @@ __all__ = [
     "extractive_answer",
     "generate_answer",
     "ingest_corpus",
-    "json_lines",
     "load_corpus",
     "load_embedding_model",
     "make_reranker",
     "non_negative_int",
     "positive_int",
     "prepare_example",
-    "read_jsonl_documents",
 ]
 
 DEFAULT_RERANKER_MODEL = "cross-encoder/ms-marco-MiniLM-L-6-v2"
@@ -95,92 +91,14 @@ _OFFLINE_EMBEDDING_HINT = (
 )
 
 
-@dataclass(frozen=True)
-class DemoDocument:
-    """One passage to ingest.
-
-    Attributes:
-        id: Unique id, used as the Milvus primary key.
-        text: The passage text (what is embedded, indexed for BM25 and reranked).
-        metadata: Other fields (the demo corpus has ``title``, ``source`` and ``section``).
-    """
-
-    id: str
-    text: str
-    metadata: Mapping[str, Any] = field(default_factory=dict)
-
-
-def read_jsonl_documents(path: str | os.PathLike[str]) -> list[DemoDocument]:
-    """Read documents from a JSON Lines file, one object per line.
-
-    Each object needs a non-empty string ``text`` and an id under ``id`` or ``_id`` (BEIR's
-    spelling; a number is turned into a string). Every other key goes into ``metadata``. Blank
-    lines are skipped.
-
-    Args:
-        path: The ``.jsonl`` file.
-
-    Returns:
-        The documents in file order.
-
-    Raises:
-        OSError: The file cannot be read.
-        ValueError: A line is not a JSON object, lacks ``text`` or an id, or repeats an id; the
-            message names the file and the line.
-    """
-    path = Path(path)
-    with path.open(encoding="utf-8") as handle:
-        return _parse_jsonl(handle, str(path))
-
-
-def load_corpus() -> list[DemoDocument]:
+def load_corpus() -> list[Chunk]:
     """Load the demo corpus shipped with the package (the Lumen Ridge Observatory handbook).
 
     Returns:
         About fifty passages, each with ``title``, ``source`` and ``section`` metadata.
     """
-    resource = resources.files("milvus_rerank.cli").joinpath("data").joinpath(_CORPUS_FILE)
-    with resource.open("r", encoding="utf-8") as handle:
-        return _parse_jsonl(handle, f"milvus_rerank/cli/data/{_CORPUS_FILE}")
-
-
-def json_lines(lines: Iterable[str], name: str) -> Iterator[tuple[int, Any]]:
-    """Parse JSON Lines: yield ``(line number, value)`` for each line that is not blank.
-
-    Args:
-        lines: The lines (an open text file works).
-        name: What to call the source in an error message (a file name).
-
-    Raises:
-        ValueError: A line is not valid JSON; the message names ``name`` and the line.
-    """
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            yield number, json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{name}, line {number}: not valid JSON ({exc.msg})") from None
-
-
-def _parse_jsonl(lines: Iterable[str], name: str) -> list[DemoDocument]:
-    documents: list[DemoDocument] = []
-    seen: set[str] = set()
-    for number, record in json_lines(lines, name):
-        if not isinstance(record, dict):
-            raise ValueError(f"{name}, line {number}: expected a JSON object, got {type(record).__name__}")
-        raw_id = record.pop("id", record.pop("_id", None))
-        if isinstance(raw_id, bool) or not isinstance(raw_id, (str, int)) or str(raw_id) == "":
-            raise ValueError(f"{name}, line {number}: needs an 'id' (or '_id') that is a non-empty string or an int")
-        text = record.pop("text", None)
-        if not isinstance(text, str) or not text.strip():
-            raise ValueError(f"{name}, line {number}: needs a non-empty string 'text'")
-        doc_id = str(raw_id)
-        if doc_id in seen:
-            raise ValueError(f"{name}, line {number}: id {doc_id!r} appears twice; ids must be unique")
-        seen.add(doc_id)
-        documents.append(DemoDocument(id=doc_id, text=text, metadata=record))
-    return documents
+    with resources.as_file(resources.files("milvus_rerank.cli") / "data" / _CORPUS_FILE) as path:
+        return read_jsonl_documents(path)
 
 
 # ----------------------------------------------------------------------------- arguments
@@ -422,7 +340,7 @@ def ingest_corpus(
     collection_name: str,
     embedding: object,
     *,
-    documents: Sequence[DemoDocument] | None = None,
+    documents: Sequence[Chunk] | None = None,
     show_progress: bool = True,
 ) -> int:
     """Create the standard RAG collection (dense + BM25 sparse) if needed and upsert the corpus into it.
@@ -458,7 +376,7 @@ def ingest_corpus(
         return ingest(
             client,
             collection_name,
-            [(doc.id, doc.text, doc.metadata) for doc in docs],
+            docs,
             embedding=embedding,
             show_progress=show_progress,
         )

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping, Sequence, Sized
 from typing import TYPE_CHECKING, Any, Literal
 
+from milvus_rerank.chunking import Chunk
 from milvus_rerank.errors import CollectionNotFoundError, RetrievalError, SchemaError
 from milvus_rerank.milvus.embeddings import as_document_embedder, as_sparse_document_encoder
 from milvus_rerank.validation import check_int
@@ -28,8 +29,9 @@ DEFAULT_ANALYZER: dict[str, Any] = {"type": "standard"}
 Milvus Lite knows only the ``standard`` and ``jieba`` tokenizers and ignores stemmer and stop-word
 filters; on a server, ``{"type": "english"}`` adds both."""
 
-Document = tuple[Any, str] | tuple[Any, str, Mapping[str, Any]] | Mapping[str, Any]
-"""One document to ingest: ``(id, text)``, ``(id, text, metadata)`` or ``{"id", "text", "metadata"?}``."""
+Document = Chunk | tuple[Any, str] | tuple[Any, str, Mapping[str, Any]] | Mapping[str, Any]
+"""One document to ingest: a :class:`~milvus_rerank.chunking.Chunk`, ``(id, text)``, ``(id, text, metadata)`` or
+``{"id", "text", "metadata"?}``."""
 
 
 def create_rag_collection(
@@ -169,9 +171,10 @@ def ingest(
         client: A ``pymilvus.MilvusClient``.
         collection_name: The collection, e.g. made by :func:`create_rag_collection`. Its
             primary key must not be auto-generated.
-        documents: ``(id, text)``, ``(id, text, metadata)`` or mappings with ``id``, ``text``
-            and optionally ``metadata``. Metadata keys become fields (dynamic fields in our
-            collection) and must not clash with the schema's own fields.
+        documents: :class:`~milvus_rerank.chunking.Chunk` values, ``(id, text)``,
+            ``(id, text, metadata)`` or mappings with ``id``, ``text`` and optionally
+            ``metadata``. Metadata keys become fields (dynamic fields in our collection) and
+            must not clash with the schema's own fields.
         embedding: Dense embedding for the documents: a callable ``str -> list[float]``, a
             LangChain ``Embeddings``, a LlamaIndex embedding or a sentence-transformers model.
         sparse_embedding: Sparse document encoder, only when ``sparse_field`` is not filled by a
@@ -327,7 +330,9 @@ def _rows(batch: Sequence[Document], layout: Mapping[str, Any], collection_name:
 
 
 def _unpack(document: Document) -> tuple[Any, Any, Mapping[str, Any]]:
-    if isinstance(document, Mapping):
+    if isinstance(document, Chunk):
+        doc_id, text, metadata = document.id, document.text, document.metadata
+    elif isinstance(document, Mapping):
         if "id" not in document or "text" not in document:
             raise TypeError(f"a document mapping needs 'id' and 'text' keys, got keys {sorted(document)}")
         metadata = document.get("metadata") or {}
@@ -337,7 +342,7 @@ def _unpack(document: Document) -> tuple[Any, Any, Mapping[str, Any]]:
         metadata = document[2] if len(document) == 3 and document[2] is not None else {}
     else:
         raise TypeError(
-            f"each document must be (id, text), (id, text, metadata) or a mapping with id/text/metadata, "
+            f"each document must be a Chunk, (id, text), (id, text, metadata) or a mapping with id/text/metadata, "
             f"got {type(document).__name__}"
         )
     if not isinstance(metadata, Mapping):

@@ -5,7 +5,6 @@ Also the pieces it is made of: chunking, file discovery, BEIR loading and the me
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 import os
@@ -20,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from milvus_rerank.cli import CLIError, chunk_text, collect_files, demo, format_table, main, read_documents
+from milvus_rerank.cli import CLIError, collect_files, demo, format_table, main
 from milvus_rerank.evaluation import evaluate, load_beir, ndcg_at_k, recall_at_k
 from milvus_rerank.testing.server import RerankTestServer
 
@@ -128,48 +127,6 @@ def test_bad_counts_are_usage_errors(capsys: pytest.CaptureFixture[str]) -> None
 # ----------------------------------------------------------------------------- chunking and files
 
 
-def _sentences(text: str) -> list[str]:
-    return [s for s in re.split(r"(?<=[.!?])\s+", " ".join(text.split())) if s]
-
-
-def test_chunk_text_respects_the_size_and_keeps_every_sentence() -> None:
-    text = "\n\n".join(doc.text for doc in demo.load_corpus()[:12])
-    chunks = chunk_text(text, max_chars=400, overlap=150)
-    assert len(chunks) > 5
-    assert all(0 < len(chunk) <= 400 for chunk in chunks)
-    joined = " ".join(" ".join(chunk.split()) for chunk in chunks)
-    for sentence in _sentences(text):
-        assert sentence in joined
-    # Sentences appear in their original order across the chunks.
-    positions = [joined.find(sentence) for sentence in _sentences(text)]
-    assert positions == sorted(positions)
-
-
-def test_chunk_text_overlaps_whole_sentences_within_the_budget() -> None:
-    text = " ".join(f"Sentence number {i} is here." for i in range(40))
-    chunks = chunk_text(text, max_chars=200, overlap=60)
-    for previous, chunk in itertools.pairwise(chunks):
-        first = _sentences(chunk)[0]
-        assert first in previous  # the chunk starts with the end of the previous one
-        assert len(" ".join(s for s in _sentences(chunk) if s in previous)) <= 60
-    assert chunk_text(text, max_chars=200, overlap=0)[1].startswith("Sentence number")
-    no_overlap = chunk_text(text, max_chars=200, overlap=0)
-    assert sum(len(_sentences(c)) for c in no_overlap) == 40
-
-
-def test_chunk_text_short_and_blank_and_huge_words() -> None:
-    assert chunk_text("One short paragraph.") == ["One short paragraph."]
-    assert chunk_text("  \n\n  ") == []
-    long_word = "x" * 250
-    assert chunk_text(long_word, max_chars=100, overlap=10) == ["x" * 100, "x" * 100, "x" * 50]
-
-
-@pytest.mark.parametrize(("max_chars", "overlap"), [(0, 0), (100, 100), (100, -1)])
-def test_chunk_text_refuses_bad_sizes(max_chars: int, overlap: int) -> None:
-    with pytest.raises(ValueError, match="must be"):
-        chunk_text("text", max_chars=max_chars, overlap=overlap)
-
-
 def test_collect_files_walks_folders_and_skips_hidden(tmp_path: Path) -> None:
     (tmp_path / "a.md").write_text("# A\n\ntext", encoding="utf-8")
     (tmp_path / "sub").mkdir()
@@ -190,44 +147,6 @@ def test_collect_files_errors(tmp_path: Path) -> None:
         collect_files([tmp_path / "missing"])
     with pytest.raises(CLIError, match=r"no \.txt, \.md, \.jsonl files under"):
         collect_files([tmp_path])
-
-
-def test_read_documents_markdown_sections_text_and_jsonl(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tmp_path)
-    Path("guide.md").write_text(
-        "Intro line.\n\n# Setup\n\nInstall it.\n\n```\n# not a heading\n```\n\n## Use\n\nRun it.\n", encoding="utf-8"
-    )
-    Path("notes.txt").write_text("Plain notes.", encoding="utf-8")
-    long_text = " ".join(f"Fact {i} is stated here." for i in range(30))
-    Path("docs.jsonl").write_text(
-        json.dumps({"id": "short", "text": "Brief.", "lang": "en"})
-        + "\n"
-        + json.dumps({"_id": 9, "text": long_text, "source": "wiki"})
-        + "\n",
-        encoding="utf-8",
-    )
-    docs = read_documents([Path("guide.md"), Path("notes.txt"), Path("docs.jsonl")], max_chars=300, overlap=0)
-    by_id = {doc.id: doc for doc in docs}
-    assert by_id["guide.md#0"].text == "Intro line."
-    assert "section" not in by_id["guide.md#0"].metadata
-    assert by_id["guide.md#1"].metadata == {"source": "guide.md", "chunk": 1, "section": "Setup"}
-    assert "# not a heading" in by_id["guide.md#1"].text
-    assert by_id["guide.md#2"].metadata["section"] == "Use"
-    assert by_id["notes.txt#0"].text == "Plain notes."
-    assert by_id["short"].metadata == {"source": "docs.jsonl", "lang": "en", "chunk": 0}
-    pieces = [doc for doc in docs if doc.id.startswith("9#")]
-    assert len(pieces) > 1
-    assert all(doc.metadata["source"] == "wiki" for doc in pieces)
-    assert " ".join(doc.text for doc in pieces) == long_text
-
-
-def test_read_documents_reports_bad_files(tmp_path: Path) -> None:
-    (tmp_path / "bad.jsonl").write_text('{"id": "a"}\n', encoding="utf-8")
-    with pytest.raises(CLIError, match="line 1: needs a non-empty string 'text'"):
-        read_documents([tmp_path / "bad.jsonl"])
-    (tmp_path / "latin1.txt").write_bytes("caf\xe9".encode("latin-1"))
-    with pytest.raises(CLIError, match="not UTF-8 text"):
-        read_documents([tmp_path / "latin1.txt"])
 
 
 def test_format_table_aligns_and_escapes() -> None:
@@ -604,14 +523,3 @@ def test_demo_with_vllm_reranker_and_llm_endpoint(
     assert f"[1] {top_text}" in prompt
     assert len(rerank_server.rerank_requests) == 2
     assert "sk-must-not-leak" not in out + err
-
-
-def test_markdown_headings_without_text_join_the_next_section() -> None:
-    from milvus_rerank.cli import _markdown_sections
-
-    text = "# Guide\n\n## Wind\nThe dome closes above 15 m/s.\n## Empty\n### Humidity\nStop above 85 per cent.\n# Tail"
-    assert _markdown_sections(text) == [
-        ("Wind", "# Guide\n\n## Wind\nThe dome closes above 15 m/s."),
-        ("Humidity", "## Empty\n### Humidity\nStop above 85 per cent."),
-        (None, "# Tail"),
-    ]

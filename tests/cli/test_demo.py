@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from milvus_rerank import CrossEncoderReranker, MilvusRerankError, MilvusRetriever, ModelLoadError, VLLMReranker
+from milvus_rerank.chunking import Chunk
 from milvus_rerank.cli import demo
 
 # ----------------------------------------------------------------------------- corpus
@@ -31,50 +32,13 @@ def test_corpus_is_well_formed() -> None:
     assert 40 <= len(corpus) <= 60
     assert len({doc.id for doc in corpus}) == len(corpus)
     for doc in corpus:
-        assert isinstance(doc, demo.DemoDocument)
+        assert isinstance(doc, Chunk)
         assert re.fullmatch(r"lro-\d{3}", doc.id)
         assert 60 <= len(doc.text.split()) <= 200, doc.id
         assert set(doc.metadata) == {"title", "source", "section"}, doc.id
         assert all(isinstance(value, str) and value for value in doc.metadata.values())
         assert doc.metadata["source"].startswith("handbook/")
     assert len({doc.metadata["title"] for doc in corpus}) == len(corpus)
-
-
-def test_demo_documents_are_frozen() -> None:
-    doc = demo.load_corpus()[0]
-    with pytest.raises(AttributeError):
-        doc.text = "changed"  # type: ignore[misc]
-
-
-def test_read_jsonl_documents_accepts_beir_ids_and_keeps_other_keys(tmp_path: Path) -> None:
-    path = tmp_path / "corpus.jsonl"
-    path.write_text(
-        '{"_id": 7, "title": "T", "text": "first text"}\n\n{"id": "b", "text": "second", "lang": "en"}\n',
-        encoding="utf-8",
-    )
-    docs = demo.read_jsonl_documents(path)
-    assert docs == [
-        demo.DemoDocument("7", "first text", {"title": "T"}),
-        demo.DemoDocument("b", "second", {"lang": "en"}),
-    ]
-
-
-@pytest.mark.parametrize(
-    ("content", "message"),
-    [
-        ('{"id": "a", "text": "x"}\nnot json\n', "line 2: not valid JSON"),
-        ('["a", "b"]\n', "line 1: expected a JSON object"),
-        ('{"text": "no id"}\n', "line 1: needs an 'id'"),
-        ('{"id": "a", "text": "  "}\n', "line 1: needs a non-empty string 'text'"),
-        ('{"id": "a", "text": "x"}\n{"id": "a", "text": "y"}\n', "line 2: id 'a' appears twice"),
-    ],
-)
-def test_read_jsonl_documents_names_the_bad_line(tmp_path: Path, content: str, message: str) -> None:
-    path = tmp_path / "bad.jsonl"
-    path.write_text(content, encoding="utf-8")
-    with pytest.raises(ValueError, match=re.escape(message)) as info:
-        demo.read_jsonl_documents(path)
-    assert str(path) in str(info.value)
 
 
 def test_demo_questions_are_about_the_corpus() -> None:
@@ -233,7 +197,7 @@ def test_ingest_corpus_creates_fills_and_reuses_the_collection(tmp_path: Path, m
     client = MilvusClient(uri)
     try:
         # A second ingest into the existing collection upserts by id: no duplicates.
-        again = [corpus[0], demo.DemoDocument("extra", "An extra passage about the lodge.", {"source": "x.md"})]
+        again = [corpus[0], Chunk("extra", "An extra passage about the lodge.", {"source": "x.md"})]
         assert demo.ingest_corpus(client, demo.DEMO_COLLECTION, minilm, documents=again, show_progress=False) == 2
         rows = client.query(demo.DEMO_COLLECTION, filter="", output_fields=["count(*)"])
         assert rows[0]["count(*)"] == len(corpus) + 1
