@@ -58,33 +58,52 @@ def _int_wording(minimum: int, maximum: int | None) -> str:
 
 @overload
 def check_number(
-    value: object, name: str, *, minimum: float = 0.0, inclusive: bool = True, optional: Literal[False] = False
+    value: object,
+    name: str,
+    *,
+    minimum: float = 0.0,
+    inclusive: bool = True,
+    allow_infinity: bool = False,
+    optional: Literal[False] = False,
 ) -> float: ...
 
 
 @overload
 def check_number(
-    value: object, name: str, *, minimum: float = 0.0, inclusive: bool = True, optional: bool
+    value: object,
+    name: str,
+    *,
+    minimum: float = 0.0,
+    inclusive: bool = True,
+    allow_infinity: bool = False,
+    optional: bool,
 ) -> float | None: ...
 
 
 def check_number(
-    value: object, name: str, *, minimum: float = 0.0, inclusive: bool = True, optional: bool = False
+    value: object,
+    name: str,
+    *,
+    minimum: float = 0.0,
+    inclusive: bool = True,
+    allow_infinity: bool = False,
+    optional: bool = False,
 ) -> float | None:
     """Return ``value`` as a ``float`` if it is a finite number ``>= minimum`` (``> minimum`` unless ``inclusive``).
 
-    Pass ``minimum=-math.inf`` for a number with no lower bound (a score threshold).
+    Pass ``minimum=-math.inf`` for a number with no lower bound (a score threshold), and
+    ``allow_infinity=True`` where ``inf`` means "no limit" (a deadline, a cap on a wait).
 
     Raises:
         TypeError: ``value`` is not an int or float (``bool`` included).
-        ValueError: ``value`` is NaN, infinite or below the minimum.
+        ValueError: ``value`` is NaN, infinite (unless allowed) or below the minimum.
     """
     if optional and value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a number{' or None' if optional else ''}, got {type(value).__name__}")
     number = float(value)
-    if not math.isfinite(number):
+    if math.isnan(number) or (math.isinf(number) and not (allow_infinity and number > 0)):
         raise ValueError(f"{name} must be finite, got {value}")
     if number < minimum or (not inclusive and number == minimum):
         raise ValueError(f"{name} must be {'>=' if inclusive else '>'} {minimum:g}, got {value}")

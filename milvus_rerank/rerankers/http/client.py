@@ -47,7 +47,7 @@ from milvus_rerank.rerankers.http.wire import (
     results_list,
 )
 from milvus_rerank.types import RerankResult
-from milvus_rerank.validation import check_int
+from milvus_rerank.validation import check_int, check_number
 
 __all__ = ["HTTPReranker"]
 
@@ -193,12 +193,10 @@ class HTTPReranker:
             raise ValueError(f"model must be a non-empty str or None, got {model!r}")
         if api_key is not None and (not isinstance(api_key, str) or not api_key):
             raise ValueError("api_key must be a non-empty str or None")
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
-            raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
         self.model = model
         self._api_key = api_key
-        self.timeout = float(timeout)
-        self._batch_size = None if max_batch_size is None else check_int(max_batch_size, "max_batch_size")
+        self.timeout = check_number(timeout, "timeout", inclusive=False, allow_infinity=True)
+        self._batch_size = check_int(max_batch_size, "max_batch_size", optional=True)
         self.max_concurrency = check_int(max_concurrency, "max_concurrency")
         self.retry_policy = RetryPolicy(max_retries=max_retries, backoff=backoff, deadline=deadline)
         self._extra_body = self._check_extra_body(extra_body)

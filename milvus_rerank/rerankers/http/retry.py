@@ -15,6 +15,8 @@ import random
 import time
 from dataclasses import dataclass
 
+from milvus_rerank.validation import check_int, check_number
+
 __all__ = ["RETRYABLE_STATUSES", "RetryPolicy", "parse_retry_after"]
 
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
@@ -45,14 +47,11 @@ class RetryPolicy:
     deadline: float = 60.0
 
     def __post_init__(self) -> None:
-        if isinstance(self.max_retries, bool) or not isinstance(self.max_retries, int) or self.max_retries < 0:
-            raise ValueError(f"max_retries must be an int >= 0, got {self.max_retries!r}")
-        for name in ("backoff", "max_backoff", "max_retry_after", "deadline"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-                raise ValueError(f"{name} must be a number of seconds >= 0, got {value!r}")
-        if self.deadline <= 0:
-            raise ValueError(f"deadline must be > 0 seconds, got {self.deadline!r}")
+        # Infinity is a valid "no limit" for each of the times; NaN and negative numbers are not.
+        check_int(self.max_retries, "max_retries", minimum=0)
+        for name in ("backoff", "max_backoff", "max_retry_after"):
+            check_number(getattr(self, name), name, allow_infinity=True)
+        check_number(self.deadline, "deadline", inclusive=False, allow_infinity=True)
 
     @staticmethod
     def is_retryable(*, status: int | None, retried_500: bool = False) -> bool:

@@ -87,11 +87,26 @@ def test_deadline_stops_retries_whose_wait_would_cross_it() -> None:
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"max_retries": -1}, {"max_retries": 1.5}, {"backoff": -1}, {"deadline": 0}, {"max_backoff": "1"}]
+    ("kwargs", "error"),
+    [
+        ({"max_retries": -1}, ValueError),
+        ({"max_retries": 1.5}, TypeError),
+        ({"max_retries": True}, TypeError),
+        ({"backoff": -1}, ValueError),
+        ({"backoff": math.nan}, ValueError),
+        ({"deadline": 0}, ValueError),
+        ({"deadline": -math.inf}, ValueError),
+        ({"max_backoff": "1"}, TypeError),
+    ],
 )
-def test_retry_policy_refuses_nonsense(kwargs: dict[str, object]) -> None:
-    with pytest.raises(ValueError, match=next(iter(kwargs))):
+def test_retry_policy_refuses_nonsense(kwargs: dict[str, object], error: type[Exception]) -> None:
+    with pytest.raises(error, match=next(iter(kwargs))):
         RetryPolicy(**kwargs)  # type: ignore[arg-type]
+
+
+def test_retry_policy_takes_infinity_as_no_limit() -> None:
+    policy = RetryPolicy(max_retries=2, deadline=math.inf, max_retry_after=math.inf)
+    assert policy.delay(retries_done=0, status=503, retry_after=3600.0, elapsed=1e9) == 3600.0
 
 
 def test_parse_retry_after_reads_seconds_and_http_dates() -> None:
