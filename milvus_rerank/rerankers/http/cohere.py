@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
-from milvus_rerank.milvus.functions import cohere_ranker
 from milvus_rerank.rerankers.http.client import HTTPReranker
 from milvus_rerank.validation import check_int
 
@@ -114,6 +113,9 @@ class CohereReranker(HTTPReranker):
             ValueError: No query, an empty query, an invalid field name or target, a key that
                 Milvus Lite could not find, or no model for a server.
         """
+        # Imported here: a reranker that is never exported does not load the Milvus package.
+        from milvus_rerank.milvus.functions import cohere_ranker
+
         return cohere_ranker(
             queries,
             rerank_url=self.endpoint.rerank_url,

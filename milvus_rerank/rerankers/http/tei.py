@@ -8,7 +8,6 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from milvus_rerank.errors import RerankHTTPError
-from milvus_rerank.milvus.functions import tei_ranker
 from milvus_rerank.rerankers.http.client import HTTPReranker
 
 if TYPE_CHECKING:
@@ -179,6 +178,9 @@ class TEIReranker(HTTPReranker):
             TypeError: A wrong argument type.
             ValueError: No query, an empty query, or an invalid field name.
         """
+        # Imported here: a reranker that is never exported does not load the Milvus package.
+        from milvus_rerank.milvus.functions import tei_ranker
+
         return tei_ranker(
             queries,
             base_url=self.endpoint.base_url,

@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from milvus_rerank.errors import RerankError, RerankHTTPError, RerankResponseError
-from milvus_rerank.milvus.functions import vllm_ranker
 from milvus_rerank.rerankers.http.client import HTTPReranker
 from milvus_rerank.types import RerankResult
 
@@ -243,6 +242,9 @@ class VLLMReranker(HTTPReranker):
             TypeError: A wrong argument type.
             ValueError: No query, an empty query, or an invalid field name.
         """
+        # Imported here: a reranker that is never exported does not load the Milvus package.
+        from milvus_rerank.milvus.functions import vllm_ranker
+
         return vllm_ranker(
             queries,
             base_url=self.endpoint.base_url,
