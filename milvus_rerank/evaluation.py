@@ -1,10 +1,12 @@
-"""Retrieval quality on BEIR-format datasets: loading and the metrics (nDCG@k, recall@k).
+"""Retrieval quality on BEIR-format datasets: loading, the metrics (nDCG@k, recall@k) and a driver.
 
 A BEIR folder holds ``corpus.jsonl`` (``_id``, ``title``, ``text``), ``queries.jsonl`` (``_id``,
 ``text``) and ``qrels/<split>.tsv`` (``query-id``, ``corpus-id``, ``score`` with a header line).
 Used by ``milvus-rerank eval`` and ``benchmarks/retrieval_quality.py``, so both compute the same
 numbers. The metrics follow BEIR's (``pytrec_eval``): nDCG with linear gains and recall as the
 share of a query's relevant documents found in the first k, each averaged over the queries.
+:func:`evaluate_retrieval` runs a dataset's queries against a Milvus collection that holds its
+corpus, in each first-stage mode, with and without a reranker, and scores every run.
 """
 
 from __future__ import annotations
@@ -12,13 +14,31 @@ from __future__ import annotations
 import csv
 import math
 import statistics
+import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from milvus_rerank.chunking import json_lines
+from milvus_rerank.validation import check_choice, check_int
 
-__all__ = ["BeirDataset", "Scores", "evaluate", "load_beir", "ndcg_at_k", "recall_at_k"]
+if TYPE_CHECKING:
+    from pymilvus import MilvusClient
+
+    from milvus_rerank.milvus.retriever import RetrievalMode
+    from milvus_rerank.types import Reranker
+
+__all__ = [
+    "BeirDataset",
+    "RetrievalEvaluation",
+    "Scores",
+    "evaluate",
+    "evaluate_retrieval",
+    "load_beir",
+    "ndcg_at_k",
+    "recall_at_k",
+]
 
 Qrels = dict[str, dict[str, int]]
 """query id -> {document id: graded relevance > 0}."""
@@ -160,3 +180,120 @@ def evaluate(
     ndcg = [ndcg_at_k(runs.get(query_id, ()), relevant, ndcg_k) for query_id, relevant in qrels.items()]
     recall = [recall_at_k(runs.get(query_id, ()), relevant, recall_k) for query_id, relevant in qrels.items()]
     return Scores(statistics.fmean(ndcg), statistics.fmean(recall), len(qrels))
+
+
+@dataclass(frozen=True)
+class RetrievalEvaluation:
+    """The scores of one way of retrieving, from :func:`evaluate_retrieval`.
+
+    Attributes:
+        mode: The first-stage search: ``"dense"``, ``"sparse"`` or ``"hybrid"``.
+        reranked: Whether the first stage's head was reranked (see :func:`evaluate_retrieval`).
+        scores: Mean nDCG and recall over the queries.
+        rerank_ms_per_query: Mean time the reranker took per query, in milliseconds; ``None``
+            for a first stage alone.
+    """
+
+    mode: RetrievalMode
+    reranked: bool
+    scores: Scores
+    rerank_ms_per_query: float | None = None
+
+
+_MODES = ("dense", "sparse", "hybrid")
+
+
+def evaluate_retrieval(
+    client: MilvusClient | str,
+    collection_name: str,
+    dataset: BeirDataset,
+    *,
+    modes: Sequence[RetrievalMode] = ("hybrid",),
+    embedding: object = None,
+    reranker: Reranker | None = None,
+    rerank_depth: int = 100,
+    max_queries: int | None = None,
+    ndcg_k: int = 10,
+    recall_k: int = 100,
+    show_progress: bool = False,
+) -> list[RetrievalEvaluation]:
+    """Run a dataset's queries against the collection holding its corpus and score each way of retrieving.
+
+    Each query is retrieved once per mode, ``max(rerank_depth, recall_k)`` candidates deep, and
+    the first stage is scored as it is. With a ``reranker``, its first ``rerank_depth``
+    candidates are also reranked (through :class:`~milvus_rerank.RerankPipeline`, so duplicates
+    are scored once) and followed by the rest of the first stage in its own order, and that
+    ranking is scored too: recall beyond the head is the first stage's, so the two are
+    comparable at any cut-off.
+
+    Args:
+        client: A ``pymilvus.MilvusClient`` or a URI; a connection opened here is closed at the end.
+        collection_name: The collection holding the dataset's corpus, with the corpus ids as
+            primary keys (e.g. filled by :func:`milvus_rerank.milvus.collection.ingest`).
+        dataset: The dataset, from :func:`load_beir`.
+        modes: The first-stage searches to evaluate, in this order.
+        embedding: The dense embedding the corpus was embedded with; needed unless ``modes`` is
+            ``("sparse",)``.
+        reranker: The reranker to evaluate on top of each first stage; ``None`` for first stages only.
+        rerank_depth: First-stage candidates reranked per query.
+        max_queries: Evaluate only the first ``max_queries`` queries of the qrels.
+        ndcg_k: Cut-off of nDCG.
+        recall_k: Cut-off of recall.
+        show_progress: Show a progress bar per mode on stderr.
+
+    Returns:
+        For each mode, its first-stage evaluation, then (with a reranker) the reranked one.
+
+    Raises:
+        TypeError: An option has the wrong type.
+        ValueError: An unknown mode, no mode, or a count below 1.
+        RetrievalError: Milvus failed (connection, search).
+        RerankError: The reranker failed.
+    """
+    from tqdm.auto import tqdm
+
+    from milvus_rerank.milvus.connection import connect
+    from milvus_rerank.milvus.retriever import MilvusRetriever
+    from milvus_rerank.pipeline import RerankPipeline
+
+    if not modes:
+        raise ValueError("modes is empty: pass at least one of 'dense', 'sparse', 'hybrid'")
+    for mode in modes:
+        check_choice(mode, "mode", _MODES)
+    check_int(rerank_depth, "rerank_depth")
+    check_int(max_queries, "max_queries", optional=True)
+    check_int(ndcg_k, "ndcg_k")
+    check_int(recall_k, "recall_k")
+    qrels = dict(list(dataset.qrels.items())[:max_queries])
+    pipeline = RerankPipeline(reranker) if reranker is not None else None
+    depth = max(rerank_depth, recall_k)
+
+    connection = connect(client) if isinstance(client, str) else client
+    evaluations: list[RetrievalEvaluation] = []
+    try:
+        for mode in modes:
+            retriever = MilvusRetriever(
+                connection, collection_name, mode=mode, embedding=embedding if mode != "sparse" else None, limit=depth
+            )
+            first: dict[str, list[str]] = {}
+            reranked: dict[str, list[str]] = {}
+            rerank_seconds = 0.0
+            for query_id in tqdm(list(qrels), desc=f"eval {mode}", unit="query", disable=not show_progress):
+                query = dataset.queries[query_id]
+                candidates = retriever.retrieve(query)
+                first[query_id] = [str(candidate.id) for candidate in candidates]
+                if pipeline is not None:
+                    head = candidates[:rerank_depth]
+                    started = time.perf_counter()
+                    ordered = pipeline.rerank(query, head)
+                    rerank_seconds += time.perf_counter() - started
+                    reranked[query_id] = [str(c.id) for c in ordered] + first[query_id][len(head) :]
+            scores = evaluate(first, qrels, ndcg_k=ndcg_k, recall_k=recall_k)
+            evaluations.append(RetrievalEvaluation(mode, False, scores))
+            if pipeline is not None:
+                scores = evaluate(reranked, qrels, ndcg_k=ndcg_k, recall_k=recall_k)
+                evaluations.append(RetrievalEvaluation(mode, True, scores, rerank_seconds / len(qrels) * 1000.0))
+    finally:
+        if connection is not client:
+            connection.close()
+    return evaluations

