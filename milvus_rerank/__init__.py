@@ -26,15 +26,15 @@ from milvus_rerank.types import Candidate, Reranker, RerankResult
 if TYPE_CHECKING:
     from milvus_rerank.milvus.retriever import MilvusRetriever
     from milvus_rerank.pipeline import RerankPipeline
-    from milvus_rerank.rerankers.cross_encoder import CrossEncoderReranker
     from milvus_rerank.rerankers.http.cohere import CohereReranker
     from milvus_rerank.rerankers.http.tei import TEIReranker
     from milvus_rerank.rerankers.http.vllm import VLLMReranker
+    from milvus_rerank.rerankers.local.cross_encoder import CrossEncoderReranker
 
 __version__ = "0.1.0"
 
 _LAZY = {
-    "CrossEncoderReranker": "milvus_rerank.rerankers.cross_encoder",
+    "CrossEncoderReranker": "milvus_rerank.rerankers.local.cross_encoder",
     "VLLMReranker": "milvus_rerank.rerankers.http.vllm",
     "TEIReranker": "milvus_rerank.rerankers.http.tei",
     "CohereReranker": "milvus_rerank.rerankers.http.cohere",

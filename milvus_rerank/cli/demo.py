@@ -321,7 +321,7 @@ def make_reranker(args: argparse.Namespace) -> Reranker:
         from milvus_rerank.rerankers.http.vllm import VLLMReranker
 
         return VLLMReranker(args.vllm_endpoint, api_key=os.environ.get(VLLM_API_KEY_ENV) or None)
-    from milvus_rerank.rerankers.cross_encoder import CrossEncoderReranker
+    from milvus_rerank.rerankers.local.cross_encoder import CrossEncoderReranker
 
     name = os.fspath(args.reranker_model)
     hint = "or rerank with a vLLM server: --vllm-endpoint URL"

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from milvus_rerank import CrossEncoderReranker, ModelLoadError, RerankResult
-from milvus_rerank.rerankers import cross_encoder as ce_module
+from milvus_rerank.rerankers.local import cross_encoder as ce_module
 from milvus_rerank.testing.models import make_cross_encoder
 
 QUERY = "what role does the protein play in cancer cells"
