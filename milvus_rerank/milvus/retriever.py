@@ -5,13 +5,19 @@ works on collections that other tools created: any field names, ``INT64`` or ``V
 primary keys, any dense metric. Each hit becomes a :class:`~milvus_rerank.types.Candidate`
 carrying the primary key, the text, the first-stage score exactly as Milvus reported it and
 the other output fields as metadata.
+
+The module holds one concept, searching a collection, and reads best whole: the search options
+(:class:`SearchOptions`), the construction that reads the collection (its schema rules live in
+:mod:`milvus_rerank.milvus.schema`), the per-mode search requests, and the conversion of hits,
+whose hot loop is kept next to the requests that shape the hits.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from milvus_rerank.errors import CollectionNotFoundError, RetrievalError, SchemaError
@@ -25,14 +31,21 @@ from milvus_rerank.milvus.embeddings import (
 from milvus_rerank.milvus.functions import check_ranker, is_model_ranker, ranker_for_query
 from milvus_rerank.milvus.schema import CollectionLayout, infer_layout, vector_fields
 from milvus_rerank.types import Candidate
-from milvus_rerank.validation import check_int
+from milvus_rerank.validation import check_choice, check_int, check_number
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from pymilvus import MilvusClient
 
-__all__ = ["DEFAULT_CANDIDATE_LIMIT", "DEFAULT_LIMIT", "DEFAULT_RRF_K", "MilvusRetriever", "RetrievalMode"]
+__all__ = [
+    "DEFAULT_CANDIDATE_LIMIT",
+    "DEFAULT_LIMIT",
+    "DEFAULT_RRF_K",
+    "MilvusRetriever",
+    "RetrievalMode",
+    "SearchOptions",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -58,8 +71,105 @@ A smaller k weights each leg's top ranks more: on SciFact's train split k=20 sco
 # Metrics whose raw value is a distance (smaller is closer). COSINE, IP and BM25 are similarities.
 _LOWER_IS_BETTER = frozenset({"L2", "HAMMING", "JACCARD", "SUBSTRUCTURE", "SUPERSTRUCTURE"})
 _MAX_TOPK = 16384  # Milvus's ceiling on limit (topk) for one search
+_MODES = ("dense", "sparse", "hybrid")
+_FUSIONS = ("rrf", "weighted")
 _CONSISTENCY_LEVELS = ("Strong", "Bounded", "Session", "Eventually")
 _MISSING: Any = object()
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    """How every search of a :class:`MilvusRetriever` runs; each option is checked once, here.
+
+    The attributes are the retriever's options of the same names (see :class:`MilvusRetriever`).
+    Sequences and mappings are copied, so a caller's later change cannot reach the searches.
+    ``weights=None`` weighs both legs equally.
+
+    Raises:
+        TypeError: An option has the wrong type.
+        ValueError: An option is out of range, or ``weights`` comes without ``fusion="weighted"``.
+    """
+
+    limit: int = DEFAULT_LIMIT
+    candidate_limit: int | None = None
+    fusion: Fusion = "rrf"
+    rrf_k: int = DEFAULT_RRF_K
+    weights: tuple[float, float] | None = None
+    filter: str | None = None
+    filter_params: Mapping[str, Any] | None = None
+    partition_names: Sequence[str] | None = None
+    dense_search_params: Mapping[str, Any] | None = None
+    sparse_search_params: Mapping[str, Any] | None = None
+    consistency_level: str | None = None
+    timeout: float | None = None
+
+    def __post_init__(self) -> None:
+        _check_limit(self.limit)
+        if self.candidate_limit is not None:
+            _check_limit(self.candidate_limit, "candidate_limit")
+        check_choice(self.fusion, "fusion", _FUSIONS)
+        check_int(self.rrf_k, "rrf_k")
+        _check_filter(self.filter)
+        if self.consistency_level is not None:
+            check_choice(self.consistency_level, "consistency_level", _CONSISTENCY_LEVELS)
+        check_number(self.timeout, "timeout", inclusive=False, optional=True)
+        if self.weights is not None and self.fusion != "weighted":
+            raise ValueError("weights are only used with fusion='weighted'; pass fusion='weighted' too")
+        if isinstance(self.partition_names, str):
+            raise TypeError("partition_names must be a sequence of names, not a single str: wrap it in a list")
+        # A frozen dataclass normalises through object.__setattr__: the stored values are the checked copies.
+        normalised = {
+            "weights": _weights(self.weights),
+            "filter_params": dict(self.filter_params) if self.filter_params else None,
+            "partition_names": tuple(self.partition_names) if self.partition_names else None,
+            "dense_search_params": dict(self.dense_search_params or {}),
+            "sparse_search_params": dict(self.sparse_search_params or {}),
+        }
+        for name, value in normalised.items():
+            object.__setattr__(self, name, value)
+
+    def leg_depth(self, limit: int) -> int:
+        """Hits each hybrid leg fetches when ``limit`` candidates are returned."""
+        if self.candidate_limit is not None:
+            return self.candidate_limit
+        return min(max(DEFAULT_CANDIDATE_LIMIT, 2 * limit), _MAX_TOPK)
+
+
+def _check_limit(value: object, name: str = "limit") -> int:
+    return check_int(value, name, maximum=_MAX_TOPK)
+
+
+def _check_filter(value: object) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise TypeError(f"filter must be a str expression, got {type(value).__name__}")
+    return value
+
+
+def _weights(weights: Sequence[float] | None) -> tuple[float, float] | None:
+    if weights is None:
+        return None
+    values = tuple(weights) if isinstance(weights, Iterable) and not isinstance(weights, str) else ()
+    if len(values) != 2:
+        raise ValueError(f"weights must be two non-negative numbers (dense, sparse), got {weights!r}")
+    dense, sparse = (check_number(w, "each of weights") for w in values)
+    if not dense and not sparse:
+        raise ValueError(f"weights must not both be zero, got {weights!r}")
+    return (dense, sparse)
+
+
+class _Option:
+    """A retriever attribute that reads its :class:`SearchOptions` field; setting it checks the new value."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, retriever: MilvusRetriever | None, owner: type | None = None) -> Any:
+        if retriever is None:
+            return self
+        return getattr(retriever.options, self.name)
+
+    def __set__(self, retriever: MilvusRetriever, value: Any) -> None:
+        retriever.options = replace(retriever.options, **{self.name: value})
 
 
 class MilvusRetriever:
@@ -77,6 +187,12 @@ class MilvusRetriever:
     Field names default to ``None``, meaning "find it in the schema": a field named ``text`` /
     ``dense`` / ``sparse`` of the right kind, else the input or output of the collection's BM25
     function, else the only field of that kind. Ambiguity is an error that lists the choices.
+
+    Construction checks every option first, then connects, reads the collection's schema and
+    indexes and loads it: a wrong option costs no Milvus call, and a wrong collection or field
+    fails here, not at the first query. The search options are kept, checked, in
+    :attr:`options` (a :class:`SearchOptions`); the attributes of the same names read it, and
+    setting one (``retriever.limit = 20``) checks the new value.
 
     Example:
         >>> retriever = MilvusRetriever("./rag.db", "docs", embedding=model)  # doctest: +SKIP
@@ -131,6 +247,18 @@ class MilvusRetriever:
         RetrievalError: Milvus could not be reached or refused to describe the collection.
     """
 
+    limit = _Option()
+    candidate_limit = _Option()
+    fusion = _Option()
+    rrf_k = _Option()
+    filter = _Option()
+    filter_params = _Option()
+    partition_names = _Option()
+    dense_search_params = _Option()
+    sparse_search_params = _Option()
+    consistency_level = _Option()
+    timeout = _Option()
+
     def __init__(
         self,
         client: MilvusClient | str,
@@ -159,82 +287,50 @@ class MilvusRetriever:
         db_name: str | None = None,
         timeout: float | None = None,
     ) -> None:
-        if mode not in ("dense", "sparse", "hybrid"):
-            raise ValueError(f"mode must be 'dense', 'sparse' or 'hybrid', got {mode!r}")
-        if fusion not in ("rrf", "weighted"):
-            raise ValueError(f"fusion must be 'rrf' or 'weighted', got {fusion!r}")
-        _check_limit(limit, "limit")
-        if candidate_limit is not None:
-            _check_limit(candidate_limit, "candidate_limit")
-        check_int(rrf_k, "rrf_k")
-        pair = (1.0, 1.0)
-        if weights is not None:
-            values = tuple(float(w) for w in weights)
-            if len(values) != 2 or any(w < 0 for w in values) or not any(values):
-                raise ValueError(f"weights must be two non-negative numbers (dense, sparse), got {weights!r}")
-            pair = (values[0], values[1])
-        if weights is not None and fusion != "weighted":
-            raise ValueError("weights are only used with fusion='weighted'; pass fusion='weighted' too")
-        if filter is not None and not isinstance(filter, str):
-            raise TypeError(f"filter must be a str expression, got {type(filter).__name__}")
-        if consistency_level is not None and consistency_level not in _CONSISTENCY_LEVELS:
-            raise ValueError(
-                f"consistency_level must be one of {', '.join(_CONSISTENCY_LEVELS)} or None, got {consistency_level!r}"
-            )
+        # Everything that can be checked without Milvus is checked first, so a mistake costs no connection.
+        self.mode: RetrievalMode = check_choice(mode, "mode", _MODES)
+        self.options = SearchOptions(
+            limit=limit,
+            candidate_limit=candidate_limit,
+            fusion=fusion,
+            rrf_k=rrf_k,
+            weights=weights,  # type: ignore[arg-type]  # SearchOptions checks the sequence and makes it a pair
+            filter=filter,
+            filter_params=filter_params,
+            partition_names=partition_names,
+            dense_search_params=dense_search_params,
+            sparse_search_params=sparse_search_params,
+            consistency_level=consistency_level,
+            timeout=timeout,
+        )
         self._ranker = check_ranker(ranker, mode)
-
+        if not isinstance(collection_name, str) or not collection_name:
+            raise TypeError(f"collection_name must be a non-empty str, got {collection_name!r}")
         self.collection_name = collection_name
-        self.mode: RetrievalMode = mode
-        self.limit = limit
-        self.candidate_limit = candidate_limit
-        self.fusion: Fusion = fusion
-        self.rrf_k = rrf_k
-        self.weights: tuple[float, float] = pair
-        self.filter = filter
-        self.filter_params = dict(filter_params) if filter_params else None
-        self.partition_names = list(partition_names) if partition_names else None
-        self.dense_search_params = dict(dense_search_params or {})
-        self.sparse_search_params = dict(sparse_search_params or {})
-        self.consistency_level = consistency_level
-        self.timeout = timeout
+        self._embed: QueryEmbedder | None = None
+        if mode != "sparse":
+            if embedding is None:
+                raise ValueError(
+                    f"mode={mode!r} searches a dense vector field: pass embedding= "
+                    "(a callable, LangChain Embeddings, LlamaIndex embedding or sentence-transformers model)"
+                )
+            self._embed = as_query_embedder(embedding)
+        if isinstance(output_fields, str):
+            raise TypeError("output_fields must be a sequence of field names, not a single str: wrap it in a list")
 
+        # Then the collection is read once, here, so a wrong name or schema fails at construction rather
+        # than at the first query, and every property (text_field, metric_type...) is known from the start.
         self._owns_client = isinstance(client, str)
-        if isinstance(client, str):
-            client = connect(client, token=token, db_name=db_name)
-        self.client: MilvusClient = client
+        self.client: MilvusClient = connect(client, token=token, db_name=db_name) if isinstance(client, str) else client
         try:
             self._layout = self._describe(text_field, dense_field, sparse_field)
+            self._encode_sparse = self._sparse_encoder(sparse_embedding)
+            self._check_ranker_fields()
             self._ensure_loaded()
         except BaseException:
             self.close()
             raise
-
-        needs_dense = mode in ("dense", "hybrid")
-        needs_sparse = mode in ("sparse", "hybrid")
-        self._embed: QueryEmbedder | None = None
-        self._encode_sparse: Callable[[str], SparseVector] | None = None
-        if needs_dense:
-            if embedding is None:
-                raise ValueError(
-                    f"mode={mode!r} searches the dense field {self._layout.dense_field!r}: pass embedding= "
-                    "(a callable, LangChain Embeddings, LlamaIndex embedding or sentence-transformers model)"
-                )
-            self._embed = as_query_embedder(embedding)
-        if needs_sparse and not self._layout.sparse_is_bm25:
-            if sparse_embedding is None:
-                raise ValueError(
-                    f"sparse field {self._layout.sparse_field!r} of collection {collection_name!r} is not the output "
-                    "of a BM25 function: pass sparse_embedding= (the encoder that filled it)"
-                )
-            self._encode_sparse = as_sparse_query_encoder(sparse_embedding)
-        self.output_fields = self._resolve_output_fields(output_fields)
-        if is_model_ranker(self._ranker):
-            unknown = [f for f in self._ranker.input_field_names if f not in self._layout.scalar_fields]
-            if unknown:
-                raise SchemaError(
-                    f"the ranker Function reads field {unknown[0]!r}, which collection {collection_name!r} lacks; "
-                    f"build it with input_field={self._layout.text_field!r}"
-                )
+        self.output_fields = _output_fields(self._layout, output_fields)
 
     # ------------------------------------------------------------------ introspection
 
@@ -280,14 +376,14 @@ class MilvusRetriever:
         return (self.metric_type or "").upper() not in _LOWER_IS_BETTER
 
     @property
+    def weights(self) -> tuple[float, float]:
+        """``(dense_weight, sparse_weight)`` of ``fusion="weighted"``."""
+        return self.options.weights or (1.0, 1.0)
+
+    @property
     def effective_candidate_limit(self) -> int:
         """Hits fetched per leg in hybrid search."""
-        return self._leg_depth(self.limit)
-
-    def _leg_depth(self, limit: int) -> int:
-        if self.candidate_limit is not None:
-            return self.candidate_limit
-        return min(max(DEFAULT_CANDIDATE_LIMIT, 2 * limit), _MAX_TOPK)
+        return self.options.leg_depth(self.limit)
 
     def __repr__(self) -> str:
         layout = self._layout
@@ -320,13 +416,8 @@ class MilvusRetriever:
         """
         if not isinstance(query, str):
             raise TypeError(f"query must be a str, got {type(query).__name__}")
-        if limit is None:
-            limit = self.limit
-        else:
-            _check_limit(limit, "limit")
-        if filter is not None and not isinstance(filter, str):
-            raise TypeError(f"filter must be a str expression, got {type(filter).__name__}")
-        expression = _combine_filters(self.filter, filter)
+        limit = self.limit if limit is None else _check_limit(limit)
+        expression = _combine_filters(self.filter, _check_filter(filter))
         hits = self._search(query, limit, expression)
         return self._to_candidates(hits)
 
@@ -361,14 +452,14 @@ class MilvusRetriever:
         ranker = ranker_for_query(self._ranker, query)
         common: dict[str, Any] = {"output_fields": self.output_fields, "timeout": self.timeout}
         if self.partition_names:
-            common["partition_names"] = self.partition_names
+            common["partition_names"] = list(self.partition_names)
         if self.consistency_level is not None:
             common["consistency_level"] = self.consistency_level
         dense_data = self._dense_query(query) if self.mode in ("dense", "hybrid") else None
         sparse_data = self._sparse_query(query) if self.mode in ("sparse", "hybrid") else None
         try:
             if self.mode == "hybrid":
-                depth = self._leg_depth(limit)
+                depth = self.options.leg_depth(limit)
                 requests = [
                     AnnSearchRequest(
                         data=[dense_data],
@@ -496,8 +587,6 @@ class MilvusRetriever:
     def _describe(self, text_field: str | None, dense_field: str | None, sparse_field: str | None) -> CollectionLayout:
         """Read the collection's description and the indexes of its vector fields, then infer the layout."""
         name = self.collection_name
-        if not isinstance(name, str) or not name:
-            raise TypeError(f"collection_name must be a non-empty str, got {name!r}")
         try:
             exists = self.client.has_collection(name, timeout=self.timeout)
         except Exception as exc:
@@ -527,8 +616,8 @@ class MilvusRetriever:
         return infer_layout(
             {**description, "collection_name": name},
             indexes,
-            needs_dense=self.mode in ("dense", "hybrid"),
-            needs_sparse=self.mode in ("sparse", "hybrid"),
+            needs_dense=self.mode != "sparse",
+            needs_sparse=self.mode != "dense",
             text_field=text_field,
             dense_field=dense_field,
             sparse_field=sparse_field,
@@ -545,21 +634,36 @@ class MilvusRetriever:
         except Exception as exc:
             raise self._wrap_milvus_error(exc, "load_collection") from exc
 
-    def _resolve_output_fields(self, output_fields: Sequence[str] | None) -> list[str]:
-        layout = self._layout
-        if output_fields is None:
-            fields = [layout.text_field, *(f for f in layout.scalar_fields if f != layout.text_field)]
-            if layout.dynamic:
-                fields.append("$meta")
-            return fields
-        if isinstance(output_fields, str):
-            raise TypeError("output_fields must be a sequence of field names, not a single str: wrap it in a list")
-        fields = [layout.text_field, *(f for f in output_fields if f != layout.text_field)]
+    def _sparse_encoder(self, sparse_embedding: object) -> Callable[[str], SparseVector] | None:
+        """The query encoder of the sparse leg; ``None`` when there is none, or Milvus runs BM25 itself."""
+        if self.mode == "dense" or self._layout.sparse_is_bm25:
+            return None
+        if sparse_embedding is None:
+            raise ValueError(
+                f"sparse field {self._layout.sparse_field!r} of collection {self.collection_name!r} is not the output "
+                "of a BM25 function: pass sparse_embedding= (the encoder that filled it)"
+            )
+        return as_sparse_query_encoder(sparse_embedding)
+
+    def _check_ranker_fields(self) -> None:
+        if not is_model_ranker(self._ranker):
+            return
+        unknown = [f for f in self._ranker.input_field_names if f not in self._layout.scalar_fields]
+        if unknown:
+            raise SchemaError(
+                f"the ranker Function reads field {unknown[0]!r}, which collection {self.collection_name!r} lacks; "
+                f"build it with input_field={self._layout.text_field!r}"
+            )
+
+
+def _output_fields(layout: CollectionLayout, output_fields: Sequence[str] | None) -> list[str]:
+    """The fields each search returns: the text first, then ``output_fields`` (default: every scalar field)."""
+    if output_fields is None:
+        fields = [layout.text_field, *(f for f in layout.scalar_fields if f != layout.text_field)]
+        if layout.dynamic:
+            fields.append("$meta")
         return fields
-
-
-def _check_limit(value: object, name: str) -> int:
-    return check_int(value, name, maximum=_MAX_TOPK)
+    return [layout.text_field, *(f for f in output_fields if f != layout.text_field)]
 
 
 def _search_params(metric: str | None, params: Mapping[str, Any]) -> dict[str, Any]:

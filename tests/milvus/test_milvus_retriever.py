@@ -11,10 +11,9 @@ from typing import Any
 import pytest
 from pymilvus import AnnSearchRequest, DataType, Function, FunctionType, MilvusClient, RRFRanker, WeightedRanker
 
-from milvus_rerank import MilvusRetriever as PublicMilvusRetriever
 from milvus_rerank.errors import CollectionNotFoundError, RetrievalError, SchemaError
 from milvus_rerank.milvus.collection import create_rag_collection, ingest
-from milvus_rerank.milvus.retriever import MilvusRetriever
+from milvus_rerank.milvus.retriever import MilvusRetriever, SearchOptions
 from milvus_rerank.types import Candidate
 
 DOCS = [
@@ -53,10 +52,6 @@ def client(tmp_path_factory: pytest.TempPathFactory, minilm: Any) -> Iterator[Mi
     ingest(milvus, "docs", DOCS, embedding=minilm, show_progress=False)
     yield milvus
     milvus.close()
-
-
-def test_public_name_is_the_retriever() -> None:
-    assert PublicMilvusRetriever is MilvusRetriever
 
 
 @pytest.mark.parametrize("mode", ["dense", "sparse", "hybrid"])
@@ -446,6 +441,46 @@ def test_argument_errors(
         return
     with pytest.raises(error, match=match):
         MilvusRetriever(client, "docs", **kwargs)
+
+
+def test_options_are_checked_before_connecting() -> None:
+    # Nothing listens on port 9: reaching Milvus would be a RetrievalError, not the option's own error.
+    unreachable = "http://127.0.0.1:9"
+    with pytest.raises(ValueError, match="limit must be an int between 1 and 16384, got 0"):
+        MilvusRetriever(unreachable, "docs", mode="sparse", limit=0)
+    with pytest.raises(ValueError, match="pass embedding="):
+        MilvusRetriever(unreachable, "docs", mode="hybrid")
+    with pytest.raises(ValueError, match="timeout must be > 0"):
+        MilvusRetriever(unreachable, "docs", mode="sparse", timeout=0)
+    with pytest.raises(TypeError, match="collection_name must be a non-empty str"):
+        MilvusRetriever(unreachable, "", mode="sparse")
+    with pytest.raises(TypeError, match="partition_names must be a sequence of names"):
+        MilvusRetriever(unreachable, "docs", mode="sparse", partition_names="extra")
+
+
+def test_search_options_are_one_checked_value(client: MilvusClient, minilm: Any) -> None:
+    params = {"ef": 64}
+    retriever = MilvusRetriever(
+        client, "docs", embedding=minilm, fusion="weighted", weights=[0.7, 0.3], dense_search_params=params, limit=3
+    )
+    params["ef"] = 0  # the caller's dict is copied: a later change does not reach the searches
+    assert retriever.options == SearchOptions(
+        limit=3, fusion="weighted", weights=(0.7, 0.3), dense_search_params={"ef": 64}
+    )
+    assert (retriever.weights, retriever.dense_search_params, retriever.limit) == ((0.7, 0.3), {"ef": 64}, 3)
+    assert len(retriever.retrieve(SOLAR_QUERY)) == 3
+    retriever.limit = 5  # setting an option checks it and takes effect
+    assert len(retriever.retrieve(SOLAR_QUERY)) == 5
+    with pytest.raises(ValueError, match="limit must be an int between 1 and 16384"):
+        retriever.limit = 0
+    with pytest.raises(ValueError, match="fusion='weighted'"):
+        retriever.fusion = "rrf"  # the weights only make sense with weighted fusion
+    assert (retriever.limit, retriever.fusion) == (5, "weighted")
+    assert MilvusRetriever(client, "docs", embedding=minilm).weights == (1.0, 1.0)
+    with pytest.raises(ValueError, match="must not both be zero"):
+        SearchOptions(fusion="weighted", weights=(0, 0))
+    with pytest.raises(TypeError, match="each of weights must be a number"):
+        SearchOptions(fusion="weighted", weights=("a", 1))
 
 
 def test_bm25_function_is_not_a_ranker(client: MilvusClient) -> None:
