@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from milvus_rerank.chunking import Chunk
 from milvus_rerank.errors import CollectionNotFoundError, RetrievalError, SchemaError
 from milvus_rerank.milvus.embeddings import as_document_embedder, as_sparse_document_encoder
+from milvus_rerank.milvus.schema import bm25_sources
 from milvus_rerank.validation import check_int
 
 if TYPE_CHECKING:
@@ -247,7 +248,7 @@ def ingest(
 def _describe_for_ingest(
     client: MilvusClient, collection_name: str, text_field: str, dense_field: str, sparse_field: str
 ) -> dict[str, Any]:
-    from pymilvus import DataType, FunctionType
+    from pymilvus import DataType
 
     try:
         exists = client.has_collection(collection_name)
@@ -274,18 +275,12 @@ def _describe_for_ingest(
             )
     if fields[dense_field]["type"] != DataType.FLOAT_VECTOR:
         raise SchemaError(f"field {dense_field!r} of collection {collection_name!r} is not a FLOAT_VECTOR")
-    bm25_outputs = {
-        out
-        for function in description.get("functions", []) or []
-        if function.get("type") == FunctionType.BM25
-        for out in function.get("output_field_names", [])
-    }
     return {
         "primary": primary["name"],
         "int_key": primary["type"] == DataType.INT64,
         "dim": int(fields[dense_field]["params"]["dim"]),
         "has_sparse": sparse_field in fields,
-        "sparse_is_bm25": sparse_field in bm25_outputs,
+        "sparse_is_bm25": sparse_field in bm25_sources(description),
         "reserved": set(fields),
     }
 
