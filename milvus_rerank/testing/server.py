@@ -241,6 +241,7 @@ class RerankTestServer:
         tei_batch_limit_status: int = 422,
         raw_reranker: Reranker | None = None,
         require_model: bool = False,
+        discovery_time: float = 0.0,
     ) -> None:
         """Configure the server; it listens once started.
 
@@ -261,6 +262,8 @@ class RerankTestServer:
             tei_batch_limit_status: 413 (TEI up to 1.8) or 422 (1.9+).
             raw_reranker: Scores requests that ask for raw scores; default ``reranker``.
             require_model: Refuse requests without ``model`` (as vLLM 0.7.x does).
+            discovery_time: Seconds every ``GET /v1/models`` and ``GET /info`` takes, so that
+                clients asking at the same moment overlap.
         """
         self.reranker: Reranker = reranker if reranker is not None else WordOverlapReranker()
         self.raw_reranker = raw_reranker
@@ -274,6 +277,7 @@ class RerankTestServer:
         self.error_generation = error_generation
         self.tei_batch_limit_status = tei_batch_limit_status
         self.require_model = require_model
+        self.discovery_time = discovery_time
         self._log: list[RequestRecord] = []
         self._arrived = 0
         self._faults: list[_Pending] = []
@@ -402,6 +406,8 @@ class RerankTestServer:
             return _Reply(200, b"")
         if not self._authorized(headers):
             return self._unauthorized()
+        if path in ("/v1/models", "/info"):
+            time.sleep(self.discovery_time)
         if path == "/v1/models":
             model = {"id": self.model_name, "object": "model", "owned_by": "vllm", "max_model_len": self.max_model_len}
             return _json_reply(200, {"object": "list", "data": [model]})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import pytest
 
@@ -68,6 +70,18 @@ def test_many_concurrent_requests_are_served_at_once() -> None:
             assert sorted(r.index for r in reranker.rerank("document", documents)) == list(range(32))
         assert len(server.rerank_requests) == 32
         assert server.max_in_flight() == 32
+
+
+def test_discovery_routes_take_the_discovery_time() -> None:
+    with RerankTestServer(discovery_time=0.3) as server:
+        for path in ("/v1/models", "/info"):
+            started = time.monotonic()
+            assert httpx.get(server.url + path).status_code == 200
+            assert time.monotonic() - started >= 0.3
+        started = time.monotonic()
+        httpx.get(server.url + "/health")
+        httpx.post(server.url + "/rerank", json={"query": "q", "documents": ["a"]})
+        assert time.monotonic() - started < 0.3
 
 
 def test_port_needs_a_started_server() -> None:

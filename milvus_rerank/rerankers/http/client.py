@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import threading
 import time
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, ClassVar
 
 import httpx
@@ -134,11 +135,46 @@ def _transport_reason(exc: BaseException | None) -> str:
     return excerpt(str(exc)) if exc is not None and str(exc) else "no details"
 
 
+@contextlib.asynccontextmanager
+async def _holding(lock: threading.Lock) -> AsyncIterator[None]:
+    """Hold a ``threading.Lock`` in async code without blocking the event loop.
+
+    The lock is shared with the sync path, so a coroutine cannot simply wait on it: when it is
+    taken, a short-lived thread waits instead and the coroutine awaits that thread.
+    """
+    if not lock.acquire(blocking=False):
+        await _acquire_in_thread(lock)
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+async def _acquire_in_thread(lock: threading.Lock) -> None:
+    acquired: concurrent.futures.Future[None] = concurrent.futures.Future()
+
+    def wait() -> None:
+        lock.acquire()
+        if not acquired.set_running_or_notify_cancel():
+            lock.release()  # the coroutine stopped waiting before we got it: nobody else will release it
+            return
+        acquired.set_result(None)
+
+    threading.Thread(target=wait, name="milvus-rerank-lock-wait", daemon=True).start()
+    try:
+        await asyncio.wrap_future(acquired)
+    except asyncio.CancelledError:
+        # Cancelled once the thread held the lock (too late to cancel the future): hand it back.
+        acquired.add_done_callback(lambda future: None if future.cancelled() else lock.release())
+        raise
+
+
 class HTTPReranker:
     """Base of the HTTP rerankers: clients, batching, concurrency, retries and validation.
 
     Subclasses set the routes and implement :meth:`_build_payload` and :meth:`_extract_items`
-    (pure: no I/O). Use a subclass: :class:`~milvus_rerank.VLLMReranker`,
+    (pure: no I/O); one whose server tells a setting (the served model, the batch limit) sets
+    :attr:`discovery_route` and the three discovery hooks. Use a subclass: :class:`~milvus_rerank.VLLMReranker`,
     :class:`~milvus_rerank.TEIReranker` or :class:`~milvus_rerank.CohereReranker`.
     """
 
@@ -215,7 +251,8 @@ class HTTPReranker:
         )
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
-        self._discovery_lock = threading.Lock()  # one GET /v1/models or /info, however many threads ask
+        # One lock for discovery on both paths: one GET, however many threads and coroutines ask.
+        self._discovery_lock = threading.Lock()
         self._closed = False
 
     # -- protocol pieces (pure) ---------------------------------------------------------------
@@ -274,15 +311,26 @@ class HTTPReranker:
             endpoint=self.endpoint.display,
         )
 
-    # -- configuration hooks that may need I/O, in both flavours ------------------------------
+    # -- discovery: settings the server tells, asked once (hooks; the I/O is below) --------------
 
-    def _resolve(self) -> int:
-        """Batch size once nothing is left to discover (sync hook, overridden to discover)."""
-        return self._batch_size or self.default_batch_size
+    discovery_route: ClassVar[str | None] = None
+    """The GET route that tells what :meth:`_needs_discovery` misses (``/v1/models``, ``/info``)."""
 
-    async def _aresolve(self) -> int:
-        """Async twin of :meth:`_resolve`."""
-        return self._batch_size or self.default_batch_size
+    def _needs_discovery(self) -> bool:
+        """Whether a setting is still to be asked of the server."""
+        return False
+
+    def _adopt(self, body: Any) -> None:
+        """Take the settings from the decoded answer of :attr:`discovery_route`."""
+
+    def _discovery_failed(self, exc: RerankHTTPError) -> None:
+        """Fall back when the server has no usable :attr:`discovery_route`, or re-raise ``exc``."""
+        raise exc
+
+    def _require_discovery_route(self) -> str:
+        if self.discovery_route is None:
+            raise NotImplementedError(f"{type(self).__name__} needs discovery but sets no discovery_route")
+        return self.discovery_route
 
     # -- clients --------------------------------------------------------------------------------
 
@@ -354,6 +402,19 @@ class HTTPReranker:
                 wait = attempts.failed(response=response)
             time.sleep(wait)
 
+    def _discover(self) -> int:
+        """Ask :attr:`discovery_route` once if a setting is missing; the batch size to use."""
+        if self._needs_discovery():
+            with self._discovery_lock:
+                if self._needs_discovery():
+                    try:
+                        body = self._get_json(self._require_discovery_route())
+                    except RerankHTTPError as exc:
+                        self._discovery_failed(exc)
+                    else:
+                        self._adopt(body)
+        return self._batch_size or self.default_batch_size
+
     def rerank(self, query: str, documents: Sequence[str], *, top_n: int | None = None) -> list[RerankResult]:
         """Score ``documents`` against ``query`` on the server and return them best first.
 
@@ -374,7 +435,7 @@ class HTTPReranker:
         documents = check_rerank_args(query, documents, top_n)
         if not documents:
             return []
-        batch_size = self._resolve()
+        batch_size = self._discover()
         requests = self._plan(query, documents, top_n, batch_size)
         if len(requests) == 1:
             per_batch = [self._send(requests[0])]
@@ -421,6 +482,19 @@ class HTTPReranker:
                 wait = attempts.failed(response=response)
             await asyncio.sleep(wait)
 
+    async def _adiscover(self) -> int:
+        """Async twin of :meth:`_discover`, under the same lock, waited for off the event loop."""
+        if self._needs_discovery():
+            async with _holding(self._discovery_lock):
+                if self._needs_discovery():
+                    try:
+                        body = await self._aget_json(self._require_discovery_route())
+                    except RerankHTTPError as exc:
+                        self._discovery_failed(exc)
+                    else:
+                        self._adopt(body)
+        return self._batch_size or self.default_batch_size
+
     async def arerank(self, query: str, documents: Sequence[str], *, top_n: int | None = None) -> list[RerankResult]:
         """Async twin of :meth:`rerank`, on ``httpx.AsyncClient``; batches run concurrently.
 
@@ -430,7 +504,7 @@ class HTTPReranker:
         documents = check_rerank_args(query, documents, top_n)
         if not documents:
             return []
-        batch_size = await self._aresolve()
+        batch_size = await self._adiscover()
         requests = self._plan(query, documents, top_n, batch_size)
         if len(requests) == 1:
             per_batch = [await self._asend(requests[0])]

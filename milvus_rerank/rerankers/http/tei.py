@@ -51,6 +51,7 @@ class TEIReranker(HTTPReranker):
     score_key = "score"
     reserved_fields = frozenset({"query", "texts"})
     default_batch_size = 32
+    discovery_route = "/info"
     sends_top_n = False  # TEI returns every text whatever is asked: the cut happens on the client
 
     def __init__(
@@ -113,7 +114,10 @@ class TEIReranker(HTTPReranker):
 
     # -- batch size from /info ------------------------------------------------------------------
 
-    def _adopt_info(self, body: Any) -> None:
+    def _needs_discovery(self) -> bool:
+        return self._batch_size is None
+
+    def _adopt(self, body: Any) -> None:
         size = body.get("max_client_batch_size") if isinstance(body, dict) else None
         if isinstance(size, int) and not isinstance(size, bool) and size > 0:
             self._batch_size = size
@@ -121,7 +125,7 @@ class TEIReranker(HTTPReranker):
         else:
             self._batch_size = self.default_batch_size
 
-    def _info_missing(self, exc: RerankHTTPError) -> None:
+    def _discovery_failed(self, exc: RerankHTTPError) -> None:
         if exc.status_code not in (401, 403, 404, 405):
             raise exc
         logger.info(
@@ -131,23 +135,6 @@ class TEIReranker(HTTPReranker):
             self.default_batch_size,
         )
         self._batch_size = self.default_batch_size
-
-    def _resolve(self) -> int:
-        with self._discovery_lock:
-            if self._batch_size is None:
-                try:
-                    self._adopt_info(self._get_json("/info"))
-                except RerankHTTPError as exc:
-                    self._info_missing(exc)
-        return super()._resolve()
-
-    async def _aresolve(self) -> int:
-        if self._batch_size is None:
-            try:
-                self._adopt_info(await self._aget_json("/info"))
-            except RerankHTTPError as exc:
-                self._info_missing(exc)
-        return await super()._aresolve()
 
     # -- Milvus server-side export --------------------------------------------------------------
 

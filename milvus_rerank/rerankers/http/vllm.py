@@ -68,6 +68,7 @@ class VLLMReranker(HTTPReranker):
 
     default_route = "/v1/rerank"
     default_batch_size = 64
+    discovery_route = "/v1/models"
 
     def __init__(
         self,
@@ -124,6 +125,9 @@ class VLLMReranker(HTTPReranker):
 
     # -- model discovery and the unknown-model error --------------------------------------------
 
+    def _needs_discovery(self) -> bool:
+        return not self._discovered
+
     def _adopt(self, body: Any) -> None:
         names = served_models(body)
         if names:
@@ -131,24 +135,7 @@ class VLLMReranker(HTTPReranker):
             logger.info("%s serves %s; using model %r", self.endpoint.display, names, self.model)
         self._discovered = True
 
-    def _resolve(self) -> int:
-        with self._discovery_lock:
-            if not self._discovered:
-                try:
-                    self._adopt(self._get_json("/v1/models"))
-                except RerankHTTPError as exc:
-                    self._no_models_route(exc)
-        return super()._resolve()
-
-    async def _aresolve(self) -> int:
-        if not self._discovered:
-            try:
-                self._adopt(await self._aget_json("/v1/models"))
-            except RerankHTTPError as exc:
-                self._no_models_route(exc)
-        return await super()._aresolve()
-
-    def _no_models_route(self, exc: RerankHTTPError) -> None:
+    def _discovery_failed(self, exc: RerankHTTPError) -> None:
         if exc.status_code not in (404, 405):
             raise exc
         # Not vLLM (a proxy or another server): newer servers do not need the field.

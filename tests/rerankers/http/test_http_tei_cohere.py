@@ -48,6 +48,21 @@ async def test_tei_async_path_discovers_and_batches_alike(tei: RerankTestServer)
     assert sorted(record.n_documents for record in tei.rerank_requests) == [2, 12, 12, 12, 12]
 
 
+def test_tei_concurrent_first_calls_ask_info_once() -> None:
+    with RerankTestServer(flavor="tei", max_client_batch_size=12, discovery_time=0.4) as server:
+
+        async def run() -> list[list]:
+            async with TEIReranker(server.url) as reranker:
+                return await asyncio.gather(*(reranker.arerank(QUERY, DOCS[:20]) for _ in range(6)))
+
+        results = asyncio.run(run())
+        gets = [record.path for record in server.requests if record.method == "GET"]
+        sizes = sorted(record.n_documents for record in server.rerank_requests)
+    assert gets == ["/info"]
+    assert sizes == [8] * 6 + [12] * 6
+    assert all(result == expected(DOCS[:20]) for result in results)
+
+
 def test_tei_sends_its_own_options(tei: RerankTestServer) -> None:
     with TEIReranker(tei.url, raw_scores=True, truncate=True, truncation_direction="Left", max_batch_size=50) as r:
         r.rerank(QUERY, DOCS[:4])

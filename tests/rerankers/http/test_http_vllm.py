@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import threading
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -100,6 +102,113 @@ def test_model_is_discovered_once_and_sent(call: Caller) -> None:
         assert reranker.model == "served/reranker"
         assert [(r.method, r.path) for r in server.requests].count(("GET", "/v1/models")) == 1
         assert all(record.body["model"] == "served/reranker" for record in server.rerank_requests)
+
+
+# -- discovery: one lock on both paths ------------------------------------------------------------
+
+DISCOVERY_TIME = 0.4  # long enough that callers arriving together overlap with the first GET
+
+
+def model_gets(server: RerankTestServer) -> int:
+    return [(r.method, r.path) for r in server.requests].count(("GET", "/v1/models"))
+
+
+def discovering_in_a_thread(reranker: VLLMReranker) -> threading.Thread:
+    """A thread whose first rerank holds the discovery lock (for about DISCOVERY_TIME) once this returns."""
+    holder = threading.Thread(target=reranker.rerank, args=(QUERY, DOCS[:3]))
+    holder.start()
+    while not reranker._discovery_lock.locked():
+        time.sleep(0.001)
+    return holder
+
+
+def test_concurrent_first_async_calls_discover_once() -> None:
+    with RerankTestServer(require_model=True, discovery_time=DISCOVERY_TIME) as server:
+
+        async def run() -> list[list[RerankResult]]:
+            async with VLLMReranker(server.url) as reranker:
+                return await asyncio.gather(*(reranker.arerank(QUERY, DOCS[:4]) for _ in range(8)))
+
+        results = asyncio.run(run())
+        assert model_gets(server) == 1
+        assert len(server.rerank_requests) == 8
+        assert all(record.body["model"] == server.model_name for record in server.rerank_requests)
+    assert all(result == expected(DOCS[:4]) for result in results)
+
+
+def test_concurrent_first_calls_from_threads_and_coroutines_discover_once() -> None:
+    with RerankTestServer(require_model=True, discovery_time=DISCOVERY_TIME) as server:
+        reranker = VLLMReranker(server.url)
+        start = threading.Barrier(5)
+        results: list[list[RerankResult]] = []
+
+        def in_thread() -> None:
+            start.wait()
+            results.append(reranker.rerank(QUERY, DOCS[:4]))
+
+        async def in_loop() -> None:
+            async def call() -> None:
+                results.append(await reranker.arerank(QUERY, DOCS[:4]))
+
+            await asyncio.to_thread(start.wait)
+            await asyncio.gather(*(call() for _ in range(4)))
+            for thread in threads:
+                await asyncio.to_thread(thread.join)
+            await reranker.aclose()
+
+        threads = [threading.Thread(target=in_thread) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        asyncio.run(in_loop())
+        assert model_gets(server) == 1
+        assert len(results) == 8
+        assert all(result == expected(DOCS[:4]) for result in results)
+
+
+def test_waiting_for_discovery_leaves_the_event_loop_running() -> None:
+    with RerankTestServer(require_model=True, discovery_time=DISCOVERY_TIME) as server:
+        reranker = VLLMReranker(server.url)
+
+        async def run() -> tuple[int, list[RerankResult]]:
+            ticks = 0
+
+            async def tick() -> None:
+                nonlocal ticks
+                while True:
+                    await asyncio.sleep(0.01)
+                    ticks += 1
+
+            ticker = asyncio.ensure_future(tick())
+            result = await reranker.arerank(QUERY, DOCS[:3])
+            ticker.cancel()
+            await asyncio.to_thread(holder.join)
+            await reranker.aclose()
+            return ticks, result
+
+        holder = discovering_in_a_thread(reranker)
+        ticks, result = asyncio.run(run())
+        assert model_gets(server) == 1
+    assert result == expected(DOCS[:3])
+    assert ticks >= 10  # a blocked loop would not have ticked while the thread discovered
+
+
+def test_a_cancelled_wait_for_discovery_gives_the_lock_back() -> None:
+    with RerankTestServer(require_model=True, discovery_time=DISCOVERY_TIME) as server:
+        reranker = VLLMReranker(server.url)
+
+        async def run() -> None:
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(reranker.arerank(QUERY, DOCS[:3]), timeout=0.05)
+
+        holder = discovering_in_a_thread(reranker)
+        asyncio.run(run())
+        holder.join()
+        deadline = time.monotonic() + 2.0
+        while reranker._discovery_lock.locked() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not reranker._discovery_lock.locked()
+        reranker.close()
+        assert model_gets(server) == 1
 
 
 def test_unknown_model_error_lists_the_served_models(server: RerankTestServer, call: Caller) -> None:
