@@ -172,10 +172,35 @@ async def _acquire_in_thread(lock: threading.Lock) -> None:
 class HTTPReranker:
     """Base of the HTTP rerankers: clients, batching, concurrency, retries and validation.
 
-    Subclasses set the routes and implement :meth:`_build_payload` and :meth:`_extract_items`
+    Use a subclass: :class:`~milvus_rerank.VLLMReranker`, :class:`~milvus_rerank.TEIReranker` or
+    :class:`~milvus_rerank.CohereReranker`. Each takes the options below, each as a keyword, and
+    documents only the ones it adds or reads in its own way. No connection is made until the
+    first request.
+
+    Args:
+        endpoint: Base URL (``http://host:8000``), versioned base (``.../v1``) or full rerank URL.
+        model: Model name sent with every request; see the subclass for what ``None`` does.
+        api_key: Sent as ``Authorization: Bearer ...``; never shown in ``repr``, logs or errors.
+        timeout: Seconds for one HTTP attempt.
+        max_batch_size: Documents per request; ``None`` takes the protocol's default.
+        max_concurrency: Requests in flight at once for one call (sync and async).
+        max_retries: Retries per request after the first attempt.
+        backoff: Base of the exponential backoff, in seconds.
+        deadline: Total seconds for one request including its retries and waits.
+        headers: Extra headers sent with every request.
+        extra_body: Extra JSON fields merged into every request body (they cannot replace
+            the query or the documents).
+        client: An ``httpx.Client`` to use for the sync path; left open by :meth:`close`.
+        async_client: An ``httpx.AsyncClient`` for the async path, used on whatever event loop
+            calls :meth:`arerank`; left open by :meth:`aclose`.
+
+    Raises:
+        TypeError: An argument of the wrong type, or an option this reranker does not have.
+        ValueError: An invalid URL, number or body field.
+
+    A subclass sets the routes and implements :meth:`_build_payload` and :meth:`_extract_items`
     (pure: no I/O); one whose server tells a setting (the served model, the batch limit) sets
-    :attr:`discovery_route` and the three discovery hooks. Use a subclass: :class:`~milvus_rerank.VLLMReranker`,
-    :class:`~milvus_rerank.TEIReranker` or :class:`~milvus_rerank.CohereReranker`.
+    :attr:`discovery_route` and the three discovery hooks.
     """
 
     default_route: ClassVar[str] = "/v1/rerank"
@@ -201,29 +226,7 @@ class HTTPReranker:
         client: httpx.Client | None = None,
         async_client: httpx.AsyncClient | None = None,
     ) -> None:
-        """Configure the reranker; no connection is made until the first request.
-
-        Args:
-            endpoint: Base URL (``http://host:8000``), versioned base (``.../v1``) or full rerank URL.
-            model: Model name sent with every request; see the subclass for what ``None`` does.
-            api_key: Sent as ``Authorization: Bearer ...``; never shown in ``repr``, logs or errors.
-            timeout: Seconds for one HTTP attempt.
-            max_batch_size: Documents per request; ``None`` takes the protocol's default.
-            max_concurrency: Requests in flight at once for one call (sync and async).
-            max_retries: Retries per request after the first attempt.
-            backoff: Base of the exponential backoff, in seconds.
-            deadline: Total seconds for one request including its retries and waits.
-            headers: Extra headers sent with every request.
-            extra_body: Extra JSON fields merged into every request body (they cannot replace
-                the query or the documents).
-            client: An ``httpx.Client`` to use for the sync path; left open by :meth:`close`.
-            async_client: An ``httpx.AsyncClient`` for the async path, used on whatever event loop
-                calls :meth:`arerank`; left open by :meth:`aclose`.
-
-        Raises:
-            TypeError: An argument of the wrong type.
-            ValueError: An invalid URL, number or body field.
-        """
+        """Check and keep the options (described on the class)."""
         self.endpoint = Endpoint.parse(endpoint, default_route=self.default_route, routes=self.routes)
         if model is not None and (not isinstance(model, str) or not model):
             raise ValueError(f"model must be a non-empty str or None, got {model!r}")

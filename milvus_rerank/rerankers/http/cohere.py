@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
+
+import httpx
 
 from milvus_rerank.rerankers.http.client import HTTPReranker
 from milvus_rerank.validation import check_int
@@ -38,9 +40,15 @@ class CohereReranker(HTTPReranker):
 
     Speaks Cohere's ``/v2/rerank`` request and accepts the response shapes of Cohere
     (``{"results": [{"index", "relevance_score"}]}``), Jina and vLLM (the same, with echoed
-    documents) and Infinity (``document`` as a string). Point ``endpoint`` at a base URL
-    (``/v2/rerank`` is appended) or at a full URL such as Infinity's ``http://host:7997/rerank``.
-    Batching, concurrency and retries are those of every HTTP reranker.
+    documents) and Infinity (``document`` as a string). Batching (default 64 documents),
+    concurrency and retries are those of every HTTP reranker, and so are the options not listed
+    here: see :class:`~milvus_rerank.rerankers.http.HTTPReranker`.
+
+    Args:
+        endpoint: A base URL (``/v2/rerank`` is appended) or a full URL such as Infinity's
+            ``http://host:7997/rerank``; defaults to Cohere's API.
+        model: Model name; Cohere requires it, vLLM and Infinity accept requests without it.
+        max_tokens_per_doc: Cohere's per-document token cap (ignored by servers that lack it).
     """
 
     default_route = "/v2/rerank"
@@ -52,23 +60,34 @@ class CohereReranker(HTTPReranker):
         *,
         model: str | None = None,
         max_tokens_per_doc: int | None = None,
-        **options: Any,
+        api_key: str | None = None,
+        timeout: float = 30.0,
+        max_batch_size: int | None = None,
+        max_concurrency: int = 8,
+        max_retries: int = 3,
+        backoff: float = 0.25,
+        deadline: float = 60.0,
+        headers: Mapping[str, str] | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        client: httpx.Client | None = None,
+        async_client: httpx.AsyncClient | None = None,
     ) -> None:
-        """Configure the reranker; no request is made until the first ``rerank``.
-
-        Args:
-            endpoint: Base URL or full rerank URL; defaults to Cohere's API.
-            model: Model name; Cohere requires it, vLLM and Infinity accept requests without it.
-            max_tokens_per_doc: Cohere's per-document token cap (ignored by servers that lack it).
-            **options: ``api_key``, ``timeout``, ``max_batch_size`` (default 64), ``max_concurrency``,
-                ``max_retries``, ``backoff``, ``deadline``, ``headers``, ``extra_body``, ``client``,
-                ``async_client``: see :class:`~milvus_rerank.rerankers.http.client.HTTPReranker`.
-
-        Raises:
-            TypeError: An argument of the wrong type.
-            ValueError: An invalid URL or value.
-        """
-        super().__init__(endpoint, model=model, **options)
+        """Check and keep the options (described on the class); no request is made yet."""
+        super().__init__(
+            endpoint,
+            model=model,
+            api_key=api_key,
+            timeout=timeout,
+            max_batch_size=max_batch_size,
+            max_concurrency=max_concurrency,
+            max_retries=max_retries,
+            backoff=backoff,
+            deadline=deadline,
+            headers=headers,
+            extra_body=extra_body,
+            client=client,
+            async_client=async_client,
+        )
         self.max_tokens_per_doc = check_int(max_tokens_per_doc, "max_tokens_per_doc", optional=True)
 
     def _build_payload(self, query: str, documents: Sequence[str], top_n: int | None) -> dict[str, Any]:

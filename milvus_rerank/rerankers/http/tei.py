@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
+
+import httpx
 
 from milvus_rerank.errors import RerankHTTPError
 from milvus_rerank.rerankers.http.client import HTTPReranker
@@ -43,7 +45,15 @@ class TEIReranker(HTTPReranker):
     TEI refuses more than ``--max-client-batch-size`` texts per request (413 up to v1.8, 422
     since), so documents go in batches: ``max_batch_size`` when given, otherwise what ``GET /info``
     reports (``max_client_batch_size``), otherwise 32. TEI answers every text and has no ``top_n``:
-    the cut happens on the client.
+    the cut happens on the client. The options not listed here are those of every HTTP reranker:
+    see :class:`~milvus_rerank.rerankers.http.HTTPReranker`.
+
+    Args:
+        endpoint: ``http://host:8080`` or ``http://host:8080/rerank``.
+        raw_scores: Ask for raw logits instead of the sigmoid.
+        truncate: Let TEI truncate inputs longer than its ``max_input_length`` instead of failing.
+        truncation_direction: ``"Left"`` or ``"Right"`` (TEI's default) when truncating.
+        model: Informational only: TEI serves one model and takes no model name.
     """
 
     default_route = "/rerank"
@@ -61,25 +71,35 @@ class TEIReranker(HTTPReranker):
         raw_scores: bool = False,
         truncate: bool = False,
         truncation_direction: Literal["Left", "Right"] | None = None,
-        **options: Any,
+        model: str | None = None,
+        api_key: str | None = None,
+        timeout: float = 30.0,
+        max_batch_size: int | None = None,
+        max_concurrency: int = 8,
+        max_retries: int = 3,
+        backoff: float = 0.25,
+        deadline: float = 60.0,
+        headers: Mapping[str, str] | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        client: httpx.Client | None = None,
+        async_client: httpx.AsyncClient | None = None,
     ) -> None:
-        """Configure the reranker; no request is made until the first ``rerank``.
-
-        Args:
-            endpoint: ``http://host:8080`` or ``http://host:8080/rerank``.
-            raw_scores: Ask for raw logits instead of the sigmoid.
-            truncate: Let TEI truncate inputs longer than its ``max_input_length`` instead of failing.
-            truncation_direction: ``"Left"`` or ``"Right"`` (TEI's default) when truncating.
-            **options: ``api_key``, ``timeout``, ``max_batch_size`` (``None``: ask ``/info``),
-                ``max_concurrency``, ``max_retries``, ``backoff``, ``deadline``, ``headers``,
-                ``extra_body``, ``client``, ``async_client``, ``model`` (informational; TEI serves
-                one model): see :class:`~milvus_rerank.rerankers.http.client.HTTPReranker`.
-
-        Raises:
-            TypeError: An argument of the wrong type.
-            ValueError: An invalid URL or value.
-        """
-        super().__init__(endpoint, **options)
+        """Check and keep the options (described on the class); no request is made yet."""
+        super().__init__(
+            endpoint,
+            model=model,
+            api_key=api_key,
+            timeout=timeout,
+            max_batch_size=max_batch_size,
+            max_concurrency=max_concurrency,
+            max_retries=max_retries,
+            backoff=backoff,
+            deadline=deadline,
+            headers=headers,
+            extra_body=extra_body,
+            client=client,
+            async_client=async_client,
+        )
         for name, flag in (("raw_scores", raw_scores), ("truncate", truncate)):
             if not isinstance(flag, bool):
                 raise TypeError(f"{name} must be a bool, got {type(flag).__name__}")

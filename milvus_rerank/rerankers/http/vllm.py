@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
+
+import httpx
 
 from milvus_rerank.errors import RerankError, RerankHTTPError, RerankResponseError
 from milvus_rerank.rerankers.http.client import HTTPReranker
@@ -57,9 +59,21 @@ def served_models(body: Any) -> list[str]:
 class VLLMReranker(HTTPReranker):
     """Rerank with a cross-encoder served by vLLM (``/v1/rerank``; also Jina-compatible servers).
 
-    Batches of ``max_batch_size`` documents go out concurrently (``max_concurrency`` in flight),
-    on the sync path through a thread pool and on the async path through ``httpx.AsyncClient``.
-    Failed requests are retried per :class:`~milvus_rerank.rerankers.http.client.RetryPolicy`.
+    Batches of ``max_batch_size`` documents (default 64) go out concurrently (``max_concurrency``
+    in flight), on the sync path through a thread pool and on the async path through
+    ``httpx.AsyncClient``. Failed requests are retried per
+    :class:`~milvus_rerank.rerankers.http.RetryPolicy`. The options not listed here are those of
+    every HTTP reranker: see :class:`~milvus_rerank.rerankers.http.HTTPReranker`.
+
+    Args:
+        endpoint: ``http://host:8000``, ``http://host:8000/v1`` or a full ``.../rerank`` URL.
+        model: Served model name. ``None`` asks ``GET /v1/models`` once and uses the first
+            served model (vLLM 0.7.x requires the field); a server without that route gets
+            requests without ``model``.
+        truncate_prompt_tokens: Truncate each (query, document) pair to this many tokens;
+            ``-1`` means the model's maximum length; ``None`` sends nothing, so an over-long pair
+            is a 400 error.
+        raw_scores: Ask for raw logits instead of the model's activation (sigmoid).
 
     Example:
         >>> reranker = VLLMReranker("http://localhost:8000", model="BAAI/bge-reranker-v2-m3")
@@ -77,28 +91,34 @@ class VLLMReranker(HTTPReranker):
         model: str | None = None,
         truncate_prompt_tokens: int | None = None,
         raw_scores: bool = False,
-        **options: Any,
+        api_key: str | None = None,
+        timeout: float = 30.0,
+        max_batch_size: int | None = None,
+        max_concurrency: int = 8,
+        max_retries: int = 3,
+        backoff: float = 0.25,
+        deadline: float = 60.0,
+        headers: Mapping[str, str] | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        client: httpx.Client | None = None,
+        async_client: httpx.AsyncClient | None = None,
     ) -> None:
-        """Configure the reranker; no request is made until the first ``rerank``.
-
-        Args:
-            endpoint: ``http://host:8000``, ``http://host:8000/v1`` or a full ``.../rerank`` URL.
-            model: Served model name. ``None`` asks ``GET /v1/models`` once and uses the first
-                served model (vLLM 0.7.x requires the field); a server without that route gets
-                requests without ``model``.
-            truncate_prompt_tokens: Truncate each (query, document) pair to this many tokens;
-                ``-1`` means the model's maximum length; ``None`` sends nothing, so an over-long pair
-                is a 400 error.
-            raw_scores: Ask for raw logits instead of the model's activation (sigmoid).
-            **options: ``api_key``, ``timeout``, ``max_batch_size`` (default 64), ``max_concurrency``,
-                ``max_retries``, ``backoff``, ``deadline``, ``headers``, ``extra_body``, ``client``,
-                ``async_client``: see :class:`~milvus_rerank.rerankers.http.client.HTTPReranker`.
-
-        Raises:
-            TypeError: An argument of the wrong type.
-            ValueError: An invalid URL or value.
-        """
-        super().__init__(endpoint, model=model, **options)
+        """Check and keep the options (described on the class); no request is made yet."""
+        super().__init__(
+            endpoint,
+            model=model,
+            api_key=api_key,
+            timeout=timeout,
+            max_batch_size=max_batch_size,
+            max_concurrency=max_concurrency,
+            max_retries=max_retries,
+            backoff=backoff,
+            deadline=deadline,
+            headers=headers,
+            extra_body=extra_body,
+            client=client,
+            async_client=async_client,
+        )
         if truncate_prompt_tokens is not None and (
             isinstance(truncate_prompt_tokens, bool)
             or not isinstance(truncate_prompt_tokens, int)

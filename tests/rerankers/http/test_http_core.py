@@ -1,16 +1,21 @@
-"""The pure parts of the HTTP core: endpoints, retry decisions, error bodies, response validation."""
+"""The pure parts of the HTTP core: endpoints, retry decisions, error bodies, response validation, constructors."""
 
 from __future__ import annotations
 
 import email.utils
+import inspect
 import json
 import math
 
 import pytest
 
 from milvus_rerank.rerankers.http import (
+    CohereReranker,
     Endpoint,
+    HTTPReranker,
     RetryPolicy,
+    TEIReranker,
+    VLLMReranker,
     parse_error_message,
     parse_retry_after,
     split_batches,
@@ -195,3 +200,48 @@ def test_split_batches_covers_every_index_once() -> None:
     batches = split_batches(10, 4)
     assert [list(batch) for batch in batches] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
     assert split_batches(4, 4) == [range(0, 4)]
+
+
+# -- constructors: every option a typed keyword, the common ones alike in every protocol ----------
+
+PROTOCOLS = [VLLMReranker, TEIReranker, CohereReranker]
+
+
+@pytest.mark.parametrize("reranker_type", PROTOCOLS)
+def test_a_misspelt_option_fails_at_construction_naming_it(reranker_type: type[HTTPReranker]) -> None:
+    with pytest.raises(TypeError, match="'timout'"):
+        reranker_type("http://127.0.0.1:1", timout=5)  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize("reranker_type", PROTOCOLS)
+def test_every_protocol_declares_the_common_options_as_the_base_does(reranker_type: type[HTTPReranker]) -> None:
+    common = inspect.signature(HTTPReranker.__init__).parameters
+    own = inspect.signature(reranker_type.__init__).parameters
+    assert all(p.kind is not inspect.Parameter.VAR_KEYWORD for p in own.values())
+    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for name, p in own.items() if name not in ("self", "endpoint"))
+    for name, parameter in common.items():
+        if name in ("self", "endpoint"):
+            continue
+        assert name in own, f"{reranker_type.__name__} lacks the common option {name}"
+        assert (own[name].default, own[name].annotation) == (parameter.default, parameter.annotation), name
+
+
+def test_common_options_reach_the_base() -> None:
+    options = {
+        "api_key": "k",
+        "timeout": 2.5,
+        "max_batch_size": 7,
+        "max_concurrency": 3,
+        "max_retries": 1,
+        "backoff": 0.5,
+        "deadline": 9.0,
+        "headers": {"X-A": "1"},
+        "extra_body": {"priority": 1},
+    }
+    for reranker_type in PROTOCOLS:
+        reranker = reranker_type("http://127.0.0.1:1", **options)  # type: ignore[arg-type]
+        assert (reranker.timeout, reranker._batch_size, reranker.max_concurrency) == (2.5, 7, 3)
+        assert reranker.retry_policy == RetryPolicy(max_retries=1, backoff=0.5, deadline=9.0)
+        assert reranker._headers["X-A"] == "1"
+        assert reranker._headers["Authorization"] == "Bearer k"
+        assert reranker._extra_body == {"priority": 1}
