@@ -559,6 +559,23 @@ async def test_concurrent_callers_share_the_reranker(server: RerankTestServer) -
         assert result == expected(DOCS[i:])
 
 
-def test_errors_form_one_family() -> None:
-    for error in (RerankHTTPError, RerankTimeoutError, RerankConnectionError, RerankResponseError):
-        assert issubclass(error, RerankError)
+@pytest.mark.parametrize(
+    ("fault", "error", "builtin"),
+    [
+        (Fault.slow(1.0), RerankTimeoutError, TimeoutError),
+        (Fault.drop(), RerankConnectionError, ConnectionError),
+        (Fault.nan_score(), RerankResponseError, ValueError),
+        (Fault.vllm_error(400, "bad request"), RerankHTTPError, RerankError),
+    ],
+    ids=["timeout", "drop", "nan", "400"],
+)
+def test_each_failure_is_caught_as_a_rerank_error_and_as_its_builtin(
+    server: RerankTestServer, call: Caller, fault: Fault, error: type[RerankError], builtin: type[Exception]
+) -> None:
+    server.inject(fault)
+    reranker = VLLMReranker(server.url, model=server.model_name, timeout=0.2, max_retries=0)
+    with pytest.raises(builtin) as caught:
+        call(reranker, QUERY, DOCS[:3])
+    assert type(caught.value) is error
+    assert isinstance(caught.value, RerankError)
+    assert caught.value.endpoint == server.url + "/v1/rerank"
