@@ -2,11 +2,12 @@
 
 :class:`HTTPReranker` is the one place that does I/O. Everything it decides without I/O lives
 elsewhere and is shared by both paths: the URLs in :mod:`.endpoint`, when to retry in
-:mod:`.retry`, the request bodies and the validation of answers in :mod:`.wire`. What is left
-here are the sync and async halves, which mirror each other line for line (``_send`` /
-``_asend``, ``_get_json`` / ``_aget_json``, ``rerank`` / ``arerank``), as httpx's ``Client`` and
-``AsyncClient`` do. They are kept in one module because they read best side by side: a change to
-one half shows whether the other needs it too.
+:mod:`.retry` and :mod:`.attempts`, the request bodies and the validation of answers in
+:mod:`.wire`. What is left here are the sync and async halves, which mirror each other line for
+line (``_send`` / ``_asend``, ``_get_json`` / ``_aget_json``, ``_discover`` / ``_adiscover``,
+``rerank`` / ``arerank``), as httpx's ``Client`` and ``AsyncClient`` do. The module is long
+because it keeps them together: they read best side by side, where a change to one half shows
+whether the other needs it too.
 
 Batches run concurrently on both paths: ``arerank`` uses one lazily created ``httpx.AsyncClient``
 per event loop, ``rerank`` a small thread pool over one ``httpx.Client``. Indices are re-offset,
@@ -19,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import logging
 import threading
 import time
 import weakref
@@ -28,21 +28,15 @@ from typing import Any, ClassVar
 
 import httpx
 
-from milvus_rerank.errors import (
-    RerankConnectionError,
-    RerankError,
-    RerankHTTPError,
-    RerankTimeoutError,
-)
+from milvus_rerank.errors import RerankHTTPError
 from milvus_rerank.rerankers.contract import check_rerank_args
+from milvus_rerank.rerankers.http.attempts import Attempts, http_error
 from milvus_rerank.rerankers.http.endpoint import Endpoint, redact_url
-from milvus_rerank.rerankers.http.retry import RetryPolicy, parse_retry_after
+from milvus_rerank.rerankers.http.retry import RetryPolicy
 from milvus_rerank.rerankers.http.wire import (
     BatchRequest,
     decode_json,
-    excerpt,
     merge_batches,
-    parse_error_message,
     parse_results,
     plan_batches,
     results_list,
@@ -51,88 +45,6 @@ from milvus_rerank.types import RerankResult
 from milvus_rerank.validation import check_int, check_number
 
 __all__ = ["HTTPReranker"]
-
-logger = logging.getLogger("milvus_rerank.http")
-
-
-# -- one request with retries: the state machine both paths drive ----------------------------
-
-
-class _Attempts:
-    """Retry bookkeeping for one request; decides, logs, and raises when giving up."""
-
-    def __init__(self, reranker: HTTPReranker, url: str) -> None:
-        self._reranker = reranker
-        self._url = url
-        self._started = time.monotonic()
-        self._retries = 0
-        self._retried_500 = False
-
-    def timeout(self) -> httpx.Timeout:
-        """The per-attempt timeout, clipped to what is left of the deadline."""
-        remaining = self._reranker.retry_policy.deadline - (time.monotonic() - self._started)
-        if remaining <= 0:
-            raise RerankTimeoutError(
-                f"{redact_url(self._url)} did not answer within the {self._reranker.retry_policy.deadline:g} s "
-                f"deadline ({self._retries} retries); raise deadline= or check the server",
-                endpoint=redact_url(self._url),
-            )
-        return httpx.Timeout(min(self._reranker.timeout, remaining))
-
-    def failed(self, *, exc: httpx.HTTPError | None = None, response: httpx.Response | None = None) -> float:
-        """Seconds to wait before retrying; raises the matching :class:`RerankError` when giving up."""
-        status = response.status_code if response is not None else None
-        if exc is not None and not isinstance(exc, httpx.TransportError):
-            raise RerankConnectionError(
-                f"request to {redact_url(self._url)} failed: {type(exc).__name__}", endpoint=redact_url(self._url)
-            ) from exc
-        retry_after = parse_retry_after(response.headers.get("Retry-After")) if response is not None else None
-        wait = self._reranker.retry_policy.delay(
-            retries_done=self._retries,
-            status=status,
-            retry_after=retry_after,
-            elapsed=time.monotonic() - self._started,
-            retried_500=self._retried_500,
-        )
-        if wait is None:
-            raise self._error(exc, response)
-        what = f"HTTP {status}" if status is not None else type(exc).__name__
-        logger.warning(
-            "rerank request to %s failed (%s); retry %d/%d in %.2f s",
-            redact_url(self._url),
-            what,
-            self._retries + 1,
-            self._reranker.retry_policy.max_retries,
-            wait,
-        )
-        self._retries += 1
-        self._retried_500 = self._retried_500 or status == 500
-        return wait
-
-    def _error(self, exc: httpx.HTTPError | None, response: httpx.Response | None) -> RerankError:
-        endpoint = redact_url(self._url)
-        tries = f" after {self._retries + 1} attempts" if self._retries else ""
-        if response is not None:
-            message = parse_error_message(response.text, reason=response.reason_phrase)
-            return self._reranker._http_error(endpoint, response.status_code, message, tries)
-        if isinstance(exc, httpx.TimeoutException):
-            error: RerankError = RerankTimeoutError(
-                f"{endpoint} timed out{tries} ({type(exc).__name__}); raise timeout= or check the server",
-                endpoint=endpoint,
-            )
-        else:
-            error = RerankConnectionError(
-                f"could not reach {endpoint}{tries} ({type(exc).__name__}: {_transport_reason(exc)}); "
-                "check that the server is running and the endpoint is right",
-                endpoint=endpoint,
-            )
-        error.__cause__ = exc
-        return error
-
-
-def _transport_reason(exc: BaseException | None) -> str:
-    # httpx messages name the host at most; they never carry request headers.
-    return excerpt(str(exc)) if exc is not None and str(exc) else "no details"
 
 
 @contextlib.asynccontextmanager
@@ -272,12 +184,7 @@ class HTTPReranker:
 
     def _http_error(self, endpoint: str, status: int, message: str, tries: str) -> RerankHTTPError:
         """The error for an error status; subclasses add hints for statuses they know."""
-        return RerankHTTPError(
-            f"{endpoint} answered HTTP {status}{tries}: {message}",
-            endpoint=endpoint,
-            status_code=status,
-            server_message=message,
-        )
+        return http_error(endpoint, status, message, tries)
 
     # -- shared pure logic --------------------------------------------------------------------
 
@@ -375,7 +282,7 @@ class HTTPReranker:
 
     def _send(self, request: BatchRequest) -> list[RerankResult]:
         client = self._sync_client()
-        attempts = _Attempts(self, request.url)
+        attempts = Attempts(request.url, policy=self.retry_policy, timeout=self.timeout, http_error=self._http_error)
         while True:
             try:
                 response = client.post(
@@ -393,7 +300,7 @@ class HTTPReranker:
         """GET a small JSON document (``/v1/models``, ``/info``) with the retry policy."""
         url = self.endpoint.url(route)
         client = self._sync_client()
-        attempts = _Attempts(self, url)
+        attempts = Attempts(url, policy=self.retry_policy, timeout=self.timeout, http_error=self._http_error)
         while True:
             try:
                 response = client.get(url, headers=self._headers, timeout=attempts.timeout())
@@ -455,7 +362,7 @@ class HTTPReranker:
 
     async def _asend(self, request: BatchRequest) -> list[RerankResult]:
         client = self._async_client()
-        attempts = _Attempts(self, request.url)
+        attempts = Attempts(request.url, policy=self.retry_policy, timeout=self.timeout, http_error=self._http_error)
         while True:
             try:
                 response = await client.post(
@@ -473,7 +380,7 @@ class HTTPReranker:
         """Async twin of :meth:`_get_json`."""
         url = self.endpoint.url(route)
         client = self._async_client()
-        attempts = _Attempts(self, url)
+        attempts = Attempts(url, policy=self.retry_policy, timeout=self.timeout, http_error=self._http_error)
         while True:
             try:
                 response = await client.get(url, headers=self._headers, timeout=attempts.timeout())
