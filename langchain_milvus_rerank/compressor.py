@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import math
 import string
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from functools import partial
 from typing import Any, Literal
 
 from langchain_core.callbacks import AsyncCallbackManager, CallbackManager, Callbacks
@@ -31,6 +32,7 @@ PRIMARY_KEY = "pk"
 """Metadata key of the Milvus primary key (where langchain-milvus and ``MilvusRerankRetriever`` put it)."""
 
 _FALLBACK_SCORE_KEY = "score"  # a first-stage score some retrievers leave in metadata
+_PLAIN_TEMPLATE = "{page_content}"
 
 
 class RerankCompressor(BaseDocumentCompressor):
@@ -103,7 +105,7 @@ class RerankCompressor(BaseDocumentCompressor):
         *,
         top_n: int | None = None,
         score_threshold: float | None = None,
-        document_template: str = "{page_content}",
+        document_template: str = _PLAIN_TEMPLATE,
         on_error: Literal["raise", "passthrough"] = "raise",
     ) -> None:
         # The pipeline checks with clear messages before pydantic could coerce ("3" -> 3).
@@ -140,16 +142,16 @@ class RerankCompressor(BaseDocumentCompressor):
             RerankError: The reranker failed and ``on_error="raise"``.
         """
         pipeline = self._pipeline()
-        candidates = self._to_candidates(documents, query)
-        manager = CallbackManager.configure(inheritable_callbacks=callbacks, local_metadata=self._run_metadata())
-        run = manager.on_chain_start(None, {"query": query, "documents": list(documents)}, name=type(self).__name__)
-        try:
-            result = _to_documents(documents, pipeline.rerank(query, candidates))
-        except BaseException as exc:
-            run.on_chain_error(exc)
-            raise
-        run.on_chain_end({"documents": result})
-        return result
+        candidates, texts = self._to_candidates(documents, query)
+        return self._traced_rerank(
+            pipeline,
+            query,
+            candidates,
+            texts=texts,
+            inputs={"query": query, "documents": list(documents)},
+            to_documents=partial(_to_documents, documents),
+            callbacks=callbacks,
+        )
 
     async def acompress_documents(
         self,
@@ -159,35 +161,98 @@ class RerankCompressor(BaseDocumentCompressor):
     ) -> Sequence[Document]:
         """Async twin of :meth:`compress_documents`: awaits the reranker's own ``arerank``."""
         pipeline = self._pipeline()
-        candidates = self._to_candidates(documents, query)
-        manager = AsyncCallbackManager.configure(inheritable_callbacks=callbacks, local_metadata=self._run_metadata())
-        run = await manager.on_chain_start(
-            None, {"query": query, "documents": list(documents)}, name=type(self).__name__
+        candidates, texts = self._to_candidates(documents, query)
+        return await self._atraced_rerank(
+            pipeline,
+            query,
+            candidates,
+            texts=texts,
+            inputs={"query": query, "documents": list(documents)},
+            to_documents=partial(_to_documents, documents),
+            callbacks=callbacks,
         )
+
+    # The two methods below are the rerank step of MilvusRerankRetriever too, which hands them the
+    # first stage's candidates: both paths trace one chain run named after this class.
+
+    def _traced_rerank(
+        self,
+        pipeline: RerankPipeline,
+        query: str,
+        candidates: Sequence[Candidate],
+        *,
+        texts: Sequence[str] | None,
+        inputs: dict[str, Any],
+        to_documents: Callable[[Sequence[Candidate]], list[Document]],
+        callbacks: Callbacks | None,
+    ) -> list[Document]:
+        manager = CallbackManager.configure(inheritable_callbacks=callbacks, local_metadata=_run_metadata(pipeline))
+        run = manager.on_chain_start(None, inputs, name=type(self).__name__)
         try:
-            result = _to_documents(documents, await pipeline.arerank(query, candidates))
+            result = to_documents(pipeline.rerank(query, candidates, texts=texts))
+        except BaseException as exc:
+            run.on_chain_error(exc)
+            raise
+        run.on_chain_end({"documents": result})
+        return result
+
+    async def _atraced_rerank(
+        self,
+        pipeline: RerankPipeline,
+        query: str,
+        candidates: Sequence[Candidate],
+        *,
+        texts: Sequence[str] | None,
+        inputs: dict[str, Any],
+        to_documents: Callable[[Sequence[Candidate]], list[Document]],
+        callbacks: Callbacks | None,
+    ) -> list[Document]:
+        manager = AsyncCallbackManager.configure(
+            inheritable_callbacks=callbacks, local_metadata=_run_metadata(pipeline)
+        )
+        run = await manager.on_chain_start(None, inputs, name=type(self).__name__)
+        try:
+            result = to_documents(await pipeline.arerank(query, candidates, texts=texts))
         except BaseException as exc:
             await run.on_chain_error(exc)
             raise
         await run.on_chain_end({"documents": result})
         return result
 
-    def _pipeline(self) -> RerankPipeline:
+    def _pipeline(self, selection: Mapping[str, Any] | None = None) -> RerankPipeline:
         # Built per call from the current fields, so a changed field (c.top_n = 5, model_copy) takes effect
-        # and is checked.
-        return RerankPipeline(
+        # and is checked; per-call options of the retriever replace top_n / score_threshold.
+        pipeline = RerankPipeline(
             self.reranker, top_n=self.top_n, score_threshold=self.score_threshold, on_error=self.on_error
         )
+        return pipeline.with_selection(selection or {})
 
-    def _run_metadata(self) -> dict[str, Any]:
-        return {
-            "reranker": type(self.reranker).__name__,
-            "top_n": self.top_n,
-            "score_threshold": self.score_threshold,
-        }
+    def _rerank_texts(self, contents: Iterable[tuple[str, Mapping[str, Any], str]]) -> list[str] | None:
+        """The text reranked for each ``(page_content, metadata, where)``; ``None`` when it is the content itself.
 
-    def _to_candidates(self, documents: Sequence[Document], query: str) -> list[Candidate]:
-        """Check the arguments and turn each document into a candidate.
+        ``where`` names the item in an error (``"documents[3]"``).
+        """
+        fields = _template_fields(self.document_template)
+        if self.document_template == _PLAIN_TEMPLATE:
+            return None
+        return [self._render(page_content, metadata, fields, where) for page_content, metadata, where in contents]
+
+    def _render(self, page_content: str, metadata: Mapping[str, Any], fields: frozenset[str], where: str) -> str:
+        values: dict[str, Any] = {}
+        for name in fields:
+            if name == "page_content":
+                values[name] = page_content
+            elif name in metadata:
+                values[name] = metadata[name]
+            else:
+                raise ValueError(
+                    f"{where} has no metadata field {name!r}, which document_template "
+                    f"{self.document_template!r} uses; add the field to every document or change the template"
+                )
+        return self.document_template.format_map(values)
+
+    def _to_candidates(self, documents: Sequence[Document], query: str) -> tuple[list[Candidate], list[str] | None]:
+        """Check the arguments; turn each document into a candidate, and render the reranked texts.
 
         A candidate's id is the position of the first document with the same identity, so the
         pipeline's dedupe by id keeps the first occurrence and the id maps straight back.
@@ -198,7 +263,6 @@ class RerankCompressor(BaseDocumentCompressor):
             raise TypeError(
                 f"documents must be a sequence of langchain Document objects, got {type(documents).__name__}"
             )
-        fields = _template_fields(self.document_template)
         first_position: dict[Hashable, int] = {}
         candidates = []
         for position, document in enumerate(documents):
@@ -208,29 +272,18 @@ class RerankCompressor(BaseDocumentCompressor):
                 )
             identity = first_position.setdefault(_identity(document, position), position)
             candidates.append(
-                Candidate(
-                    id=identity,
-                    text=self._text(document, position, fields),
-                    score=_first_stage_score(document.metadata),
-                )
+                Candidate(id=identity, text=document.page_content, score=_first_stage_score(document.metadata))
             )
-        return candidates
+        texts = self._rerank_texts((d.page_content, d.metadata, f"documents[{i}]") for i, d in enumerate(documents))
+        return candidates, texts
 
-    def _text(self, document: Document, position: int, fields: frozenset[str]) -> str:
-        if self.document_template == "{page_content}":
-            return document.page_content
-        values: dict[str, Any] = {}
-        for name in fields:
-            if name == "page_content":
-                values[name] = document.page_content
-            elif name in document.metadata:
-                values[name] = document.metadata[name]
-            else:
-                raise ValueError(
-                    f"documents[{position}] has no metadata field {name!r}, which document_template "
-                    f"{self.document_template!r} uses; add the field to every document or change the template"
-                )
-        return self.document_template.format_map(values)
+
+def _run_metadata(pipeline: RerankPipeline) -> dict[str, Any]:
+    return {
+        "reranker": type(pipeline.reranker).__name__,
+        "top_n": pipeline.top_n,
+        "score_threshold": pipeline.score_threshold,
+    }
 
 
 def _template_fields(template: object) -> frozenset[str]:

@@ -1,12 +1,13 @@
 """``MilvusRerankRetriever``: Milvus retrieval (dense, sparse BM25 or hybrid) followed by a reranker.
 
 The first stage is :class:`milvus_rerank.MilvusRetriever` (or any object with ``retrieve`` and
-``aretrieve`` returning candidates); the second is a :class:`RerankCompressor`. This module only
-turns candidates into LangChain documents between the two.
+``aretrieve`` returning candidates); the second is a :class:`RerankCompressor`'s pipeline, run on
+the candidates themselves. Candidates become LangChain documents once, at the end.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, CallbackManagerForRetrieverRun
@@ -14,8 +15,14 @@ from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict, Field
 
-from langchain_milvus_rerank.compressor import PRIMARY_KEY, RETRIEVAL_SCORE_KEY, RerankCompressor
-from milvus_rerank.pipeline import CandidateRetriever, resolve_first_stage, resolve_second_stage
+from langchain_milvus_rerank.compressor import (
+    PRIMARY_KEY,
+    RELEVANCE_SCORE_KEY,
+    RETRIEVAL_SCORE_KEY,
+    RerankCompressor,
+)
+from milvus_rerank.milvus.retriever import MilvusRetriever
+from milvus_rerank.pipeline import CandidateRetriever, check_retriever, split_call_options
 from milvus_rerank.types import Candidate, Reranker
 
 __all__ = ["RETRIEVAL_RANK_KEY", "MilvusRerankRetriever", "candidate_to_document"]
@@ -27,19 +34,33 @@ _DEFAULT_TEMPLATE = "{page_content}"
 
 
 def candidate_to_document(candidate: Candidate) -> Document:
-    """Turn a first-stage candidate into a LangChain ``Document``.
+    """Turn a candidate into a LangChain ``Document``.
 
     The document's ``id`` is ``str(candidate.id)``; its metadata holds the candidate's metadata
     (the collection's other output fields), then ``pk`` (the primary key, as Milvus typed it),
-    ``retrieval_score`` and ``retrieval_rank``, which override fields of the same names.
+    ``retrieval_score``, ``retrieval_rank`` and, for a reranked candidate, ``relevance_score``,
+    which override fields of the same names. An unscored candidate carries no
+    ``relevance_score``: a field of that name would pass for a rerank score.
     """
+    return Document(id=str(candidate.id), page_content=candidate.text, metadata=_document_metadata(candidate))
+
+
+def _document_metadata(candidate: Candidate) -> dict[str, Any]:
     metadata = dict(candidate.metadata)
     metadata[PRIMARY_KEY] = candidate.id
     if candidate.score is not None:
         metadata[RETRIEVAL_SCORE_KEY] = candidate.score
     if candidate.retrieval_rank is not None:
         metadata[RETRIEVAL_RANK_KEY] = candidate.retrieval_rank
-    return Document(id=str(candidate.id), page_content=candidate.text, metadata=metadata)
+    if candidate.rerank_score is None:
+        metadata.pop(RELEVANCE_SCORE_KEY, None)
+    else:
+        metadata[RELEVANCE_SCORE_KEY] = candidate.rerank_score
+    return metadata
+
+
+def _to_documents(selected: Sequence[Candidate]) -> list[Document]:
+    return [candidate_to_document(candidate) for candidate in selected]
 
 
 class MilvusRerankRetriever(BaseRetriever):
@@ -47,8 +68,16 @@ class MilvusRerankRetriever(BaseRetriever):
 
     Works wherever a retriever does: ``invoke``, ``ainvoke``, ``batch``, ``abatch`` and LCEL
     (``retriever | format_docs``). The async path awaits the first stage's ``aretrieve`` and the
-    reranker's own ``arerank``. Extra keyword arguments of ``invoke`` (e.g. ``filter="year > 2020"``
-    or ``limit=50`` with :class:`milvus_rerank.MilvusRetriever`) go to the first stage.
+    reranker's own ``arerank``. The first stage's candidates are deduped, reranked and selected as
+    candidates, and become documents once, at the end; the rerank shows in callbacks as a chain
+    run named ``RerankCompressor``, a child of the retriever run.
+
+    Per-call options, given to ``invoke`` / ``ainvoke`` / ``batch`` as keyword arguments, are
+    checked as the constructor's and replace them for that call: ``top_n`` and
+    ``score_threshold``, and the first stage's ``limit`` and ``filter`` (with
+    :class:`milvus_rerank.MilvusRetriever`, an extra filter combined with its own by ``and``),
+    e.g. ``retriever.invoke("what is BM25?", top_n=3, filter='year > 2020')``. Any other keyword
+    is a ``TypeError`` that names it.
 
     Each document carries the Milvus primary key in ``metadata["pk"]`` (and as ``Document.id``),
     the first-stage score in ``metadata["retrieval_score"]``, its first-stage position in
@@ -91,7 +120,7 @@ class MilvusRerankRetriever(BaseRetriever):
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
     retriever: CandidateRetriever = Field(description="The first stage, returning candidates for a query.")
-    compressor: RerankCompressor = Field(description="The second stage, reranking the first stage's documents.")
+    compressor: RerankCompressor = Field(description="The second stage, reranking the first stage's candidates.")
 
     def __init__(
         self,
@@ -109,39 +138,79 @@ class MilvusRerankRetriever(BaseRetriever):
         metadata: dict[str, Any] | None = None,
         **milvus_kwargs: Any,
     ) -> None:
-        compressor = resolve_second_stage(
-            "compressor",
-            compressor,
-            RerankCompressor,
-            reranker,
-            {
-                "top_n": (top_n, None),
-                "score_threshold": (score_threshold, None),
-                "document_template": (document_template, _DEFAULT_TEMPLATE),
-                "on_error": (on_error, "raise"),
-            },
-            lambda reranker: RerankCompressor(
+        chosen = (top_n, score_threshold, document_template, on_error)
+        if compressor is None:
+            if reranker is None:
+                raise ValueError("pass reranker=... (e.g. VLLMReranker or CrossEncoderReranker) or compressor=...")
+            compressor = RerankCompressor(
                 reranker,
                 top_n=top_n,
                 score_threshold=score_threshold,
                 document_template=document_template,
                 on_error=on_error,
-            ),
-        )
-        retriever = resolve_first_stage(retriever, client, collection_name, milvus_kwargs)
-        fields: dict[str, Any] = {"retriever": retriever, "compressor": compressor, "tags": tags, "metadata": metadata}
+            )
+        elif reranker is not None or chosen != (None, None, _DEFAULT_TEMPLATE, "raise"):
+            raise ValueError(
+                "pass either compressor=... or reranker=... with top_n/score_threshold/document_template/on_error, "
+                "not both"
+            )
+        elif not isinstance(compressor, RerankCompressor):
+            raise TypeError(f"compressor must be a RerankCompressor, got {type(compressor).__name__}")
+
+        if retriever is None:
+            if client is None or collection_name is None:
+                raise ValueError(
+                    "pass client= (a MilvusClient or URI) and collection_name=, or a first stage as retriever=..."
+                )
+            retriever = MilvusRetriever(client, collection_name, **milvus_kwargs)
+        elif client is not None or collection_name is not None or milvus_kwargs:
+            given = [name for name, value in (("client", client), ("collection_name", collection_name)) if value]
+            raise ValueError(
+                "pass either retriever=... or client=/collection_name= with MilvusRetriever options, not both "
+                f"(got retriever and {', '.join(given + sorted(milvus_kwargs))})"
+            )
+        fields: dict[str, Any] = {
+            "retriever": check_retriever(retriever),
+            "compressor": compressor,
+            "tags": tags,
+            "metadata": metadata,
+        }
         super().__init__(**fields)
 
     def _get_relevant_documents(
-        self, query: str, *, run_manager: CallbackManagerForRetrieverRun, **kwargs: Any
+        self, query: str, *, run_manager: CallbackManagerForRetrieverRun, **options: Any
     ) -> list[Document]:
-        candidates = self.retriever.retrieve(query, **kwargs)
-        documents = [candidate_to_document(c) for c in candidates]
-        return list(self.compressor.compress_documents(documents, query, callbacks=run_manager.get_child()))
+        selection, first_stage = split_call_options(options)
+        pipeline = self.compressor._pipeline(selection)
+        candidates = self.retriever.retrieve(query, **first_stage)
+        return self.compressor._traced_rerank(
+            pipeline,
+            query,
+            candidates,
+            texts=self._rerank_texts(candidates),
+            inputs={"query": query, "candidates": candidates},
+            to_documents=_to_documents,
+            callbacks=run_manager.get_child(),
+        )
 
     async def _aget_relevant_documents(
-        self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun, **kwargs: Any
+        self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun, **options: Any
     ) -> list[Document]:
-        candidates = await self.retriever.aretrieve(query, **kwargs)
-        documents = [candidate_to_document(c) for c in candidates]
-        return list(await self.compressor.acompress_documents(documents, query, callbacks=run_manager.get_child()))
+        selection, first_stage = split_call_options(options)
+        pipeline = self.compressor._pipeline(selection)
+        candidates = await self.retriever.aretrieve(query, **first_stage)
+        return await self.compressor._atraced_rerank(
+            pipeline,
+            query,
+            candidates,
+            texts=self._rerank_texts(candidates),
+            inputs={"query": query, "candidates": candidates},
+            to_documents=_to_documents,
+            callbacks=run_manager.get_child(),
+        )
+
+    def _rerank_texts(self, candidates: Sequence[Candidate]) -> list[str] | None:
+        # The template sees a candidate as it will be returned: its metadata with pk, retrieval_score...
+        return self.compressor._rerank_texts(
+            (c.text, _document_metadata(c), f"the candidate with primary key {c.id!r}") for c in candidates
+        )

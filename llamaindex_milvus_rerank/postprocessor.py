@@ -7,7 +7,7 @@ dedupes, reranks and selects them, and the survivors come back as new ``NodeWith
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from typing import Any, Literal
 
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
@@ -17,7 +17,7 @@ from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRan
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 
-from milvus_rerank.pipeline import RerankPipeline
+from milvus_rerank.pipeline import RerankPipeline, dedupe_key
 from milvus_rerank.types import Candidate, Reranker
 
 __all__ = ["RETRIEVAL_SCORE_KEY", "RerankPostprocessor"]
@@ -166,11 +166,13 @@ class RerankPostprocessor(BaseNodePostprocessor):
         """The reranker that scores the nodes."""
         return self._reranker
 
-    def _pipeline(self) -> RerankPipeline:
-        # Built per call from the current fields, so a changed field (pp.top_n = 5) takes effect and is validated.
-        return RerankPipeline(
+    def _pipeline(self, selection: Mapping[str, Any] | None = None) -> RerankPipeline:
+        # Built per call from the current fields, so a changed field (pp.top_n = 5) takes effect and is checked;
+        # per-call options of the retriever replace top_n / score_threshold.
+        pipeline = RerankPipeline(
             self._reranker, top_n=self.top_n, score_threshold=self.score_threshold, on_error=self.on_error
         )
+        return pipeline.with_selection(selection or {})
 
     def _postprocess_nodes(
         self,
@@ -178,15 +180,8 @@ class RerankPostprocessor(BaseNodePostprocessor):
         query_bundle: QueryBundle | None = None,
     ) -> list[NodeWithScore]:
         """Rerank ``nodes`` against the query of ``query_bundle``."""
-        pipeline, query, candidates = self._prepare(nodes, query_bundle)
-        self._start(nodes, query_bundle)
-        if not candidates:
-            return self._end([])
-        with self.callback_manager.event(CBEventType.RERANKING, payload=self._payload(nodes, query)) as event:
-            reranked = pipeline.rerank(query, candidates)
-            result = self._to_nodes(nodes, reranked)
-            event.on_end(payload={EventPayload.NODES: result})
-        return self._end(result)
+        pipeline, query_bundle, candidates = self._prepare(nodes, query_bundle)
+        return self._rerank(pipeline, query_bundle, candidates, nodes, texts=None)
 
     @dispatcher.span  # the mixin spans only _postprocess_nodes (abstract in the base); the async path needs its own
     async def _apostprocess_nodes(
@@ -195,19 +190,53 @@ class RerankPostprocessor(BaseNodePostprocessor):
         query_bundle: QueryBundle | None = None,
     ) -> list[NodeWithScore]:
         """Async twin of :meth:`_postprocess_nodes`: awaits the reranker's own ``arerank``."""
-        pipeline, query, candidates = self._prepare(nodes, query_bundle)
-        self._start(nodes, query_bundle)
+        pipeline, query_bundle, candidates = self._prepare(nodes, query_bundle)
+        return await self._arerank(pipeline, query_bundle, candidates, nodes, texts=None)
+
+    # _rerank and _arerank are the rerank step of MilvusRerankRetriever too, which hands them the first
+    # stage's candidates and the nodes made from them: both paths emit the same events.
+
+    def _rerank(
+        self,
+        pipeline: RerankPipeline,
+        query_bundle: QueryBundle,
+        candidates: Sequence[Candidate],
+        nodes: Sequence[NodeWithScore],
+        *,
+        texts: Sequence[str] | None,
+    ) -> list[NodeWithScore]:
+        self._start(pipeline, nodes, query_bundle)
         if not candidates:
             return self._end([])
-        with self.callback_manager.event(CBEventType.RERANKING, payload=self._payload(nodes, query)) as event:
-            reranked = await pipeline.arerank(query, candidates)
-            result = self._to_nodes(nodes, reranked)
+        payload = self._payload(pipeline, nodes, query_bundle.query_str)
+        with self.callback_manager.event(CBEventType.RERANKING, payload=payload) as event:
+            reranked = pipeline.rerank(query_bundle.query_str, candidates, texts=texts)
+            result = self._to_nodes(candidates, nodes, reranked)
+            event.on_end(payload={EventPayload.NODES: result})
+        return self._end(result)
+
+    async def _arerank(
+        self,
+        pipeline: RerankPipeline,
+        query_bundle: QueryBundle,
+        candidates: Sequence[Candidate],
+        nodes: Sequence[NodeWithScore],
+        *,
+        texts: Sequence[str] | None,
+    ) -> list[NodeWithScore]:
+        self._start(pipeline, nodes, query_bundle)
+        if not candidates:
+            return self._end([])
+        payload = self._payload(pipeline, nodes, query_bundle.query_str)
+        with self.callback_manager.event(CBEventType.RERANKING, payload=payload) as event:
+            reranked = await pipeline.arerank(query_bundle.query_str, candidates, texts=texts)
+            result = self._to_nodes(candidates, nodes, reranked)
             event.on_end(payload={EventPayload.NODES: result})
         return self._end(result)
 
     def _prepare(
         self, nodes: Sequence[NodeWithScore], query_bundle: QueryBundle | None
-    ) -> tuple[RerankPipeline, str, list[Candidate]]:
+    ) -> tuple[RerankPipeline, QueryBundle, list[Candidate]]:
         if query_bundle is None:
             raise ValueError(
                 "RerankPostprocessor needs the query to rerank against: call postprocess_nodes(nodes, query_str=...) "
@@ -232,7 +261,7 @@ class RerankPostprocessor(BaseNodePostprocessor):
             )
             for item in nodes
         ]
-        return pipeline, query_bundle.query_str, candidates
+        return pipeline, query_bundle, candidates
 
     def _identity(self, item: NodeWithScore) -> int | str:
         # The primary key when the node carries one: MilvusVectorStore on a collection it did not write
@@ -243,13 +272,16 @@ class RerankPostprocessor(BaseNodePostprocessor):
                 return value
         return item.node.node_id
 
-    def _to_nodes(self, nodes: Sequence[NodeWithScore], reranked: Sequence[Candidate]) -> list[NodeWithScore]:
-        first_by_id: dict[int | str, NodeWithScore] = {}
-        for item in nodes:
-            first_by_id.setdefault(self._identity(item), item)
+    def _to_nodes(
+        self, candidates: Sequence[Candidate], nodes: Sequence[NodeWithScore], reranked: Sequence[Candidate]
+    ) -> list[NodeWithScore]:
+        """Copy the node of each reranked candidate (``nodes[i]`` belongs to ``candidates[i]``), best first."""
+        first: dict[Hashable, NodeWithScore] = {}
+        for candidate, item in zip(candidates, nodes, strict=True):
+            first.setdefault(dedupe_key(candidate), item)
         result = []
         for candidate in reranked:
-            original = first_by_id[candidate.id]
+            original = first[dedupe_key(candidate)]
             extra: dict[str, Any] = {}
             if self.keep_retrieval_score and original.score is not None:
                 extra[RETRIEVAL_SCORE_KEY] = original.score
@@ -258,12 +290,12 @@ class RerankPostprocessor(BaseNodePostprocessor):
             result.append(_copy_with_score(original, score, extra))
         return result
 
-    def _start(self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None) -> None:
+    def _start(self, pipeline: RerankPipeline, nodes: Sequence[NodeWithScore], query_bundle: QueryBundle) -> None:
         dispatcher.event(
             ReRankStartEvent(
                 query=query_bundle,
                 nodes=list(nodes),
-                top_n=self.top_n if self.top_n is not None else len(nodes),
+                top_n=pipeline.top_n if pipeline.top_n is not None else len(nodes),
                 model_name=self.model_name,
             )
         )
@@ -273,10 +305,10 @@ class RerankPostprocessor(BaseNodePostprocessor):
         dispatcher.event(ReRankEndEvent(nodes=list(result)))
         return result
 
-    def _payload(self, nodes: list[NodeWithScore], query: str) -> dict[str, Any]:
+    def _payload(self, pipeline: RerankPipeline, nodes: Sequence[NodeWithScore], query: str) -> dict[str, Any]:
         return {
-            EventPayload.NODES: nodes,
+            EventPayload.NODES: list(nodes),
             EventPayload.MODEL_NAME: self.model_name,
             EventPayload.QUERY_STR: query,
-            EventPayload.TOP_K: self.top_n if self.top_n is not None else len(nodes),
+            EventPayload.TOP_K: pipeline.top_n if pipeline.top_n is not None else len(nodes),
         }

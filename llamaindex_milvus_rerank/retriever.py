@@ -1,22 +1,27 @@
 """``MilvusRerankRetriever``: Milvus retrieval (dense, sparse BM25 or hybrid) followed by a reranker.
 
 The first stage is :class:`milvus_rerank.MilvusRetriever` (or any object with ``retrieve`` and
-``aretrieve`` returning candidates); the second is a :class:`RerankPostprocessor`. This module
-only turns candidates into LlamaIndex nodes between the two.
+``aretrieve`` returning candidates); the second is a :class:`RerankPostprocessor`'s pipeline, run
+on the candidates themselves. Each candidate becomes a node once (the reranker reads the node's
+content, as LlamaIndex renders it), and the survivors are returned as copies scored by the reranker.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, Literal
 
 from llama_index.core.base.base_retriever import BaseRetriever
 from llama_index.core.callbacks import CallbackManager
-from llama_index.core.schema import BaseNode, MetadataMode, NodeWithScore, QueryBundle, TextNode
+from llama_index.core.schema import BaseNode, MetadataMode, NodeWithScore, QueryBundle, QueryType, TextNode
 from llama_index.core.vector_stores.utils import metadata_dict_to_node
 
 from llamaindex_milvus_rerank.postprocessor import RerankPostprocessor
 from milvus_rerank.errors import SchemaError
-from milvus_rerank.pipeline import CandidateRetriever, resolve_first_stage, resolve_second_stage
+from milvus_rerank.milvus.retriever import MilvusRetriever
+from milvus_rerank.pipeline import CandidateRetriever, RerankPipeline, check_retriever, split_call_options
 from milvus_rerank.types import Candidate, Reranker
 
 __all__ = ["RETRIEVAL_RANK_KEY", "MilvusRerankRetriever", "candidate_to_node"]
@@ -26,6 +31,13 @@ RETRIEVAL_RANK_KEY = "retrieval_rank"
 
 # Fields in which llama-index-vector-stores-milvus keeps the whole serialized node.
 _NODE_CONTENT_FIELDS = ("_node_content", "_node_type")
+
+# LlamaIndex's retrieve() passes only the query on to _retrieve(), so the options of one call travel
+# beside it: a context variable is private to its thread and its asyncio task, so concurrent calls
+# never see each other's options. It holds (retriever, pipeline for the call, first-stage options).
+_CALL: ContextVar[tuple[object, RerankPipeline, dict[str, Any]] | None] = ContextVar(
+    "llamaindex_milvus_rerank_call", default=None
+)
 
 
 def candidate_to_node(candidate: Candidate) -> NodeWithScore:
@@ -72,7 +84,15 @@ class MilvusRerankRetriever(BaseRetriever):
     ``QueryFusionRetriever``... The async path awaits the first stage's ``aretrieve`` and the
     reranker's own ``arerank``. Returned nodes have the Milvus primary key as node id, the rerank
     score as ``score``, and ``metadata["retrieval_score"]`` / ``metadata["retrieval_rank"]`` from
-    the first stage (both excluded from the LLM and embedding text).
+    the first stage (both excluded from the LLM and embedding text). The rerank emits
+    ``ReRankStartEvent`` / ``ReRankEndEvent`` inside the retrieval's own events.
+
+    Per-call options are keyword arguments of :meth:`retrieve` / :meth:`aretrieve`, checked as the
+    constructor's, replacing them for that call: ``top_n`` and ``score_threshold``, and the first
+    stage's ``limit`` and ``filter`` (with :class:`milvus_rerank.MilvusRetriever`, an extra filter
+    combined with its own by ``and``), e.g. ``retriever.retrieve("what is BM25?", top_n=3)``.
+    Any other keyword is a ``TypeError`` that names it. Query engines call ``retrieve(query)``
+    and get the constructor's settings.
 
     Build it from a collection (the first stage is a :class:`milvus_rerank.MilvusRetriever`)::
 
@@ -128,19 +148,11 @@ class MilvusRerankRetriever(BaseRetriever):
         verbose: bool = False,
         **milvus_kwargs: Any,
     ) -> None:
-        postprocessor = resolve_second_stage(
-            "postprocessor",
-            postprocessor,
-            RerankPostprocessor,
-            reranker,
-            {
-                "top_n": (top_n, None),
-                "score_threshold": (score_threshold, None),
-                "metadata_mode": (metadata_mode, MetadataMode.EMBED),
-                "keep_retrieval_score": (keep_retrieval_score, True),
-                "on_error": (on_error, "raise"),
-            },
-            lambda reranker: RerankPostprocessor(
+        chosen = (top_n, score_threshold, metadata_mode, keep_retrieval_score, on_error)
+        if postprocessor is None:
+            if reranker is None:
+                raise ValueError("pass reranker=... (e.g. VLLMReranker or CrossEncoderReranker) or postprocessor=...")
+            postprocessor = RerankPostprocessor(
                 reranker,
                 top_n=top_n,
                 score_threshold=score_threshold,
@@ -148,11 +160,29 @@ class MilvusRerankRetriever(BaseRetriever):
                 keep_retrieval_score=keep_retrieval_score,
                 on_error=on_error,
                 callback_manager=callback_manager,
-            ),
-        )
-        retriever = resolve_first_stage(retriever, client, collection_name, milvus_kwargs)
+            )
+        elif reranker is not None or chosen != (None, None, MetadataMode.EMBED, True, "raise"):
+            raise ValueError(
+                "pass either postprocessor=... or reranker=... with "
+                "top_n/score_threshold/metadata_mode/keep_retrieval_score/on_error, not both"
+            )
+        elif not isinstance(postprocessor, RerankPostprocessor):
+            raise TypeError(f"postprocessor must be a RerankPostprocessor, got {type(postprocessor).__name__}")
+
+        if retriever is None:
+            if client is None or collection_name is None:
+                raise ValueError(
+                    "pass client= (a MilvusClient or URI) and collection_name=, or a first stage as retriever=..."
+                )
+            retriever = MilvusRetriever(client, collection_name, **milvus_kwargs)
+        elif client is not None or collection_name is not None or milvus_kwargs:
+            given = [name for name, value in (("client", client), ("collection_name", collection_name)) if value]
+            raise ValueError(
+                "pass either retriever=... or client=/collection_name= with MilvusRetriever options, not both "
+                f"(got retriever and {', '.join(given + sorted(milvus_kwargs))})"
+            )
         super().__init__(callback_manager=callback_manager, verbose=verbose)
-        self._first_stage = retriever
+        self._first_stage = check_retriever(retriever)
         self._postprocessor = postprocessor
 
     def __repr__(self) -> str:
@@ -168,17 +198,57 @@ class MilvusRerankRetriever(BaseRetriever):
         """The reranking postprocessor."""
         return self._postprocessor
 
+    def retrieve(self, str_or_query_bundle: QueryType, **options: Any) -> list[NodeWithScore]:
+        """Retrieve candidates for the query from the first stage, rerank them, and return the best nodes.
+
+        Args:
+            str_or_query_bundle: The query, as a string or a ``QueryBundle``.
+            **options: Per-call ``top_n``, ``score_threshold``, ``limit`` and ``filter``.
+
+        Raises:
+            TypeError: An unknown option, or an option of the wrong type.
+            ValueError: An option out of range.
+        """
+        with self._call_options(options):
+            return super().retrieve(str_or_query_bundle)
+
+    async def aretrieve(self, str_or_query_bundle: QueryType, **options: Any) -> list[NodeWithScore]:
+        """Async twin of :meth:`retrieve`."""
+        with self._call_options(options):
+            return await super().aretrieve(str_or_query_bundle)
+
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
-        """Retrieve candidates for the query from Milvus, then rerank them."""
-        candidates = self._first_stage.retrieve(query_bundle.query_str)
-        nodes = [candidate_to_node(c) for c in candidates]
-        return self._postprocessor.postprocess_nodes(nodes, query_bundle=query_bundle)
+        pipeline, first_stage = self._call()
+        candidates = self._first_stage.retrieve(query_bundle.query_str, **first_stage)
+        nodes, texts = self._to_nodes(candidates)
+        return self._postprocessor._rerank(pipeline, query_bundle, candidates, nodes, texts=texts)
 
     async def _aretrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
-        """Async twin of :meth:`_retrieve`."""
-        candidates = await self._first_stage.aretrieve(query_bundle.query_str)
-        nodes = [candidate_to_node(c) for c in candidates]
-        return await self._postprocessor.apostprocess_nodes(nodes, query_bundle=query_bundle)
+        pipeline, first_stage = self._call()
+        candidates = await self._first_stage.aretrieve(query_bundle.query_str, **first_stage)
+        nodes, texts = self._to_nodes(candidates)
+        return await self._postprocessor._arerank(pipeline, query_bundle, candidates, nodes, texts=texts)
+
+    @contextmanager
+    def _call_options(self, options: Mapping[str, Any]) -> Iterator[None]:
+        # Checked here, before LlamaIndex's retrieval events start, as the constructor checks them.
+        selection, first_stage = split_call_options(options)
+        token = _CALL.set((self, self._postprocessor._pipeline(selection), first_stage))
+        try:
+            yield
+        finally:
+            _CALL.reset(token)
+
+    def _call(self) -> tuple[RerankPipeline, dict[str, Any]]:
+        call = _CALL.get()
+        if call is not None and call[0] is self:
+            return call[1], call[2]
+        return self._postprocessor._pipeline(), {}  # _retrieve called directly, e.g. by a subclass
+
+    def _to_nodes(self, candidates: list[Candidate]) -> tuple[list[NodeWithScore], list[str]]:
+        nodes = [candidate_to_node(candidate) for candidate in candidates]
+        mode = self._postprocessor.metadata_mode
+        return nodes, [item.node.get_content(metadata_mode=mode) for item in nodes]
 
     def close(self) -> None:
         """Close the first stage's Milvus client if it created one from a URI."""

@@ -1,36 +1,60 @@
 """The two-stage pipeline: retrieve -> dedupe -> rerank -> ``score_threshold`` -> ``top_n``.
 
-Both framework adapters are built on :class:`RerankPipeline`: the LangChain compressor and the
-LlamaIndex postprocessor use its second stage alone (:meth:`RerankPipeline.rerank`), the
-retrievers run both stages (:meth:`RerankPipeline.run`).
+Both framework adapters are built on :class:`RerankPipeline`. Their retrievers run both stages on
+:class:`~milvus_rerank.types.Candidate` objects (:meth:`RerankPipeline.retrieve`, then
+:meth:`RerankPipeline.rerank` inside the framework's tracing) and convert the survivors once, at
+the end; the LangChain compressor and the LlamaIndex postprocessor convert their inputs to
+candidates, run the second stage alone and convert back.
+
+Per-call options (``top_n``, ``score_threshold`` for the selection, ``limit``, ``filter`` for the
+first stage) are split by :func:`split_call_options`, so both adapters accept the same names
+and refuse the same unknown ones.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import replace
-from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from milvus_rerank.errors import RerankResponseError
 from milvus_rerank.rerankers.contract import check_rerank_args, rank
 from milvus_rerank.types import Candidate, Reranker, RerankResult
-from milvus_rerank.validation import check_top_n
+from milvus_rerank.validation import check_choice, check_number, check_top_n
 
-__all__ = ["CandidateRetriever", "OnError", "RerankPipeline", "dedupe", "resolve_first_stage", "resolve_second_stage"]
+__all__ = [
+    "FIRST_STAGE_OPTIONS",
+    "SELECTION_OPTIONS",
+    "CandidateRetriever",
+    "OnError",
+    "RerankPipeline",
+    "check_retriever",
+    "dedupe",
+    "dedupe_key",
+    "split_call_options",
+]
 
 logger = logging.getLogger(__name__)
 
 OnError = Literal["raise", "passthrough"]
 _ON_ERROR_CHOICES = ("raise", "passthrough")
 
-_Stage = TypeVar("_Stage")
+SELECTION_OPTIONS = ("top_n", "score_threshold")
+"""Per-call options of the second stage; they replace the pipeline's own for one call."""
+
+FIRST_STAGE_OPTIONS = ("limit", "filter")
+"""Per-call options passed to the first stage's ``retrieve`` (those of :class:`~milvus_rerank.MilvusRetriever`)."""
 
 
 @runtime_checkable
 class CandidateRetriever(Protocol):
-    """A first stage: anything that turns a query into candidates (e.g. ``MilvusRetriever``)."""
+    """A first stage: anything that turns a query into candidates (e.g. ``MilvusRetriever``).
+
+    Per-call first-stage options (``limit``, ``filter``) reach ``retrieve`` as keyword
+    arguments; a first stage that takes none works as long as none is given.
+    """
 
     def retrieve(self, query: str) -> list[Candidate]:
         """Return the first-stage candidates for ``query``."""
@@ -41,70 +65,47 @@ class CandidateRetriever(Protocol):
         ...
 
 
-def resolve_first_stage(
-    retriever: CandidateRetriever | None,
-    client: Any,
-    collection_name: str | None,
-    milvus_kwargs: Mapping[str, Any],
-) -> CandidateRetriever:
-    """Return the first stage an adapter's retriever was given, or build a ``MilvusRetriever``.
-
-    Exactly one way must be used: ``retriever`` alone, or ``client`` and ``collection_name``
-    (with further :class:`~milvus_rerank.milvus.retriever.MilvusRetriever` options in
-    ``milvus_kwargs``).
+def check_retriever(retriever: object) -> CandidateRetriever:
+    """Return ``retriever`` if it can be a first stage (it has ``retrieve`` and ``aretrieve``).
 
     Raises:
-        ValueError: Both ways or neither were used, or ``client`` came without ``collection_name``.
-        TypeError: ``retriever`` lacks ``retrieve`` / ``aretrieve``.
-        CollectionNotFoundError: The collection does not exist.
-        SchemaError: The collection lacks a field the mode needs.
+        TypeError: It lacks one of the two methods.
     """
-    if retriever is not None:
-        if client is not None or collection_name is not None or milvus_kwargs:
-            given = [name for name, value in (("client", client), ("collection_name", collection_name)) if value]
-            raise ValueError(
-                "pass either retriever=... or client=/collection_name= with MilvusRetriever options, not both "
-                f"(got retriever and {', '.join(given + sorted(milvus_kwargs))})"
-            )
-        if not isinstance(retriever, CandidateRetriever):
-            raise TypeError(
-                "retriever must have retrieve() and aretrieve() methods returning candidates "
-                f"(e.g. milvus_rerank.MilvusRetriever), got {type(retriever).__name__}"
-            )
-        return retriever
-    if client is None or collection_name is None:
-        raise ValueError("pass client= (a MilvusClient or URI) and collection_name=, or a first stage as retriever=...")
-    from milvus_rerank.milvus.retriever import MilvusRetriever  # pymilvus is imported only when used
-
-    return MilvusRetriever(client, collection_name, **milvus_kwargs)
+    if not isinstance(retriever, CandidateRetriever):
+        raise TypeError(
+            "retriever must have retrieve() and aretrieve() methods returning candidates "
+            f"(e.g. milvus_rerank.MilvusRetriever), got {type(retriever).__name__}"
+        )
+    return retriever
 
 
-def resolve_second_stage(
-    name: str,
-    stage: _Stage | None,
-    stage_type: type[_Stage],
-    reranker: Reranker | None,
-    options: Mapping[str, tuple[Any, Any]],
-    build: Callable[[Reranker], _Stage],
-) -> _Stage:
-    """Return the second stage an adapter's retriever was given, or build it from ``reranker``.
+def split_call_options(options: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split per-call options into the selection's (:data:`SELECTION_OPTIONS`) and the first stage's.
 
-    Exactly one way must be used: a built ``stage`` (passed as ``name=``), or ``reranker`` with
-    ``options``, which map each option's name to ``(value, default)``.
+    The values are not checked here: the selection's are checked by :class:`RerankPipeline` as
+    at construction, the first stage's by its ``retrieve``.
 
     Raises:
-        ValueError: Both ways or neither were used.
-        TypeError: ``stage`` is not a ``stage_type``.
+        TypeError: An option is neither; the message names every such option and the accepted ones.
     """
-    if stage is not None:
-        if reranker is not None or any(value != default for value, default in options.values()):
-            raise ValueError(f"pass either {name}=... or reranker=... with {'/'.join(options)}, not both")
-        if not isinstance(stage, stage_type):
-            raise TypeError(f"{name} must be a {stage_type.__name__}, got {type(stage).__name__}")
-        return stage
-    if reranker is None:
-        raise ValueError(f"pass reranker=... (e.g. VLLMReranker or CrossEncoderReranker) or {name}=...")
-    return build(reranker)
+    unknown = sorted(name for name in options if name not in SELECTION_OPTIONS and name not in FIRST_STAGE_OPTIONS)
+    if unknown:
+        raise TypeError(
+            f"unknown per-call option{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
+            f"the options of one call are {', '.join(SELECTION_OPTIONS + FIRST_STAGE_OPTIONS)}"
+        )
+    selection = {name: value for name, value in options.items() if name in SELECTION_OPTIONS}
+    first_stage = {name: value for name, value in options.items() if name in FIRST_STAGE_OPTIONS}
+    return selection, first_stage
+
+
+def dedupe_key(candidate: Candidate) -> Hashable:
+    """The key under which candidates are the same chunk: their primary key.
+
+    Adapters that map reranked candidates back to their own objects use this key, so they and
+    :func:`dedupe` always agree on what a duplicate is.
+    """
+    return candidate.id
 
 
 def dedupe(candidates: Sequence[Candidate]) -> list[Candidate]:
@@ -112,16 +113,23 @@ def dedupe(candidates: Sequence[Candidate]) -> list[Candidate]:
 
     A candidate without a ``retrieval_rank`` gets its 1-based position in ``candidates``.
     """
-    seen: set[int | str] = set()
-    unique = []
-    for position, candidate in enumerate(candidates, start=1):
-        if candidate.id in seen:
-            continue
-        seen.add(candidate.id)
-        unique.append(
-            candidate if candidate.retrieval_rank is not None else replace(candidate, retrieval_rank=position)
-        )
-    return unique
+    return [_numbered(candidates, position) for position in _first_positions(candidates)]
+
+
+def _first_positions(candidates: Sequence[Candidate]) -> list[int]:
+    seen: set[Hashable] = set()
+    positions = []
+    for position, candidate in enumerate(candidates):
+        key = dedupe_key(candidate)
+        if key not in seen:
+            seen.add(key)
+            positions.append(position)
+    return positions
+
+
+def _numbered(candidates: Sequence[Candidate], position: int) -> Candidate:
+    candidate = candidates[position]
+    return candidate if candidate.retrieval_rank is not None else replace(candidate, retrieval_rank=position + 1)
 
 
 class RerankPipeline:
@@ -162,21 +170,11 @@ class RerankPipeline:
                 f"reranker must have rerank() and arerank() methods, got {type(reranker).__name__}; "
                 "use a milvus_rerank reranker or implement the milvus_rerank.Reranker protocol"
             )
-        if retriever is not None and not isinstance(retriever, CandidateRetriever):
-            raise TypeError(f"retriever must have retrieve() and aretrieve() methods, got {type(retriever).__name__}")
-        check_top_n(top_n)
-        if score_threshold is not None:
-            if isinstance(score_threshold, bool) or not isinstance(score_threshold, (int, float)):
-                raise TypeError(f"score_threshold must be a number or None, got {type(score_threshold).__name__}")
-            if not math.isfinite(score_threshold):
-                raise ValueError(f"score_threshold must be finite, got {score_threshold}")
-        if on_error not in _ON_ERROR_CHOICES:
-            raise ValueError(f"on_error must be 'raise' or 'passthrough', got {on_error!r}")
         self.reranker = reranker
-        self.retriever = retriever
-        self.top_n = top_n
-        self.score_threshold = None if score_threshold is None else float(score_threshold)
-        self.on_error: OnError = on_error
+        self.retriever = None if retriever is None else check_retriever(retriever)
+        self.top_n = check_top_n(top_n)
+        self.score_threshold = check_number(score_threshold, "score_threshold", minimum=-math.inf, optional=True)
+        self.on_error: OnError = check_choice(on_error, "on_error", _ON_ERROR_CHOICES)
 
     def __repr__(self) -> str:
         return (
@@ -184,39 +182,100 @@ class RerankPipeline:
             f"top_n={self.top_n}, score_threshold={self.score_threshold}, on_error={self.on_error!r})"
         )
 
-    def run(self, query: str) -> list[Candidate]:
-        """Retrieve candidates for ``query`` with the retriever, then :meth:`rerank` them."""
-        return self.rerank(query, self._require_retriever().retrieve(query))
+    def with_selection(self, selection: Mapping[str, Any]) -> RerankPipeline:
+        """This pipeline with ``top_n`` / ``score_threshold`` replaced by those in ``selection``.
 
-    async def arun(self, query: str) -> list[Candidate]:
-        """Async twin of :meth:`run`."""
-        return await self.arerank(query, await self._require_retriever().aretrieve(query))
-
-    def rerank(self, query: str, candidates: Sequence[Candidate]) -> list[Candidate]:
-        """Dedupe ``candidates``, rerank them against ``query`` and select the best.
+        The new values are checked as the constructor checks them; an empty ``selection``
+        returns this pipeline itself.
 
         Raises:
-            TypeError: ``query`` is not a ``str`` or a candidate's text is not a ``str``.
+            TypeError: ``selection`` holds another option, or a value has the wrong type.
+            ValueError: A value is out of range.
+        """
+        if not selection:
+            return self
+        other = sorted(name for name in selection if name not in SELECTION_OPTIONS)
+        if other:
+            raise TypeError(f"{', '.join(map(repr, other))} are not selection options; those are {SELECTION_OPTIONS}")
+        return RerankPipeline(
+            self.reranker,
+            retriever=self.retriever,
+            top_n=selection.get("top_n", self.top_n),
+            score_threshold=selection.get("score_threshold", self.score_threshold),
+            on_error=self.on_error,
+        )
+
+    def run(self, query: str, **options: Any) -> list[Candidate]:
+        """Retrieve candidates for ``query`` with the retriever, then :meth:`rerank` them.
+
+        Args:
+            query: The query.
+            **options: Per-call options: ``top_n`` and ``score_threshold`` replace the
+                pipeline's for this call; ``limit`` and ``filter`` go to the retriever.
+
+        Raises:
+            TypeError: An unknown option (see :func:`split_call_options`), or a wrong type.
+            ValueError: No retriever, or an option is out of range.
+        """
+        selection, first_stage = split_call_options(options)
+        pipeline = self.with_selection(selection)
+        return pipeline.rerank(query, self.retrieve(query, **first_stage))
+
+    async def arun(self, query: str, **options: Any) -> list[Candidate]:
+        """Async twin of :meth:`run`."""
+        selection, first_stage = split_call_options(options)
+        pipeline = self.with_selection(selection)
+        return await pipeline.arerank(query, await self.aretrieve(query, **first_stage))
+
+    def retrieve(self, query: str, **first_stage_options: Any) -> list[Candidate]:
+        """The first stage alone: the retriever's candidates for ``query``, as it returns them.
+
+        Raises:
+            ValueError: The pipeline has no retriever.
+        """
+        return self._require_retriever().retrieve(query, **first_stage_options)
+
+    async def aretrieve(self, query: str, **first_stage_options: Any) -> list[Candidate]:
+        """Async twin of :meth:`retrieve`."""
+        return await self._require_retriever().aretrieve(query, **first_stage_options)
+
+    def rerank(
+        self, query: str, candidates: Sequence[Candidate], *, texts: Sequence[str] | None = None
+    ) -> list[Candidate]:
+        """Dedupe ``candidates``, rerank them against ``query`` and select the best.
+
+        Args:
+            query: The query.
+            candidates: The first stage's candidates; not modified.
+            texts: What the reranker reads for each candidate, in the same order, when that is
+                not ``candidate.text`` (e.g. the text with some metadata). The returned
+                candidates keep their own ``text``.
+
+        Raises:
+            TypeError: ``query`` or a text is not a ``str``.
+            ValueError: ``texts`` does not have one text per candidate.
             RerankError: The reranker failed and ``on_error="raise"``.
         """
-        unique = self._prepare(query, candidates)
+        unique, documents = self._prepare(query, candidates, texts)
         if not unique:
             return []
         try:
-            results = self.reranker.rerank(query, [c.text for c in unique], top_n=self.top_n)
+            results = self.reranker.rerank(query, documents, top_n=self.top_n)
         except Exception as exc:
             if self.on_error == "raise":
                 raise
             return self._passthrough(exc, unique)
         return self._select(unique, results)
 
-    async def arerank(self, query: str, candidates: Sequence[Candidate]) -> list[Candidate]:
+    async def arerank(
+        self, query: str, candidates: Sequence[Candidate], *, texts: Sequence[str] | None = None
+    ) -> list[Candidate]:
         """Async twin of :meth:`rerank`: awaits the reranker's own ``arerank``."""
-        unique = self._prepare(query, candidates)
+        unique, documents = self._prepare(query, candidates, texts)
         if not unique:
             return []
         try:
-            results = await self.reranker.arerank(query, [c.text for c in unique], top_n=self.top_n)
+            results = await self.reranker.arerank(query, documents, top_n=self.top_n)
         except Exception as exc:
             if self.on_error == "raise":
                 raise
@@ -231,25 +290,35 @@ class RerankPipeline:
         return self.retriever
 
     @staticmethod
-    def _prepare(query: str, candidates: Sequence[Candidate]) -> list[Candidate]:
-        unique = dedupe(candidates)
+    def _prepare(
+        query: str, candidates: Sequence[Candidate], texts: Sequence[str] | None
+    ) -> tuple[list[Candidate], list[str]]:
+        if texts is not None and len(texts) != len(candidates):
+            raise ValueError(f"texts must hold one text per candidate: got {len(texts)} for {len(candidates)}")
+        positions = _first_positions(candidates)
+        unique = [_numbered(candidates, position) for position in positions]
+        documents = [c.text for c in unique] if texts is None else [texts[position] for position in positions]
         # Check the texts here, not in the reranker: a caller's bug must not turn into a passthrough.
-        check_rerank_args(query, [c.text for c in unique], None)
-        return unique
+        check_rerank_args(query, documents, None)
+        return unique, documents
 
     def _select(self, unique: list[Candidate], results: list[RerankResult]) -> list[Candidate]:
-        indices = [r.index for r in results]
-        if indices and (len(set(indices)) != len(indices) or min(indices) < 0 or max(indices) >= len(unique)):
-            raise RerankResponseError(
-                f"reranker {type(self.reranker).__name__} returned indices {indices[:10]} for {len(unique)} documents; "
-                "each index must be unique and point into the documents"
-            )
+        self._check_answer(results, len(unique))
         kept = rank(results)
         if self.score_threshold is not None:
             kept = [r for r in kept if r.score >= self.score_threshold]
         if self.top_n is not None:
             kept = kept[: self.top_n]
         return [unique[r.index].with_rerank(float(r.score), position) for position, r in enumerate(kept, start=1)]
+
+    def _check_answer(self, results: list[RerankResult], count: int) -> None:
+        """Refuse a reranker's answer that cannot be mapped back onto the ``count`` documents sent."""
+        indices = [r.index for r in results]
+        if indices and (len(set(indices)) != len(indices) or min(indices) < 0 or max(indices) >= count):
+            raise RerankResponseError(
+                f"reranker {type(self.reranker).__name__} returned indices {indices[:10]} for {count} documents; "
+                "each index must be unique and point into the documents"
+            )
 
     def _passthrough(self, exc: Exception, unique: list[Candidate]) -> list[Candidate]:
         logger.warning(
