@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -11,7 +13,7 @@ from pymilvus import AnnSearchRequest, DataType, FunctionType, MilvusClient
 from pymilvus.exceptions import MilvusException
 
 from milvus_rerank import CohereReranker, TEIReranker, VLLMReranker
-from milvus_rerank.milvus.functions import milvus_endpoint
+from milvus_rerank.milvus.functions import cohere_ranker, milvus_endpoint, tei_ranker, vllm_ranker
 from milvus_rerank.testing.server import Fault, RerankTestServer, WordOverlapReranker
 
 TEXTS = [
@@ -74,9 +76,56 @@ def test_milvus_endpoint_is_the_origin_with_an_explicit_port() -> None:
 
 def test_a_dropped_path_prefix_warns() -> None:
     reranker = VLLMReranker("http://gateway:8080/models/reranker/v1")
-    with pytest.warns(UserWarning, match="prefix '/models/reranker' of the endpoint is dropped"):
+    with pytest.warns(UserWarning, match="prefix '/models/reranker' of the endpoint is dropped") as caught:
         fn = reranker.to_milvus_function(["q"])
     assert fn.params["endpoint"] == "http://gateway:8080"
+    assert caught[0].filename == __file__
+
+
+def test_the_builders_take_plain_values() -> None:
+    fn = vllm_ranker("q", base_url="http://h:8000", input_field="body", name="n", max_client_batch_size=8)
+    assert (fn.name, fn.input_field_names) == ("n", ["body"])
+    assert fn.params == {
+        "reranker": "model",
+        "provider": "vllm",
+        "queries": ["q"],
+        "endpoint": "http://h:8000",
+        "max_client_batch_size": 8,
+    }
+    fn = tei_ranker(["q"], base_url="https://t", input_field="text", name="t", max_client_batch_size=4, truncate=True)
+    assert fn.params["endpoint"] == "https://t:443"
+    assert fn.params["truncate"] is True
+    fn = cohere_ranker(["q"], rerank_url="http://c:1/v2/rerank", input_field="text", name="c", max_client_batch_size=1)
+    assert fn.params["base_url"] == "http://c:1/v2"
+    with pytest.raises(ValueError, match="'/v1/score'"):
+        cohere_ranker(["q"], rerank_url="http://c:1/v1/score", input_field="text", name="c", max_client_batch_size=1)
+
+
+@pytest.mark.parametrize(
+    ("export", "match"),
+    [
+        (lambda: VLLMReranker("http://h:1/prefix").to_milvus_function(["q"]), "prefix"),
+        (lambda: TEIReranker("http://h:1", api_key="k").to_milvus_function(["q"]), "credential"),
+        (lambda: CohereReranker("http://h:1", model="m").to_milvus_function(["q"], target="server"), "milvus.yaml"),
+        (
+            lambda: vllm_ranker(["q"], base_url="http://h:1/p", input_field="t", name="n", max_client_batch_size=1),
+            "prefix",
+        ),
+    ],
+    ids=["prefix", "api-key", "cohere-server", "builder"],
+)
+def test_every_export_warning_points_at_the_callers_line(export: Callable[[], object], match: str) -> None:
+    with pytest.warns(UserWarning, match=match) as caught:
+        export()
+    assert [warning.filename for warning in caught] == [__file__] * len(caught)
+
+
+def test_the_function_export_imports_no_reranker() -> None:
+    code = (
+        "import sys, milvus_rerank.milvus.functions; "
+        "sys.exit(any(m.startswith(('milvus_rerank.rerankers', 'pymilvus')) for m in sys.modules))"
+    )
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
 
 
 def test_an_api_key_without_credential_warns_and_never_enters_the_function() -> None:
