@@ -34,7 +34,7 @@ For real reranking: bash examples/demo.sh --reranker-model DIR (a local copy of 
 MSG
 python - "$standin" <<'PY'
 import sys
-from milvus_rerank.cli.demo import load_corpus
+from milvus_rerank.cli.corpus import load_corpus
 from milvus_rerank.testing.models import MINILM_L6_H384, make_cross_encoder
 
 make_cross_encoder(sys.argv[1], architecture=MINILM_L6_H384, texts=[d.text for d in load_corpus()])

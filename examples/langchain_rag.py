@@ -39,6 +39,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from example_frame import RankedPassage, ask_questions, example_main, prepare_example
 from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.documents import Document
 from langchain_core.language_models import BaseChatModel
@@ -50,7 +51,9 @@ from langchain_core.runnables import Runnable, RunnableLambda, RunnableParallel,
 from pydantic import PrivateAttr
 
 from langchain_milvus_rerank import MilvusRerankRetriever
-from milvus_rerank.cli import demo
+from milvus_rerank.cli import answers, chat
+from milvus_rerank.cli.corpus import DEMO_COLLECTION
+from milvus_rerank.cli.options import LLM_API_KEY_ENV
 
 
 class OpenAICompatibleChat(BaseChatModel):
@@ -79,15 +82,15 @@ class OpenAICompatibleChat(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         prompt = "\n\n".join(str(message.content) for message in messages)
-        answer = demo.chat_answer(self.endpoint, self.model, prompt, api_key=self._api_key)
+        answer = chat.chat_answer(self.endpoint, self.model, prompt, api_key=self._api_key)
         return ChatResult(generations=[ChatGeneration(message=AIMessage(content=answer))])
 
 
 PROMPT = ChatPromptTemplate.from_messages([("human", "{prompt}")])
 
 
-def ranked_passage(document: Document) -> demo.RankedPassage:
-    return demo.RankedPassage(
+def ranked_passage(document: Document) -> RankedPassage:
+    return RankedPassage(
         str(document.id), document.page_content, document.metadata.get("relevance_score"), document.metadata
     )
 
@@ -95,12 +98,12 @@ def ranked_passage(document: Document) -> demo.RankedPassage:
 def extractive_answer(inputs: dict[str, Any]) -> str:
     """The offline LLM stand-in: quotes and cites the reranked passages, and says it is extractive."""
     passages = [ranked_passage(d) for d in inputs["documents"]]
-    return demo.extractive_answer(inputs["question"], [(p.text, p.source) for p in passages])
+    return answers.extractive_answer(inputs["question"], [(p.text, p.source) for p in passages])
 
 
 def prompt_inputs(inputs: dict[str, Any]) -> dict[str, str]:
     documents: list[Document] = inputs["documents"]
-    return {"prompt": demo.build_prompt(inputs["question"], [d.page_content for d in documents])}
+    return {"prompt": answers.build_prompt(inputs["question"], [d.page_content for d in documents])}
 
 
 def build_chain(retriever: MilvusRerankRetriever, llm: BaseChatModel | None) -> Runnable[str, dict[str, Any]]:
@@ -115,13 +118,13 @@ def build_chain(retriever: MilvusRerankRetriever, llm: BaseChatModel | None) -> 
 
 
 def run(args: argparse.Namespace, db_path: str) -> None:
-    embedding_model, reranker = demo.prepare_example(args, db_path)
+    embedding_model, reranker = prepare_example(args, db_path)
     llm = None
     if args.llm_endpoint:
-        llm = OpenAICompatibleChat(args.llm_endpoint, args.llm_model, api_key=os.environ.get(demo.LLM_API_KEY_ENV))
+        llm = OpenAICompatibleChat(args.llm_endpoint, args.llm_model, api_key=os.environ.get(LLM_API_KEY_ENV))
     retriever = MilvusRerankRetriever(
         client=db_path,
-        collection_name=demo.DEMO_COLLECTION,
+        collection_name=DEMO_COLLECTION,
         mode="hybrid",
         embedding=embedding_model,
         limit=args.candidates,
@@ -130,12 +133,12 @@ def run(args: argparse.Namespace, db_path: str) -> None:
     )
     chain = build_chain(retriever, llm)
 
-    def ask(question: str) -> tuple[list[demo.RankedPassage], str]:
+    def ask(question: str) -> tuple[list[RankedPassage], str]:
         result = chain.invoke(question)
         return [ranked_passage(d) for d in result["documents"]], result["answer"]
 
     try:
-        demo.ask_questions(args, ask)
+        ask_questions(args, ask)
     finally:
         for resource in (retriever.retriever, reranker):
             close = getattr(resource, "close", None)
@@ -144,7 +147,7 @@ def run(args: argparse.Namespace, db_path: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return demo.example_main(run, argv, description=__doc__.splitlines()[0] if __doc__ else None)
+    return example_main(run, argv, description=__doc__.splitlines()[0] if __doc__ else None)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from example_frame import RankedPassage, ask_questions, example_main, prepare_example
 from llama_index.core.base.base_retriever import BaseRetriever
 from llama_index.core.base.llms.types import CompletionResponse, CompletionResponseGen, LLMMetadata
 from llama_index.core.base.response.schema import Response
@@ -42,7 +43,9 @@ from llama_index.core.query_engine import CustomQueryEngine
 from llama_index.core.schema import MetadataMode, NodeWithScore
 
 from llamaindex_milvus_rerank import MilvusRerankRetriever
-from milvus_rerank.cli import demo
+from milvus_rerank.cli import answers, chat
+from milvus_rerank.cli.corpus import DEMO_COLLECTION
+from milvus_rerank.cli.options import LLM_API_KEY_ENV
 
 
 class OpenAICompatibleLLM(CustomLLM):
@@ -61,17 +64,15 @@ class OpenAICompatibleLLM(CustomLLM):
         return LLMMetadata(model_name=self.model or "default", is_chat_model=True)
 
     def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
-        return CompletionResponse(text=demo.chat_answer(self.endpoint, self.model, prompt, api_key=self._api_key))
+        return CompletionResponse(text=chat.chat_answer(self.endpoint, self.model, prompt, api_key=self._api_key))
 
     def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseGen:
         response = self.complete(prompt, formatted=formatted)
         yield CompletionResponse(text=response.text, delta=response.text)
 
 
-def ranked_passage(node: NodeWithScore) -> demo.RankedPassage:
-    return demo.RankedPassage(
-        node.node.node_id, node.node.get_content(MetadataMode.NONE), node.score, node.node.metadata
-    )
+def ranked_passage(node: NodeWithScore) -> RankedPassage:
+    return RankedPassage(node.node.node_id, node.node.get_content(MetadataMode.NONE), node.score, node.node.metadata)
 
 
 class RerankedAnswerEngine(CustomQueryEngine):
@@ -84,20 +85,20 @@ class RerankedAnswerEngine(CustomQueryEngine):
         nodes = self.retriever.retrieve(query_str)
         passages = [ranked_passage(n) for n in nodes]
         if self.llm is None:
-            answer = demo.extractive_answer(query_str, [(p.text, p.source) for p in passages])
+            answer = answers.extractive_answer(query_str, [(p.text, p.source) for p in passages])
         else:
-            answer = self.llm.complete(demo.build_prompt(query_str, [p.text for p in passages])).text
+            answer = self.llm.complete(answers.build_prompt(query_str, [p.text for p in passages])).text
         return Response(response=answer, source_nodes=nodes)
 
 
 def run(args: argparse.Namespace, db_path: str) -> None:
-    embedding_model, reranker = demo.prepare_example(args, db_path)
+    embedding_model, reranker = prepare_example(args, db_path)
     llm = None
     if args.llm_endpoint:
-        llm = OpenAICompatibleLLM(args.llm_endpoint, args.llm_model, api_key=os.environ.get(demo.LLM_API_KEY_ENV))
+        llm = OpenAICompatibleLLM(args.llm_endpoint, args.llm_model, api_key=os.environ.get(LLM_API_KEY_ENV))
     retriever = MilvusRerankRetriever(
         client=db_path,
-        collection_name=demo.DEMO_COLLECTION,
+        collection_name=DEMO_COLLECTION,
         mode="hybrid",
         embedding=embedding_model,
         limit=args.candidates,
@@ -106,12 +107,12 @@ def run(args: argparse.Namespace, db_path: str) -> None:
     )
     engine = RerankedAnswerEngine(retriever=retriever, llm=llm)
 
-    def ask(question: str) -> tuple[list[demo.RankedPassage], str]:
+    def ask(question: str) -> tuple[list[RankedPassage], str]:
         response = engine.query(question)
         return [ranked_passage(n) for n in response.source_nodes], str(response)
 
     try:
-        demo.ask_questions(args, ask)
+        ask_questions(args, ask)
     finally:
         retriever.close()
         close = getattr(reranker, "close", None)
@@ -120,7 +121,7 @@ def run(args: argparse.Namespace, db_path: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return demo.example_main(run, argv, description=__doc__.splitlines()[0] if __doc__ else None)
+    return example_main(run, argv, description=__doc__.splitlines()[0] if __doc__ else None)
 
 
 if __name__ == "__main__":

@@ -18,22 +18,24 @@ from pathlib import Path
 from pymilvus import MilvusClient
 
 from milvus_rerank import MilvusRerankError, MilvusRetriever, RerankPipeline
-from milvus_rerank.cli import demo
+from milvus_rerank.cli.corpus import load_corpus
+from milvus_rerank.cli.models import load_embedding_model, make_reranker
+from milvus_rerank.cli.options import add_model_arguments
 from milvus_rerank.milvus import create_rag_collection, ingest
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("question", nargs="?", default="At what wind speed must the main dome close?")
-    demo.add_model_arguments(parser)
+    add_model_arguments(parser)
     args = parser.parse_args()
     try:
-        embedder = demo.load_embedding_model(args.embedding_model)
-        reranker = demo.make_reranker(args)
+        embedder = load_embedding_model(args.embedding_model)
+        reranker = make_reranker(args)
         with tempfile.TemporaryDirectory() as tmp:
             client = MilvusClient(str(Path(tmp) / "quickstart.db"))
             create_rag_collection(client, "handbook", dim=embedder.get_sentence_embedding_dimension())
-            ingest(client, "handbook", demo.load_corpus(), embedding=embedder)
+            ingest(client, "handbook", load_corpus(), embedding=embedder)
 
             retriever = MilvusRetriever(client, "handbook", mode="hybrid", embedding=embedder, limit=20)
             pipeline = RerankPipeline(reranker, retriever=retriever, top_n=3)

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from milvus_rerank.cli import demo
+from milvus_rerank.cli.options import LLM_API_KEY_ENV, LLM_MODEL_ENV, LLM_URL_ENV, VLLM_API_KEY_ENV
 from milvus_rerank.testing.models import make_cross_encoder
 
 
@@ -49,5 +49,5 @@ def embeddings(minilm: Any) -> Any:
 @pytest.fixture
 def no_llm_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """No LLM endpoint, model or API key, and no vLLM API key, from the environment."""
-    for name in (demo.LLM_URL_ENV, demo.LLM_MODEL_ENV, demo.LLM_API_KEY_ENV, demo.VLLM_API_KEY_ENV):
+    for name in (LLM_URL_ENV, LLM_MODEL_ENV, LLM_API_KEY_ENV, VLLM_API_KEY_ENV):
         monkeypatch.delenv(name, raising=False)

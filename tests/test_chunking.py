@@ -12,7 +12,7 @@ import pytest
 from helpers import letter_counts
 
 from milvus_rerank.chunking import Chunk, chunk_text, markdown_sections, read_documents, read_jsonl_documents
-from milvus_rerank.cli import demo
+from milvus_rerank.cli.corpus import load_corpus
 from milvus_rerank.milvus.collection import create_rag_collection, ingest
 
 # ----------------------------------------------------------------------------- plain text
@@ -23,7 +23,7 @@ def _sentences(text: str) -> list[str]:
 
 
 def test_chunk_text_respects_the_size_and_keeps_every_sentence() -> None:
-    text = "\n\n".join(doc.text for doc in demo.load_corpus()[:12])
+    text = "\n\n".join(doc.text for doc in load_corpus()[:12])
     chunks = chunk_text(text, max_chars=400, overlap=150)
     assert len(chunks) > 5
     assert all(0 < len(chunk) <= 400 for chunk in chunks)

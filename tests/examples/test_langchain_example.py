@@ -11,7 +11,8 @@ import pytest
 from helpers import EMBEDDING, LISTED, ChatServer, blocks, load_example, run_example_script
 
 from milvus_rerank import MilvusRetriever
-from milvus_rerank.cli import demo
+from milvus_rerank.cli.corpus import DEMO_COLLECTION, DEMO_QUESTIONS, load_corpus
+from milvus_rerank.cli.options import LLM_API_KEY_ENV
 from milvus_rerank.testing.server import RerankTestServer, WordOverlapReranker
 
 
@@ -26,8 +27,8 @@ def test_script_runs_offline_with_the_tiny_models(tiny_model: Path, tmp_path: Pa
     assert "LLM step: none configured, offline extractive answer" in out
     assert "CrossEncoderReranker" in out
     questions = blocks(out)
-    assert [q.splitlines()[0].split(": ", 1)[1] for q in questions] == list(demo.DEMO_QUESTIONS)
-    corpus = {d.id: d for d in demo.load_corpus()}
+    assert [q.splitlines()[0].split(": ", 1)[1] for q in questions] == list(DEMO_QUESTIONS)
+    corpus = {d.id: d for d in load_corpus()}
     for block in questions:
         listed = LISTED.findall(block)
         assert [int(position) for position, *_ in listed] == [1, 2, 3]
@@ -49,7 +50,7 @@ def test_a_missing_model_directory_is_a_clear_error(example: ModuleType, capsys:
 
 def expected_top(db: Path, question: str, embedding: Any, top_n: int) -> list[str]:
     """Ids that hybrid retrieval (20 candidates) then word-overlap reranking should print."""
-    with MilvusRetriever(str(db), demo.DEMO_COLLECTION, mode="hybrid", embedding=embedding, limit=20) as first:
+    with MilvusRetriever(str(db), DEMO_COLLECTION, mode="hybrid", embedding=embedding, limit=20) as first:
         candidates = first.retrieve(question)
     results = WordOverlapReranker().rerank(question, [c.text for c in candidates], top_n=top_n)
     return [str(candidates[r.index].id) for r in results]
@@ -65,7 +66,7 @@ def test_vllm_reranker_and_llm_endpoint_in_the_chain(
 ) -> None:
     question = "At what wind speed does the dome have to close?"
     db = tmp_path / "demo.db"
-    monkeypatch.setenv(demo.LLM_API_KEY_ENV, "sk-example-secret")
+    monkeypatch.setenv(LLM_API_KEY_ENV, "sk-example-secret")
     with RerankTestServer(WordOverlapReranker()) as rerank_server, ChatServer() as chat:
         argv = ["--vllm-endpoint", rerank_server.url, "--embedding-model", EMBEDDING, "--db", str(db)]
         argv += ["--llm-endpoint", chat.url, "--llm-model", "tiny-chat", "--question", question, "--top-n", "2"]
@@ -84,6 +85,6 @@ def test_vllm_reranker_and_llm_endpoint_in_the_chain(
     assert headers["Authorization"] == "Bearer sk-example-secret"
     assert body["model"] == "tiny-chat"
     prompt = body["messages"][-1]["content"]
-    corpus = {d.id: d.text for d in demo.load_corpus()}
+    corpus = {d.id: d.text for d in load_corpus()}
     assert prompt.index(f"[1] {corpus[printed[0]]}") < prompt.index(f"[2] {corpus[printed[1]]}")
     assert question in prompt

@@ -14,7 +14,8 @@ from llama_index.core.schema import MetadataMode
 
 from llamaindex_milvus_rerank import candidate_to_node
 from milvus_rerank import MilvusRetriever
-from milvus_rerank.cli import demo
+from milvus_rerank.cli.corpus import DEMO_COLLECTION, DEMO_QUESTIONS, load_corpus
+from milvus_rerank.cli.options import LLM_API_KEY_ENV
 from milvus_rerank.testing.server import RerankTestServer, WordOverlapReranker
 
 
@@ -28,7 +29,7 @@ def test_script_runs_offline_with_the_tiny_models(tiny_model: Path, tmp_path: Pa
     out = run_example_script("llamaindex_rag", tiny_model, tmp_path / "demo.db")
     assert "LLM step: none configured, offline extractive answer" in out
     questions = blocks(out)
-    assert [q.splitlines()[0].split(": ", 1)[1] for q in questions] == list(demo.DEMO_QUESTIONS)
+    assert [q.splitlines()[0].split(": ", 1)[1] for q in questions] == list(DEMO_QUESTIONS)
     for block in questions:
         listed = LISTED.findall(block)
         assert [int(position) for position, *_ in listed] == [1, 2, 3]
@@ -41,7 +42,7 @@ def test_script_runs_offline_with_the_tiny_models(tiny_model: Path, tmp_path: Pa
 
 def expected_top(db: Path, question: str, embedding: Any, top_n: int) -> list[str]:
     """Ids that hybrid retrieval (20 candidates) then word-overlap reranking should print."""
-    with MilvusRetriever(str(db), demo.DEMO_COLLECTION, mode="hybrid", embedding=embedding, limit=20) as first:
+    with MilvusRetriever(str(db), DEMO_COLLECTION, mode="hybrid", embedding=embedding, limit=20) as first:
         nodes = [candidate_to_node(c) for c in first.retrieve(question)]
     texts = [n.node.get_content(MetadataMode.EMBED) for n in nodes]
     return [nodes[r.index].node.node_id for r in WordOverlapReranker().rerank(question, texts, top_n=top_n)]
@@ -62,7 +63,7 @@ def test_vllm_reranker_and_llm_endpoint(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    monkeypatch.setenv(demo.LLM_API_KEY_ENV, "sk-test-secret")
+    monkeypatch.setenv(LLM_API_KEY_ENV, "sk-test-secret")
     question = "What should I do if I get a headache on the summit?"
     db = tmp_path / "demo.db"
     with RerankTestServer(WordOverlapReranker()) as reranker_server:
@@ -88,7 +89,7 @@ def test_vllm_reranker_and_llm_endpoint(
     assert body["model"] == "tiny-chat"
     prompt = body["messages"][-1]["content"]
     assert question in prompt
-    corpus = {d.id: d.text for d in demo.load_corpus()}
+    corpus = {d.id: d.text for d in load_corpus()}
     for number, node_id in enumerate(printed, start=1):
         assert f"[{number}] {corpus[node_id].strip()}" in prompt
     assert "[3]" not in prompt

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from helpers import EMBEDDING, EXAMPLES
 
-from milvus_rerank.cli import demo
+from milvus_rerank.cli.corpus import load_corpus
 
 LINE = re.compile(r"^(\d)\. (\S+)  rerank (\S+)  \(first stage #(\d+), RRF (\S+)\)", re.MULTILINE)
 
@@ -25,7 +25,7 @@ def test_quickstart_runs_offline(tiny_model: Path) -> None:
     assert done.stdout.startswith("Q: how is the telescope parked?\n")
     rows = LINE.findall(done.stdout)
     assert [int(r[0]) for r in rows] == [1, 2, 3]
-    ids = {d.id for d in demo.load_corpus()}
+    ids = {d.id for d in load_corpus()}
     assert all(r[1] in ids for r in rows)
     scores = [float(r[2]) for r in rows]
     assert scores == sorted(scores, reverse=True)
