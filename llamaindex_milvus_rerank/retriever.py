@@ -21,7 +21,13 @@ from llama_index.core.vector_stores.utils import metadata_dict_to_node
 from llamaindex_milvus_rerank.postprocessor import RerankPostprocessor
 from milvus_rerank.errors import SchemaError
 from milvus_rerank.milvus.retriever import MilvusRetriever
-from milvus_rerank.pipeline import CandidateRetriever, RerankPipeline, check_retriever, split_call_options
+from milvus_rerank.pipeline import (
+    CandidateRetriever,
+    RerankPipeline,
+    check_retriever,
+    split_call_options,
+    with_retrieval_ranks,
+)
 from milvus_rerank.types import Candidate, Reranker
 
 __all__ = ["RETRIEVAL_RANK_KEY", "MilvusRerankRetriever", "candidate_to_node"]
@@ -219,13 +225,13 @@ class MilvusRerankRetriever(BaseRetriever):
 
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
         pipeline, first_stage = self._call()
-        candidates = self._first_stage.retrieve(query_bundle.query_str, **first_stage)
+        candidates = with_retrieval_ranks(self._first_stage.retrieve(query_bundle.query_str, **first_stage))
         nodes, texts = self._to_nodes(candidates)
         return self._postprocessor._rerank(pipeline, query_bundle, candidates, nodes, texts=texts)
 
     async def _aretrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
         pipeline, first_stage = self._call()
-        candidates = await self._first_stage.aretrieve(query_bundle.query_str, **first_stage)
+        candidates = with_retrieval_ranks(await self._first_stage.aretrieve(query_bundle.query_str, **first_stage))
         nodes, texts = self._to_nodes(candidates)
         return await self._postprocessor._arerank(pipeline, query_bundle, candidates, nodes, texts=texts)
 

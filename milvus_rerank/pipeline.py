@@ -34,6 +34,7 @@ __all__ = [
     "dedupe",
     "dedupe_key",
     "split_call_options",
+    "with_retrieval_ranks",
 ]
 
 logger = logging.getLogger(__name__)
@@ -125,6 +126,15 @@ def _first_positions(candidates: Sequence[Candidate]) -> list[int]:
             seen.add(key)
             positions.append(position)
     return positions
+
+
+def with_retrieval_ranks(candidates: Sequence[Candidate]) -> list[Candidate]:
+    """The candidates, each one without a ``retrieval_rank`` numbered by its 1-based position.
+
+    :func:`dedupe` numbers candidates by this rule; an adapter that converts the first stage's
+    candidates before the pipeline runs numbers them first, so both see the same ranks.
+    """
+    return [_numbered(candidates, position) for position in range(len(candidates))]
 
 
 def _numbered(candidates: Sequence[Candidate], position: int) -> Candidate:
