@@ -11,28 +11,15 @@ import logging
 from collections.abc import Sequence
 
 import pytest
-from helpers import FailingReranker, OverlapReranker
+from helpers import BAD_SELECTION_OPTIONS, FailingReranker, ListRetriever, OverlapReranker
 
 from milvus_rerank import Candidate, RerankConnectionError, RerankResponseError, RerankResult
-from milvus_rerank.pipeline import RerankPipeline, dedupe
+from milvus_rerank.pipeline import RerankPipeline, dedupe, split_call_options
 
 
 class BadIndexReranker(OverlapReranker):
     def rerank(self, query: str, documents: Sequence[str], *, top_n: int | None = None) -> list[RerankResult]:
         return [RerankResult(len(documents), 1.0)]
-
-
-class ListRetriever:
-    def __init__(self, candidates: list[Candidate]) -> None:
-        self.candidates = candidates
-        self.queries: list[str] = []
-
-    def retrieve(self, query: str) -> list[Candidate]:
-        self.queries.append(query)
-        return list(self.candidates)
-
-    async def aretrieve(self, query: str) -> list[Candidate]:
-        return self.retrieve(query)
 
 
 QUERY = "milvus hybrid search with rerank"
@@ -101,7 +88,7 @@ async def test_concurrent_async_queries_do_not_mix() -> None:
 def test_run_uses_the_retriever() -> None:
     retriever = ListRetriever(CANDIDATES)
     out = RerankPipeline(OverlapReranker(), retriever=retriever, top_n=1).run(QUERY)
-    assert retriever.queries == [QUERY]
+    assert retriever.calls == [(QUERY, {})]
     assert [c.id for c in out] == [3]
 
 
@@ -159,3 +146,58 @@ def test_bad_configuration(kwargs: dict[str, object], error: type[Exception], me
 def test_reranker_without_protocol_is_refused() -> None:
     with pytest.raises(TypeError, match="must have rerank"):
         RerankPipeline(object())  # type: ignore[arg-type]
+
+
+def test_texts_are_what_the_reranker_reads_and_candidates_keep_their_own() -> None:
+    reranker = OverlapReranker()
+    texts = [f"{c.text} [{c.id}]" for c in CANDIDATES]
+    out = RerankPipeline(reranker).rerank(QUERY, CANDIDATES, texts=texts)
+    ((_, sent, _),) = reranker.calls
+    assert sent == ["bananas are yellow [1]", "milvus supports hybrid search [2]", texts[2], "search engines [x]"]
+    assert {c.id: c.text for c in out} == {c.id: c.text for c in dedupe(CANDIDATES)}
+    assert [c.id for c in out] == [3, 2, "x", 1]
+    with pytest.raises(ValueError, match="one text per candidate: got 4 for 5"):
+        RerankPipeline(reranker).rerank(QUERY, CANDIDATES, texts=texts[:4])
+    with pytest.raises(TypeError, match=r"documents\[1\] must be a str"):
+        RerankPipeline(reranker).rerank(QUERY, CANDIDATES, texts=["a", None, "c", "d", "e"])  # type: ignore[list-item]
+
+
+def test_split_call_options_names_every_unknown_option() -> None:
+    assert split_call_options({"top_n": 2, "filter": "a", "limit": 9, "score_threshold": None}) == (
+        {"top_n": 2, "score_threshold": None},
+        {"filter": "a", "limit": 9},
+    )
+    assert split_call_options({}) == ({}, {})
+    with pytest.raises(TypeError, match=r"unknown per-call options 'k', 'topn'; the options of one call are top_n, "):
+        split_call_options({"topn": 3, "k": 1, "limit": 2})
+    with pytest.raises(TypeError, match=r"unknown per-call option 'k';"):
+        split_call_options({"k": 1})
+
+
+@pytest.mark.parametrize(("option", "error", "match"), [o for o in BAD_SELECTION_OPTIONS if "on_error" not in o[0]])
+def test_per_call_selection_is_checked_as_at_construction(
+    option: dict[str, object], error: type[Exception], match: str
+) -> None:
+    with pytest.raises(error, match=match) as at_construction:
+        RerankPipeline(OverlapReranker(), **option)  # type: ignore[arg-type]
+    retriever = ListRetriever(CANDIDATES)
+    with pytest.raises(error) as per_call:
+        RerankPipeline(OverlapReranker(), retriever=retriever).run(QUERY, **option)
+    assert str(per_call.value) == str(at_construction.value)
+    assert retriever.calls == []  # refused before the first stage runs
+
+
+async def test_run_takes_per_call_options_that_do_not_stick() -> None:
+    retriever = ListRetriever(CANDIDATES)
+    pipeline = RerankPipeline(OverlapReranker(), retriever=retriever, top_n=3)
+    assert [c.id for c in pipeline.run(QUERY, top_n=1, limit=4, filter="src == 'b'")] == [3]
+    assert retriever.calls[-1] == (QUERY, {"limit": 4, "filter": "src == 'b'"})
+    assert [c.id for c in await pipeline.arun(QUERY, top_n=None)] == [3, 2, "x", 1]  # None: every candidate
+    assert [c.id for c in await pipeline.arun(QUERY, score_threshold=0.5)] == [3, 2]
+    assert [c.id for c in pipeline.run(QUERY)] == [3, 2, "x"]  # the pipeline's own top_n again
+    assert pipeline.top_n == 3
+    with pytest.raises(TypeError, match="unknown per-call option 'k'"):
+        pipeline.run(QUERY, k=3)
+    assert pipeline.with_selection({}) is pipeline
+    with pytest.raises(TypeError, match="'limit' are not selection options"):
+        pipeline.with_selection({"limit": 3})

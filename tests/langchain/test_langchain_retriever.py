@@ -12,6 +12,7 @@ from typing import Any
 from uuid import UUID
 
 import pytest
+from helpers import BAD_SELECTION_OPTIONS, FailingReranker, ListRetriever, OverlapReranker
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
@@ -19,7 +20,7 @@ from langchain_core.runnables import RunnableLambda, RunnableParallel, RunnableP
 from pymilvus import MilvusClient
 
 from langchain_milvus_rerank import MilvusRerankRetriever, RerankCompressor
-from milvus_rerank import CrossEncoderReranker, MilvusRetriever, VLLMReranker
+from milvus_rerank import Candidate, CrossEncoderReranker, MilvusRetriever, RerankConnectionError, VLLMReranker
 from milvus_rerank.milvus.collection import create_rag_collection, ingest
 from milvus_rerank.testing.server import RerankTestServer
 
@@ -285,3 +286,181 @@ def test_construction_type_and_collection_errors(milvus_uri: str, local_reranker
         MilvusRerankRetriever(
             client=milvus_uri, collection_name=COLLECTION, mode="sparse", reranker=local_reranker, top_n=0
         )
+
+
+# ---------------------------------------------------------------- per-call options (langchain-tests' retriever checks)
+
+
+def test_standard_top_n_in_the_constructor(milvus_uri: str, embeddings: Embeddings) -> None:
+    # What langchain-tests' RetrieversIntegrationTests.test_k_constructor_param checks, with top_n as the k.
+    for top_n in (3, 1):
+        retriever = MilvusRerankRetriever(
+            client=milvus_uri, collection_name=COLLECTION, embedding=embeddings, reranker=OverlapReranker(), top_n=top_n
+        )
+        documents = retriever.invoke(QUESTIONS[0])
+        assert len(documents) == top_n
+        assert all(isinstance(d, Document) for d in documents)
+
+
+async def test_standard_top_n_per_call(milvus_uri: str, embeddings: Embeddings) -> None:
+    # What test_invoke_with_k_kwarg checks: invoke(query, top_n=...) returns that many documents, on both paths.
+    retriever = MilvusRerankRetriever(
+        client=milvus_uri, collection_name=COLLECTION, embedding=embeddings, reranker=OverlapReranker(), top_n=5
+    )
+    assert len(retriever.invoke(QUESTIONS[1], top_n=1)) == 1
+    assert len(retriever.invoke(QUESTIONS[1], top_n=3)) == 3
+    assert len(await retriever.ainvoke(QUESTIONS[1], top_n=2)) == 2
+    assert [len(docs) for docs in retriever.batch(QUESTIONS[:2], top_n=1)] == [1, 1]
+    assert [len(docs) for docs in await retriever.abatch(QUESTIONS[:2], top_n=4)] == [4, 4]
+    full = retriever.invoke(QUESTIONS[1])
+    assert len(full) == 5  # a per-call option does not stick
+    assert retriever.invoke(QUESTIONS[1], top_n=3) == full[:3]
+
+
+CANDIDATES = [
+    Candidate(id=7, text="bread rises as yeast ferments the dough", score=0.9, metadata={"topic": "other"}),
+    Candidate(id="7", text="a text about dough", score=0.8, metadata={"topic": "other"}),
+    Candidate(id=3, text="milvus stores dough vectors", score=0.7, metadata={"topic": "tech"}),
+    Candidate(id=7, text="bread rises as yeast ferments the dough", score=0.6, metadata={"topic": "other"}),
+    Candidate(id=5, text="tea leaves", score=0.5, metadata={"topic": "other", "relevance_score": 9.0}),
+]
+BREAD = "how does bread dough rise"
+
+
+def test_candidates_are_reranked_once_and_become_documents_at_the_end() -> None:
+    reranker = OverlapReranker()
+    retriever = MilvusRerankRetriever(retriever=ListRetriever(CANDIDATES), reranker=reranker)
+    documents = retriever.invoke(BREAD)
+    ((_, sent, _),) = reranker.calls
+    assert sent == [c.text for c in CANDIDATES[:3]] + ["tea leaves"]  # the second 7 is a duplicate; "7" is not
+    direct = OverlapReranker().rerank(BREAD, sent)
+    assert [r.index for r in direct] == [0, 1, 2, 3]
+    assert [(d.id, d.metadata["pk"]) for d in documents] == [("7", 7), ("7", "7"), ("3", 3), ("5", 5)]
+    assert [d.metadata["relevance_score"] for d in documents] == [r.score for r in direct]
+    assert [d.metadata["retrieval_score"] for d in documents] == [0.9, 0.8, 0.7, 0.5]
+    assert [d.metadata["retrieval_rank"] for d in documents] == [1, 2, 3, 5]
+    assert documents[0].metadata["topic"] == "other"
+    assert all(c.rerank_score is None for c in CANDIDATES)  # the first stage's candidates are untouched
+
+
+def test_per_call_options_reach_their_stage_and_unknown_ones_are_named() -> None:
+    first_stage = ListRetriever(CANDIDATES)
+    reranker = OverlapReranker()
+    retriever = MilvusRerankRetriever(retriever=first_stage, reranker=reranker, top_n=3)
+    recorder = ChainRecorder()
+    documents = retriever.invoke(
+        BREAD, top_n=1, limit=3, filter='topic == "other"', score_threshold=0.0, config={"callbacks": [recorder]}
+    )
+    assert [d.metadata["pk"] for d in documents] == [7]
+    assert first_stage.calls == [(BREAD, {"limit": 3, "filter": 'topic == "other"'})]
+    assert recorder.metadata[0]["top_n"] == 1  # the trace shows the settings of this call
+    with pytest.raises(TypeError, match=r"unknown per-call options 'k', 'search_kwargs'"):
+        retriever.invoke(BREAD, k=2, search_kwargs={})
+    assert len(first_stage.calls) == 1  # refused before the first stage ran
+    with pytest.raises(TypeError, match="unexpected keyword argument 'limit'"):
+        # a first stage that takes no options says so itself
+        MilvusRerankRetriever(retriever=PlainStage(), reranker=reranker).invoke(BREAD, limit=2)
+    assert len(MilvusRerankRetriever(retriever=PlainStage(), reranker=reranker).invoke(BREAD)) == 1
+
+
+@pytest.mark.parametrize(("option", "error", "match"), [o for o in BAD_SELECTION_OPTIONS if "on_error" not in o[0]])
+async def test_per_call_selection_is_checked_as_at_construction(
+    option: dict[str, Any], error: type[Exception], match: str
+) -> None:
+    with pytest.raises(error, match=match) as at_construction:
+        MilvusRerankRetriever(retriever=ListRetriever(CANDIDATES), reranker=OverlapReranker(), **option)
+    first_stage = ListRetriever(CANDIDATES)
+    retriever = MilvusRerankRetriever(retriever=first_stage, reranker=OverlapReranker())
+    with pytest.raises(error) as sync:
+        retriever.invoke(BREAD, **option)
+    with pytest.raises(error) as async_:
+        await retriever.ainvoke(BREAD, **option)
+    assert str(sync.value) == str(async_.value) == str(at_construction.value)
+    assert first_stage.calls == []
+
+
+def test_per_call_first_stage_options_are_checked_by_milvus_retriever(milvus_uri: str, embeddings: Embeddings) -> None:
+    retriever = MilvusRerankRetriever(
+        client=milvus_uri, collection_name=COLLECTION, embedding=embeddings, reranker=OverlapReranker()
+    )
+    with pytest.raises(ValueError, match="limit must be an int between 1 and 16384, got 0"):
+        retriever.invoke(QUESTIONS[0], limit=0)
+    with pytest.raises(TypeError, match="filter must be a str expression, got int"):
+        retriever.invoke(QUESTIONS[0], filter=3)
+
+
+async def test_document_template_and_passthrough_through_the_retriever() -> None:
+    reranker = OverlapReranker()
+    retriever = MilvusRerankRetriever(
+        retriever=ListRetriever(CANDIDATES), reranker=reranker, document_template="{topic} #{pk}: {page_content}"
+    )
+    documents = await retriever.ainvoke(BREAD)
+    ((_, sent, _),) = reranker.calls
+    assert sent[0] == "other #7: bread rises as yeast ferments the dough"
+    assert documents[0].page_content == "bread rises as yeast ferments the dough"  # the returned text is the text
+    with pytest.raises(ValueError, match=r"the candidate with primary key 7 has no metadata field 'title'"):
+        MilvusRerankRetriever(
+            retriever=ListRetriever(CANDIDATES), reranker=reranker, document_template="{title}"
+        ).invoke(BREAD)
+
+    down = MilvusRerankRetriever(
+        retriever=ListRetriever(CANDIDATES), reranker=FailingReranker(), on_error="passthrough"
+    )
+    for unscored in (down.invoke(BREAD, top_n=3), await down.ainvoke(BREAD, top_n=3)):
+        assert [d.metadata["pk"] for d in unscored] == [7, "7", 3]  # first-stage order
+        assert not any("relevance_score" in d.metadata for d in unscored)
+    unscored_tea = down.invoke(BREAD)[-1]
+    assert unscored_tea.metadata["pk"] == 5
+    assert "relevance_score" not in unscored_tea.metadata  # the row's own field of that name would pass for a score
+
+
+async def test_callbacks_fire_on_every_path_including_errors_and_empty_results() -> None:
+    for use_async in (False, True):
+        for first_stage, reranker, error in (
+            (ListRetriever(CANDIDATES), OverlapReranker(), None),
+            (ListRetriever([]), OverlapReranker(), None),
+            (ListRetriever(CANDIDATES), FailingReranker(), RerankConnectionError),
+        ):
+            recorder = ChainRecorder()
+            retriever = MilvusRerankRetriever(retriever=first_stage, reranker=reranker)
+            config: Any = {"callbacks": [recorder]}
+            call = retriever.ainvoke(BREAD, config=config) if use_async else None
+            if error is not None:
+                with pytest.raises(error):
+                    await call if call is not None else retriever.invoke(BREAD, config=config)
+                assert recorder.kinds == ["start", "error"]
+                continue
+            documents = await call if call is not None else retriever.invoke(BREAD, config=config)
+            assert recorder.kinds == ["start", "end"]
+            assert recorder.outputs == [{"documents": documents}]
+
+
+class PlainStage:
+    """A first stage that takes no per-call options."""
+
+    def retrieve(self, query: str) -> list[Candidate]:
+        return [Candidate(id=1, text="bread")]
+
+    async def aretrieve(self, query: str) -> list[Candidate]:
+        return self.retrieve(query)
+
+
+class ChainRecorder(BaseCallbackHandler):
+    """The RerankCompressor chain runs: their kinds, metadata and outputs."""
+
+    def __init__(self) -> None:
+        self.kinds: list[str] = []
+        self.metadata: list[dict[str, Any]] = []
+        self.outputs: list[Any] = []
+
+    def on_chain_start(self, serialized: Any, inputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        assert kwargs.get("name") == "RerankCompressor"
+        self.kinds.append("start")
+        self.metadata.append(kwargs.get("metadata") or {})
+
+    def on_chain_end(self, outputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        self.kinds.append("end")
+        self.outputs.append(outputs)
+
+    def on_chain_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        self.kinds.append("error")
