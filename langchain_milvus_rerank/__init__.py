@@ -9,6 +9,15 @@ Requires the ``langchain`` extra: ``pip install 'milvus-rerank[langchain]'``.
 
 from __future__ import annotations
 
+try:
+    import langchain_core  # noqa: F401  (imported first only to say which extra is missing)
+except ModuleNotFoundError as exc:
+    raise ModuleNotFoundError(
+        f"langchain_milvus_rerank needs LangChain, and {exc.name} is not installed: "
+        "pip install 'milvus-rerank[langchain]'",
+        name=exc.name,
+    ) from exc
+
 from langchain_milvus_rerank.compressor import PRIMARY_KEY, RELEVANCE_SCORE_KEY, RETRIEVAL_SCORE_KEY, RerankCompressor
 from langchain_milvus_rerank.retriever import RETRIEVAL_RANK_KEY, MilvusRerankRetriever, candidate_to_document
 

@@ -5,6 +5,15 @@ Requires the ``llamaindex`` extra: ``pip install 'milvus-rerank[llamaindex]'``.
 
 from __future__ import annotations
 
+try:
+    import llama_index.core  # noqa: F401  (imported first only to say which extra is missing)
+except ModuleNotFoundError as exc:
+    raise ModuleNotFoundError(
+        f"llamaindex_milvus_rerank needs LlamaIndex, and {exc.name} is not installed: "
+        "pip install 'milvus-rerank[llamaindex]'",
+        name=exc.name,
+    ) from exc
+
 from llamaindex_milvus_rerank.postprocessor import RETRIEVAL_SCORE_KEY, RerankPostprocessor
 from llamaindex_milvus_rerank.retriever import RETRIEVAL_RANK_KEY, MilvusRerankRetriever, candidate_to_node
 
