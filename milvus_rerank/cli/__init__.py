@@ -37,14 +37,16 @@ _COMMANDS = {"ingest": ingest, "query": query, "eval": evaluate, "demo": demo}
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``milvus-rerank`` with its four subcommands."""
-    common = common_parser()
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Rerank Milvus retrieval results with cross-encoders (local or served by vLLM): ingest "
         "files, query with hybrid search + rerank, evaluate on BEIR data, or run the RAG demo.",
-        parents=[common],
+        parents=[common_parser()],
     )
+    # A parent's actions are shared, not copied: the commands get their own, so that this default
+    # does not reach them and overwrite a flag given before the command name.
     parser.set_defaults(debug=False, quiet=False)
+    common = common_parser()
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, command in _COMMANDS.items():

