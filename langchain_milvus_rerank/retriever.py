@@ -16,6 +16,7 @@ from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict, Field
 
 from langchain_milvus_rerank.compressor import (
+    _PLAIN_TEMPLATE,
     PRIMARY_KEY,
     RELEVANCE_SCORE_KEY,
     RETRIEVAL_SCORE_KEY,
@@ -29,8 +30,6 @@ __all__ = ["RETRIEVAL_RANK_KEY", "MilvusRerankRetriever", "candidate_to_document
 
 RETRIEVAL_RANK_KEY = "retrieval_rank"
 """Metadata key of the 1-based position in the first-stage results."""
-
-_DEFAULT_TEMPLATE = "{page_content}"
 
 
 def candidate_to_document(candidate: Candidate) -> Document:
@@ -132,7 +131,7 @@ class MilvusRerankRetriever(BaseRetriever):
         reranker: Reranker | None = None,
         top_n: int | None = None,
         score_threshold: float | None = None,
-        document_template: str = _DEFAULT_TEMPLATE,
+        document_template: str = _PLAIN_TEMPLATE,
         on_error: Literal["raise", "passthrough"] = "raise",
         tags: list[str] | None = None,
         metadata: dict[str, Any] | None = None,
@@ -149,7 +148,7 @@ class MilvusRerankRetriever(BaseRetriever):
                 document_template=document_template,
                 on_error=on_error,
             )
-        elif reranker is not None or chosen != (None, None, _DEFAULT_TEMPLATE, "raise"):
+        elif reranker is not None or chosen != (None, None, _PLAIN_TEMPLATE, "raise"):
             raise ValueError(
                 "pass either compressor=... or reranker=... with top_n/score_threshold/document_template/on_error, "
                 "not both"
