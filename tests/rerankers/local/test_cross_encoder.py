@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import itertools
 import json
 import logging
 import math
@@ -17,6 +19,8 @@ import torch
 
 from milvus_rerank import CrossEncoderReranker, ModelLoadError, RerankResult
 from milvus_rerank.rerankers.local import cross_encoder as ce_module
+from milvus_rerank.rerankers.local.cross_encoder import plan_batches
+from milvus_rerank.rerankers.local.encoder import EncoderEngine
 from milvus_rerank.testing.models import make_cross_encoder
 
 QUERY = "what role does the protein play in cancer cells"
@@ -147,22 +151,21 @@ def test_other_architectures_match_sentence_transformers(
     path = make_variant(tiny_model, tmp_path / architecture, architecture)
     reranker = CrossEncoderReranker(path, device="cpu", batch_size=3)
     # BERT-family layers run on the packed path; anything else through the model's own forward.
-    assert (reranker._model().packed is not None) == packed
+    assert reranker._model().engine.padding_free == packed
     ours = reranker.score(QUERY, DOCUMENTS)
     assert max_abs_diff(ours, st_scores(path, DOCUMENTS)) <= 1e-5
     assert len(set(ours)) > len(DOCUMENTS) // 2
 
 
-def test_packed_path_matches_the_models_own_forward(tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_packed_path_matches_the_models_own_forward(tiny_model: Path) -> None:
     packed = CrossEncoderReranker(tiny_model, device="cpu", batch_size=4)
-    assert packed._model().packed is not None
-    monkeypatch.setattr(ce_module._PackedEncoder, "build", staticmethod(lambda model: None))
-    # Same model under another key (a symlinked directory would share the key): load it afresh unpacked.
+    loaded = packed._model()
+    assert loaded.engine.padding_free
+    # The same weights through the model's own forward on padded batches.
     plain = CrossEncoderReranker(tiny_model, device="cpu", batch_size=4)
-    plain._loaded = ce_module._load(
-        str(tiny_model), "cpu", "float32", local_files_only=True, trust_remote_code=False, revision=None
-    )
-    assert plain._loaded.packed is None
+    padded = EncoderEngine(loaded.model, loaded.tokenizer, device="cpu", packed=False)
+    plain._loaded = dataclasses.replace(loaded, engine=padded)
+    assert not padded.padding_free
     assert max_abs_diff(packed.score(QUERY, DOCUMENTS), plain.score(QUERY, DOCUMENTS)) <= 1e-5
 
 
@@ -382,6 +385,27 @@ def test_order_is_restored_after_length_sorting(
     assert max_abs_diff(reversed_scores[::-1], one_by_one) <= 1e-5
 
 
+@pytest.mark.parametrize("padding_free", [True, False])
+@pytest.mark.parametrize(("max_pairs", "max_tokens"), [(1, 1000), (3, 1000), (64, 40), (64, 25), (64, 100_000)])
+def test_batch_plan_keeps_the_budget(padding_free: bool, max_pairs: int, max_tokens: int) -> None:
+    lengths = [12, 30, 5, 30, 7, 19, 40, 3, 8, 12]
+    batches = plan_batches(lengths, max_pairs=max_pairs, max_tokens=max_tokens, padding_free=padding_free)
+    assert sorted(i for batch in batches for i in batch) == list(range(len(lengths)))
+    # Longest first, across and within batches (ties keep input order).
+    flat = [i for batch in batches for i in batch]
+    assert flat == sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    for batch in batches:
+        assert len(batch) <= max_pairs
+        sizes = [lengths[i] for i in batch]
+        cost = sum(sizes) if padding_free else len(sizes) * max(sizes)
+        assert cost <= max_tokens or len(batch) == 1
+    # Nothing is cut finer than the budget needs: each batch would overflow with the next pair added.
+    for batch, following in itertools.pairwise(batches):
+        sizes = [lengths[i] for i in [*batch, following[0]]]
+        cost = sum(sizes) if padding_free else len(sizes) * max(sizes)
+        assert len(sizes) > max_pairs or cost > max_tokens
+
+
 def test_bfloat16_on_cpu_is_close(tiny_model: Path) -> None:
     full = CrossEncoderReranker(tiny_model, device="cpu", dtype="float32").score(QUERY, DOCUMENTS)
     half = CrossEncoderReranker(tiny_model, device="cpu", dtype="bfloat16").score(QUERY, DOCUMENTS)
@@ -425,13 +449,13 @@ async def test_concurrent_arerank_calls(tiny_model: Path, two_label_model: Path)
 
 def test_threads_share_one_lazy_load(fresh_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     loads: list[str] = []
-    real_load = ce_module._load
+    real_load = ce_module.load_model
 
     def counting_load(name: str, *args: object, **kwargs: object) -> object:
         loads.append(name)
         return real_load(name, *args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(ce_module, "_load", counting_load)
+    monkeypatch.setattr(ce_module, "load_model", counting_load)
     rerankers = [CrossEncoderReranker(fresh_model, device="cpu") for _ in range(4)]
     assert loads == []  # construction never loads
     with ThreadPoolExecutor(max_workers=4) as pool:
@@ -484,6 +508,23 @@ def test_missing_local_path(tmp_path: Path) -> None:
     missing = tmp_path / "does-not-exist"
     with pytest.raises(ModelLoadError, match="no model directory at that path"):
         CrossEncoderReranker(str(missing)).load()
+
+
+@pytest.mark.parametrize("name", ["models/org/reranker", "models\\reranker", "./reranker"])
+def test_missing_path_shapes_are_paths_not_hub_ids(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    # A hub id has exactly one "/": more, a backslash or a leading "./" make a path, which is never fetched.
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ModelLoadError, match="no model directory at that path") as info:
+        CrossEncoderReranker(name, local_files_only=True).load()
+    assert repr(name) in str(info.value)
+    assert "Hub" not in str(info.value)
+
+
+def test_a_file_is_not_a_model_directory(tiny_model: Path) -> None:
+    weights = tiny_model / "model.safetensors"
+    with pytest.raises(ModelLoadError, match="is a file, not a model directory") as info:
+        CrossEncoderReranker(weights, local_files_only=True).load()
+    assert str(weights) in str(info.value)
 
 
 def test_offline_without_cache_explains_local_directory(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -1,0 +1,178 @@
+"""The packed forward of BERT-family cross-encoders: no padding in any dense layer.
+
+A batch's pairs are concatenated into one ``[tokens, hidden]`` matrix, so the dense layers (over
+90% of the FLOPs) see only real tokens, with Q, K and V in one matmul. Attention alone pads the
+batch's pairs to its longest (they arrive sorted by length, so that is little), and the last layer
+computes only the first token of each pair, the one the classifier reads. Numerically this is the
+model's own forward pass: the same weights, operations and order per token.
+
+Imported only once torch is known to be installed (by the encoder engine, at model load).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+__all__ = ["PackedEncoder"]
+
+# Architectures whose encoder layers share BERT's module layout, and whether the classifier reads the
+# pooler's output ("pooler") or the first token's hidden state through its own head ("head").
+_PACKED_ARCHITECTURES = {
+    "BertForSequenceClassification": "pooler",
+    "RobertaForSequenceClassification": "head",
+    "XLMRobertaForSequenceClassification": "head",
+    "CamembertForSequenceClassification": "head",
+    "ElectraForSequenceClassification": "head",
+}
+
+# Modules of one encoder layer that the packed forward reads, as attribute paths.
+_LAYER_PARTS = (
+    "attention.self.query",
+    "attention.self.key",
+    "attention.self.value",
+    "attention.output.dense",
+    "attention.output.LayerNorm",
+    "intermediate.dense",
+    "intermediate.intermediate_act_fn",
+    "output.dense",
+    "output.LayerNorm",
+)
+
+
+class PackedEncoder:
+    """Runs a BERT-family sequence-classification model on packed tokens.
+
+    Build one with :meth:`build`, which refuses architectures whose layers it does not know.
+
+    Args:
+        model: A loaded ``*ForSequenceClassification`` model of an architecture :meth:`build` accepts.
+    """
+
+    def __init__(self, model: Any) -> None:
+        base = model.base_model
+        self.model = model
+        self.embeddings = base.embeddings
+        # RoBERTa-style models number positions from padding_idx + 1.
+        padding_idx = getattr(self.embeddings, "padding_idx", None)
+        self.position_offset = padding_idx + 1 if isinstance(padding_idx, int) else 0
+        self.project = getattr(base, "embeddings_project", None)
+        self.pooler = getattr(base, "pooler", None) if _PACKED_ARCHITECTURES[type(model).__name__] == "pooler" else None
+        self.layers = []
+        for layer in base.encoder.layer:
+            attention = layer.attention.self
+            qkv_weight = torch.cat([attention.query.weight, attention.key.weight, attention.value.weight]).detach()
+            qkv_bias = torch.cat([attention.query.bias, attention.key.bias, attention.value.bias]).detach()
+            self.layers.append(
+                (
+                    qkv_weight,
+                    qkv_bias,
+                    layer.attention.output.dense,
+                    layer.attention.output.LayerNorm,
+                    layer.intermediate.dense,
+                    layer.intermediate.intermediate_act_fn,
+                    layer.output.dense,
+                    layer.output.LayerNorm,
+                )
+            )
+        first = base.encoder.layer[0].attention.self
+        self.heads = int(first.num_attention_heads)
+        self.head_size = int(first.attention_head_size)
+        self.scaling = float(getattr(first, "scaling", self.head_size**-0.5))
+        self.hidden = int(model.config.hidden_size)
+
+    @staticmethod
+    def build(model: Any) -> PackedEncoder | None:
+        """The packed runner for ``model``, or None when its architecture needs the model's own forward."""
+        config = model.config
+        if type(model).__name__ not in _PACKED_ARCHITECTURES:
+            return None
+        if getattr(config, "is_decoder", False) or getattr(config, "add_cross_attention", False):
+            return None
+        if getattr(config, "position_embedding_type", "absolute") not in (None, "absolute"):
+            return None
+        try:
+            layer = model.base_model.encoder.layer[0]
+            for path in _LAYER_PARTS:
+                obj = layer
+                for part in path.split("."):
+                    obj = getattr(obj, part)
+            return PackedEncoder(model)
+        except (AttributeError, IndexError, TypeError):
+            return None
+
+    def logits(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None, lengths: list[int]) -> torch.Tensor:
+        """Logits ``[pairs, labels]`` for pairs whose tokens are concatenated in ``input_ids`` ``[tokens]``.
+
+        Args:
+            input_ids: The batch's token ids, pair after pair, on the model's device.
+            token_type_ids: Their token types, likewise, or None for models without them.
+            lengths: Tokens of each pair, in the order they are concatenated.
+        """
+        functional = torch.nn.functional
+        device = input_ids.device
+        count, longest = len(lengths), max(lengths)
+        # Index tensors are built on the CPU in a few vectorised ops, then moved once.
+        sizes = torch.tensor(lengths)
+        starts = torch.cumsum(sizes, 0) - sizes
+        offsets = torch.repeat_interleave(starts, sizes)
+        positions = torch.arange(int(sizes.sum())) - offsets
+        hidden = self.embeddings(
+            input_ids=input_ids[None],
+            token_type_ids=None if token_type_ids is None else token_type_ids[None],
+            position_ids=(positions + self.position_offset).to(device)[None],
+        )[0]
+        if self.project is not None:
+            hidden = self.project(hidden)
+
+        uniform = all(n == longest for n in lengths)
+        rows = key_mask = None
+        if not uniform:
+            # Row of each real token in the [count * longest] padded layout that attention uses.
+            rows = (positions + torch.repeat_interleave(torch.arange(count) * longest, sizes)).to(device)
+            key_mask = (torch.arange(longest)[None, :] < sizes[:, None]).to(device)[:, None, None, :]
+        heads, head_size, width = self.heads, self.head_size, self.hidden
+        first_rows = starts.to(device)
+        last = len(self.layers) - 1
+        for depth, (qkv_weight, qkv_bias, out, norm1, up, act, down, norm2) in enumerate(self.layers):
+            if depth < last:
+                qkv = torch.addmm(qkv_bias, hidden, qkv_weight.t())
+                residual = hidden
+            else:
+                # The classifier reads only each pair's first token, so the last layer computes keys and
+                # values for every token but queries, attention output and feed-forward for first tokens only.
+                qkv = torch.addmm(qkv_bias[width:], hidden, qkv_weight[width:].t())
+                residual = hidden.index_select(0, first_rows)
+                query = torch.addmm(qkv_bias[:width], residual, qkv_weight[:width].t())
+            parts = qkv.shape[1] // width
+            if rows is None:
+                qkv = qkv.view(count, longest, parts, heads, head_size)
+            else:
+                padded = qkv.new_zeros((count * longest, parts * width))
+                padded.index_copy_(0, rows, qkv)
+                qkv = padded.view(count, longest, parts, heads, head_size)
+            qkv = qkv.permute(2, 0, 3, 1, 4)
+            if depth < last:
+                context = functional.scaled_dot_product_attention(
+                    qkv[0], qkv[1], qkv[2], attn_mask=key_mask, scale=self.scaling
+                )
+                context = context.transpose(1, 2).reshape(count * longest, width)
+                if rows is not None:
+                    context = context.index_select(0, rows)
+            else:
+                queries = query.view(count, 1, heads, head_size).transpose(1, 2)
+                context = functional.scaled_dot_product_attention(
+                    queries, qkv[0], qkv[1], attn_mask=key_mask, scale=self.scaling
+                )
+                context = context.reshape(count, width)
+            attended = torch.addmm(out.bias, context, out.weight.t()).add_(residual)
+            hidden = functional.layer_norm(attended, (width,), norm1.weight, norm1.bias, norm1.eps)
+            inner = act(torch.addmm(up.bias, hidden, up.weight.t()))
+            output = torch.addmm(down.bias, inner, down.weight.t()).add_(hidden)
+            hidden = functional.layer_norm(output, (width,), norm2.weight, norm2.bias, norm2.eps)
+        # After the last layer, ``hidden`` holds one row per pair: its first token.
+        first_tokens = hidden[:, None, :]
+        if self.pooler is not None:
+            return self.model.classifier(self.pooler(first_tokens))
+        return self.model.classifier(first_tokens)
