@@ -9,6 +9,8 @@ import json
 import logging
 import math
 import shutil
+import subprocess
+import sys
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -476,6 +478,18 @@ def test_instances_share_the_loaded_model(fresh_model: Path, monkeypatch: pytest
     assert first._model().model is second._model().model
     assert other_dtype._model() is not first._model()
     assert next(other_dtype._model().model.parameters()).dtype == torch.bfloat16
+
+
+def test_importing_the_local_package_loads_no_torch() -> None:
+    # torch and transformers load with the first model, so `from milvus_rerank import CrossEncoderReranker` stays cheap.
+    code = (
+        "import sys\n"
+        "from milvus_rerank import CrossEncoderReranker\n"
+        "import milvus_rerank.rerankers.local.loading, milvus_rerank.rerankers.local.engine\n"
+        "print([m for m in ('torch', 'transformers') if m in sys.modules])"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
 
 
 # --- model-load errors -----------------------------------------------------------------------------------
