@@ -7,7 +7,9 @@ sentence-transformers reads from its own saves (the activation, the length limit
 scores here as ``CrossEncoder.predict`` scores it.
 
 torch and transformers are imported on first use, with an install hint when they are missing, so
-that importing the reranker costs nothing.
+that importing the reranker costs nothing. The module stays whole because each part serves one load
+(resolve where and how, check what the checkpoint is, read what its saves declare, keep it): read
+apart, the messages of a failed load would lose the context that makes them right.
 """
 
 from __future__ import annotations
