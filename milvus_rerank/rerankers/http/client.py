@@ -13,6 +13,15 @@ Batches run concurrently on both paths: ``arerank`` uses one lazily created ``ht
 per event loop, ``rerank`` a small thread pool over one ``httpx.Client``. Indices are re-offset,
 results merged, sorted globally and cut to ``top_n`` on the client; ``top_n`` goes to the server
 only when a single batch covers every document.
+
+Every answer is read as a stream (:mod:`.body` caps its decoded size) and only while the
+request's deadline lasts: on the async path the whole attempt runs under ``asyncio.wait_for``;
+on the sync path each read is bounded by what is left of the deadline when the attempt starts,
+and the deadline is checked between reads. Redirects are followed only when the caller's own
+client follows them, and only within the endpoint's origin, so no credential reaches another
+host. An event loop's client is closed when that loop shuts down its async generators
+(``asyncio.run`` does), so calling ``asyncio.run(reranker.arerank(...))`` per request leaks
+nothing.
 """
 
 from __future__ import annotations
@@ -20,17 +29,21 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import json
+import math
 import threading
 import time
 import weakref
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Collection, Coroutine, Mapping, Sequence
 from typing import Any, ClassVar
 
 import httpx
 
-from milvus_rerank.errors import RerankHTTPError
+from milvus_rerank.errors import RerankError, RerankHTTPError
 from milvus_rerank.rerankers.contract import check_rerank_args
 from milvus_rerank.rerankers.http.attempts import Attempts, http_error
+from milvus_rerank.rerankers.http.body import ACCEPT_ENCODING, BodyReader
+from milvus_rerank.rerankers.http.credentials import REDACTED, Redactor, check_api_key, check_headers
 from milvus_rerank.rerankers.http.endpoint import Endpoint, redact_url
 from milvus_rerank.rerankers.http.retry import RetryPolicy
 from milvus_rerank.rerankers.http.wire import (
@@ -43,6 +56,11 @@ from milvus_rerank.rerankers.http.wire import (
 )
 from milvus_rerank.types import RerankResult
 from milvus_rerank.validation import check_int, check_number
+
+DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+"""Default cap on one decoded answer: vLLM echoes every document, so an answer is about as large as its batch."""
+
+_ERROR_BODY_BYTES = 64 * 1024  # an error body is read for its message only
 
 __all__ = ["HTTPReranker"]
 
@@ -81,6 +99,57 @@ async def _acquire_in_thread(lock: threading.Lock) -> None:
         raise
 
 
+async def _within_deadline(
+    exchange: Coroutine[Any, Any, tuple[httpx.Response, bytes]], attempts: Attempts
+) -> tuple[httpx.Response, bytes]:
+    """Run one attempt, stopping it when the deadline passes, whatever the server trickles."""
+    remaining = attempts.remaining()
+    if math.isinf(remaining):
+        return await exchange
+    try:
+        return await asyncio.wait_for(exchange, max(remaining, 0.0))
+    except asyncio.TimeoutError as exc:
+        if isinstance(exc, RerankError):  # since 3.11, RerankTimeoutError is an asyncio.TimeoutError too
+            raise
+        raise attempts.out_of_time() from None
+
+
+class _LoopClient:
+    """The ``httpx.AsyncClient`` of one event loop, and the async generator that closes it with the loop.
+
+    The generator is started on its loop, so the loop's ``shutdown_asyncgens()`` (which
+    ``asyncio.run`` calls before closing it) finalises it, and it closes the client while the loop
+    still runs. A loop closed without that is past helping: the client is then abandoned.
+    """
+
+    def __init__(self, client: httpx.AsyncClient, clients: weakref.WeakKeyDictionary[Any, _LoopClient]) -> None:
+        self.client = client
+        self.abandoned = False
+        self.closer = self._close_with_loop(clients)
+
+    async def _close_with_loop(
+        self, clients: weakref.WeakKeyDictionary[Any, _LoopClient]
+    ) -> AsyncGenerator[None, None]:
+        try:
+            yield
+        finally:
+            if not self.abandoned:
+                loop = asyncio.get_running_loop()
+                if clients.get(loop) is self:
+                    del clients[loop]  # a closed client still refers to its loop: let both go
+                await self.client.aclose()
+
+    async def aclose(self) -> None:
+        """Close the client now (on its loop), finishing the generator."""
+        await self.closer.aclose()
+
+    def abandon(self) -> None:
+        """Finish the generator without touching the closed loop (no finaliser will run on it later)."""
+        self.abandoned = True
+        with contextlib.suppress(StopIteration, RuntimeError):
+            self.closer.aclose().send(None)
+
+
 class HTTPReranker:
     """Base of the HTTP rerankers: clients, batching, concurrency, retries and validation.
 
@@ -92,23 +161,36 @@ class HTTPReranker:
     Args:
         endpoint: Base URL (``http://host:8000``), versioned base (``.../v1``) or full rerank URL.
         model: Model name sent with every request; see the subclass for what ``None`` does.
-        api_key: Sent as ``Authorization: Bearer ...``; never shown in ``repr``, logs or errors.
+        api_key: Sent as ``Authorization: Bearer ...``; never shown in ``repr``, logs or errors,
+            and blanked out of anything quoted from a server. It must be one line of visible
+            ASCII (a key read from a file with its newline is refused, without being shown).
         timeout: Seconds for one HTTP attempt.
         max_batch_size: Documents per request; ``None`` takes the protocol's default.
         max_concurrency: Requests in flight at once for one call (sync and async).
-        max_retries: Retries per request after the first attempt.
+        max_retries: Retries per request after the first attempt. A read timeout is resent only
+            if the deadline still covers one more full ``timeout``.
         backoff: Base of the exponential backoff, in seconds.
-        deadline: Total seconds for one request including its retries and waits.
-        headers: Extra headers sent with every request.
+        deadline: Total seconds for one request including its retries, waits and the reading of
+            its answer. On the async path it holds exactly; on the sync path a read in progress
+            ends at most ``timeout`` after it.
+        headers: Extra headers sent with every request. Values must be one line of ASCII. Those
+            whose name says they carry a credential (``Authorization``, ``Cookie``, names with
+            ``key``, ``token``, ``secret``, ``auth``, ``password``, ``session``, ``credential``)
+            are treated as secrets, like ``api_key``.
+        secret_headers: Names of more ``headers`` whose values are secrets.
         extra_body: Extra JSON fields merged into every request body (they cannot replace
             the query or the documents).
-        client: An ``httpx.Client`` to use for the sync path; left open by :meth:`close`.
+        max_response_bytes: The most bytes one answer may hold once decoded (a compressed body
+            is inflated only that far); a larger one is a ``RerankResponseError``.
+        client: An ``httpx.Client`` to use for the sync path; left open by :meth:`close`. Its
+            redirects are followed only when it follows redirects, and only within the
+            endpoint's origin.
         async_client: An ``httpx.AsyncClient`` for the async path, used on whatever event loop
             calls :meth:`arerank`; left open by :meth:`aclose`.
 
     Raises:
         TypeError: An argument of the wrong type, or an option this reranker does not have.
-        ValueError: An invalid URL, number or body field.
+        ValueError: An invalid URL (or one carrying credentials), key, header, number or body field.
 
     A subclass sets the routes and implements :meth:`_build_payload` and :meth:`_extract_items`
     (pure: no I/O); one whose server tells a setting (the served model, the batch limit) sets
@@ -134,7 +216,9 @@ class HTTPReranker:
         backoff: float = 0.25,
         deadline: float = 60.0,
         headers: Mapping[str, str] | None = None,
+        secret_headers: Collection[str] = (),
         extra_body: Mapping[str, Any] | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         client: httpx.Client | None = None,
         async_client: httpx.AsyncClient | None = None,
     ) -> None:
@@ -142,18 +226,28 @@ class HTTPReranker:
         self.endpoint = Endpoint.parse(endpoint, default_route=self.default_route, routes=self.routes)
         if model is not None and (not isinstance(model, str) or not model):
             raise ValueError(f"model must be a non-empty str or None, got {model!r}")
-        if api_key is not None and (not isinstance(api_key, str) or not api_key):
-            raise ValueError("api_key must be a non-empty str or None")
         self.model = model
-        self._api_key = api_key
+        self._api_key = check_api_key(api_key)
         self.timeout = check_number(timeout, "timeout", inclusive=False, allow_infinity=True)
         self._batch_size = check_int(max_batch_size, "max_batch_size", optional=True)
         self.max_concurrency = check_int(max_concurrency, "max_concurrency")
+        self.max_response_bytes = check_int(max_response_bytes, "max_response_bytes")
         self.retry_policy = RetryPolicy(max_retries=max_retries, backoff=backoff, deadline=deadline)
         self._extra_body = self._check_extra_body(extra_body)
-        self._headers = {"Content-Type": "application/json", "Accept": "application/json", **dict(headers or {})}
-        if api_key is not None:
-            self._headers["Authorization"] = f"Bearer {api_key}"
+        if isinstance(secret_headers, str) or not isinstance(secret_headers, Collection):
+            raise TypeError(f"secret_headers must be a collection of header names, got {type(secret_headers).__name__}")
+        own_headers = check_headers(headers)
+        if self._api_key is not None and any(name.lower() == "authorization" for name in own_headers):
+            raise ValueError("api_key and headers={'Authorization': ...} both set the key: pass it once")
+        self._headers = {
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            "Accept-Encoding": ACCEPT_ENCODING,
+            **own_headers,
+        }
+        if self._api_key is not None:
+            self._headers["Authorization"] = f"Bearer {self._api_key}"
+        self._redact = Redactor.of(api_key=self._api_key, headers=own_headers, secret_headers=list(secret_headers))
         if client is not None and not isinstance(client, httpx.Client):
             raise TypeError(f"client must be an httpx.Client, got {type(client).__name__}")
         if async_client is not None and not isinstance(async_client, httpx.AsyncClient):
@@ -161,9 +255,10 @@ class HTTPReranker:
         self._client = client
         self._owns_client = client is None
         self._user_async_client = async_client
-        self._async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
+        self._loop_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopClient] = (
             weakref.WeakKeyDictionary()
         )
+        self._closing: set[concurrent.futures.Future[None]] = set()
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
         # One lock for discovery on both paths: one GET, however many threads and coroutines ask.
@@ -184,7 +279,14 @@ class HTTPReranker:
 
     def _http_error(self, endpoint: str, status: int, message: str, tries: str) -> RerankHTTPError:
         """The error for an error status; subclasses add hints for statuses they know."""
-        return http_error(endpoint, status, message, tries)
+        hint = ""
+        if status in (401, 403):
+            hint = (
+                "; the server refused this API key: check api_key="
+                if self._api_key is not None
+                else "; the server wants an API key: pass api_key= (sent as Authorization: Bearer)"
+            )
+        return http_error(endpoint, status, message, tries, hint=hint)
 
     # -- shared pure logic --------------------------------------------------------------------
 
@@ -196,6 +298,10 @@ class HTTPReranker:
         clash = sorted(set(extra_body) & self.reserved_fields)
         if clash:
             raise ValueError(f"extra_body cannot set {clash}: pass them to rerank() instead")
+        try:
+            json.dumps(dict(extra_body), ensure_ascii=False).encode("utf-8")
+        except (TypeError, ValueError) as exc:  # UnicodeEncodeError is a ValueError
+            raise ValueError(f"extra_body must be JSON-serialisable UTF-8 text: {type(exc).__name__}") from None
         return dict(extra_body)
 
     def _plan(self, query: str, documents: Sequence[str], top_n: int | None, batch_size: int) -> list[BatchRequest]:
@@ -211,20 +317,57 @@ class HTTPReranker:
             sends_top_n=self.sends_top_n,
         )
 
-    def _parse(self, request: BatchRequest, response: httpx.Response) -> list[RerankResult]:
-        """Decode and validate one successful response."""
+    def _parse(self, request: BatchRequest, content: bytes) -> list[RerankResult]:
+        """Decode and validate one successful response body."""
         return parse_results(
             request,
-            response.content,
+            content,
             extract=self._extract_items,
             score_key=self.score_key,
             endpoint=self.endpoint.display,
+            redact=self._redact,
         )
+
+    def _attempts(self, url: str, n_documents: int | None) -> Attempts:
+        return Attempts(
+            url,
+            policy=self.retry_policy,
+            timeout=self.timeout,
+            http_error=self._http_error,
+            redact=self._redact,
+            n_documents=n_documents,
+        )
+
+    def _body_reader(self, response: httpx.Response, url: str) -> BodyReader:
+        """The reader of ``response``'s body: capped for an answer, cut for an error's message."""
+        success = response.is_success
+        return BodyReader(
+            response.headers.get("Content-Encoding"),
+            limit=self.max_response_bytes if success else min(self.max_response_bytes, _ERROR_BODY_BYTES),
+            endpoint=redact_url(url),
+            cut=not success,
+        )
+
+    @staticmethod
+    def _next_hop(
+        client: httpx.Client | httpx.AsyncClient, response: httpx.Response, hops: int
+    ) -> httpx.Request | None:
+        """The redirect to follow from ``response``, if the client follows redirects and it stays in the origin."""
+        target = response.next_request
+        if target is None or not client.follow_redirects or hops >= client.max_redirects:
+            return None
+        origin = response.request.url
+        if (target.url.scheme, target.url.host, target.url.port) != (origin.scheme, origin.host, origin.port):
+            return None  # httpx would forward every header but Authorization: never leave the origin
+        return target
 
     # -- discovery: settings the server tells, asked once (hooks; the I/O is below) --------------
 
     discovery_route: ClassVar[str | None] = None
     """The GET route that tells what :meth:`_needs_discovery` misses (``/v1/models``, ``/info``)."""
+
+    discovers: ClassVar[str] = "its settings"
+    """What :attr:`discovery_route` is asked for, for error messages (``"the served model"``)."""
 
     def _needs_discovery(self) -> bool:
         """Whether a setting is still to be asked of the server."""
@@ -242,6 +385,15 @@ class HTTPReranker:
             raise NotImplementedError(f"{type(self).__name__} needs discovery but sets no discovery_route")
         return self.discovery_route
 
+    def _discovery_error(self, exc: RerankHTTPError) -> RerankHTTPError:
+        """``exc`` from the discovery route, said of the rerank endpoint the user configured."""
+        return RerankHTTPError(
+            f"cannot use {self.endpoint.display}: asking {self.discovery_route} for {self.discovers} failed: {exc}",
+            endpoint=self.endpoint.display,
+            status_code=exc.status_code,
+            server_message=exc.server_message,
+        )
+
     # -- clients --------------------------------------------------------------------------------
 
     def _sync_client(self) -> httpx.Client:
@@ -252,18 +404,27 @@ class HTTPReranker:
                 self._client = httpx.Client(limits=self._limits())
             return self._client
 
-    def _async_client(self) -> httpx.AsyncClient:
+    async def _async_client(self) -> httpx.AsyncClient:
         if self._closed:
             raise RuntimeError(f"{type(self).__name__} is closed; create a new one")
         if self._user_async_client is not None:
             return self._user_async_client
-        # An AsyncClient's connections belong to the loop that opened them: one client per loop.
+        # An AsyncClient's connections belong to the loop that opened them: one client per loop,
+        # closed with that loop.
         loop = asyncio.get_running_loop()
-        client = self._async_clients.get(loop)
-        if client is None or client.is_closed:
-            client = httpx.AsyncClient(limits=self._limits())
-            self._async_clients[loop] = client
-        return client
+        entry = self._loop_clients.get(loop)
+        if entry is None or entry.client.is_closed:
+            self._forget_closed_loops()
+            entry = _LoopClient(httpx.AsyncClient(limits=self._limits()), self._loop_clients)
+            self._loop_clients[loop] = entry
+            await entry.closer.asend(None)  # started on this loop, so its shutdown_asyncgens() finalises it
+        return entry.client
+
+    def _forget_closed_loops(self) -> None:
+        for loop, entry in list(self._loop_clients.items()):
+            if loop.is_closed():
+                del self._loop_clients[loop]
+                entry.abandon()
 
     def _limits(self) -> httpx.Limits:
         return httpx.Limits(
@@ -280,37 +441,51 @@ class HTTPReranker:
 
     # -- I/O: sync ------------------------------------------------------------------------------
 
-    def _send(self, request: BatchRequest) -> list[RerankResult]:
+    def _request(self, method: str, url: str, *, content: bytes | None = None, n_documents: int | None = None) -> bytes:
+        """One request with the retry policy; the decoded body of its successful answer."""
         client = self._sync_client()
-        attempts = Attempts(request.url, policy=self.retry_policy, timeout=self.timeout, http_error=self._http_error)
+        attempts = self._attempts(url, n_documents)
         while True:
             try:
-                response = client.post(
-                    request.url, content=request.content, headers=self._headers, timeout=attempts.timeout()
-                )
+                response, body = self._exchange(client, method, url, content, attempts)
             except httpx.HTTPError as exc:
                 wait = attempts.failed(exc=exc)
             else:
                 if response.is_success:
-                    return self._parse(request, response)
-                wait = attempts.failed(response=response)
+                    return body
+                wait = attempts.failed(response=response, body=body)
             time.sleep(wait)
+
+    def _exchange(
+        self, client: httpx.Client, method: str, url: str, content: bytes | None, attempts: Attempts
+    ) -> tuple[httpx.Response, bytes]:
+        """One attempt: send, follow the redirects allowed, read the body within its limits."""
+        request = client.build_request(method, url, content=content, headers=self._headers, timeout=attempts.timeout())
+        response = client.send(request, stream=True, follow_redirects=False)
+        hops = 0
+        while (hop := self._next_hop(client, response, hops)) is not None:
+            response.close()
+            response = client.send(hop, stream=True, follow_redirects=False)
+            hops += 1
+        try:
+            reader = self._body_reader(response, url)
+            for chunk in response.iter_raw():
+                reader.feed(chunk)
+                if reader.full:
+                    break
+                attempts.check_deadline()
+            return response, reader.content()
+        finally:
+            response.close()
+
+    def _send(self, request: BatchRequest) -> list[RerankResult]:
+        body = self._request("POST", request.url, content=request.content, n_documents=request.n_documents)
+        return self._parse(request, body)
 
     def _get_json(self, route: str) -> Any:
         """GET a small JSON document (``/v1/models``, ``/info``) with the retry policy."""
         url = self.endpoint.url(route)
-        client = self._sync_client()
-        attempts = Attempts(url, policy=self.retry_policy, timeout=self.timeout, http_error=self._http_error)
-        while True:
-            try:
-                response = client.get(url, headers=self._headers, timeout=attempts.timeout())
-            except httpx.HTTPError as exc:
-                wait = attempts.failed(exc=exc)
-            else:
-                if response.is_success:
-                    return decode_json(response.content, endpoint=redact_url(url))
-                wait = attempts.failed(response=response)
-            time.sleep(wait)
+        return decode_json(self._request("GET", url), endpoint=redact_url(url), redact=self._redact)
 
     def _discover(self) -> int:
         """Ask :attr:`discovery_route` once if a setting is missing; the batch size to use."""
@@ -320,7 +495,7 @@ class HTTPReranker:
                     try:
                         body = self._get_json(self._require_discovery_route())
                     except RerankHTTPError as exc:
-                        self._discovery_failed(exc)
+                        self._discovery_failed(self._discovery_error(exc))
                     else:
                         self._adopt(body)
         return self._batch_size or self.default_batch_size
@@ -360,37 +535,55 @@ class HTTPReranker:
 
     # -- I/O: async (mirrors the sync path) -----------------------------------------------------
 
-    async def _asend(self, request: BatchRequest) -> list[RerankResult]:
-        client = self._async_client()
-        attempts = Attempts(request.url, policy=self.retry_policy, timeout=self.timeout, http_error=self._http_error)
+    async def _arequest(
+        self, method: str, url: str, *, content: bytes | None = None, n_documents: int | None = None
+    ) -> bytes:
+        """Async twin of :meth:`_request`; each attempt, body included, ends with the deadline."""
+        client = await self._async_client()
+        attempts = self._attempts(url, n_documents)
         while True:
             try:
-                response = await client.post(
-                    request.url, content=request.content, headers=self._headers, timeout=attempts.timeout()
+                response, body = await _within_deadline(
+                    self._aexchange(client, method, url, content, attempts), attempts
                 )
             except httpx.HTTPError as exc:
                 wait = attempts.failed(exc=exc)
             else:
                 if response.is_success:
-                    return self._parse(request, response)
-                wait = attempts.failed(response=response)
+                    return body
+                wait = attempts.failed(response=response, body=body)
             await asyncio.sleep(wait)
+
+    async def _aexchange(
+        self, client: httpx.AsyncClient, method: str, url: str, content: bytes | None, attempts: Attempts
+    ) -> tuple[httpx.Response, bytes]:
+        """Async twin of :meth:`_exchange`."""
+        request = client.build_request(method, url, content=content, headers=self._headers, timeout=attempts.timeout())
+        response = await client.send(request, stream=True, follow_redirects=False)
+        hops = 0
+        while (hop := self._next_hop(client, response, hops)) is not None:
+            await response.aclose()
+            response = await client.send(hop, stream=True, follow_redirects=False)
+            hops += 1
+        try:
+            reader = self._body_reader(response, url)
+            async for chunk in response.aiter_raw():
+                reader.feed(chunk)
+                if reader.full:
+                    break
+                attempts.check_deadline()
+            return response, reader.content()
+        finally:
+            await response.aclose()
+
+    async def _asend(self, request: BatchRequest) -> list[RerankResult]:
+        body = await self._arequest("POST", request.url, content=request.content, n_documents=request.n_documents)
+        return self._parse(request, body)
 
     async def _aget_json(self, route: str) -> Any:
         """Async twin of :meth:`_get_json`."""
         url = self.endpoint.url(route)
-        client = self._async_client()
-        attempts = Attempts(url, policy=self.retry_policy, timeout=self.timeout, http_error=self._http_error)
-        while True:
-            try:
-                response = await client.get(url, headers=self._headers, timeout=attempts.timeout())
-            except httpx.HTTPError as exc:
-                wait = attempts.failed(exc=exc)
-            else:
-                if response.is_success:
-                    return decode_json(response.content, endpoint=redact_url(url))
-                wait = attempts.failed(response=response)
-            await asyncio.sleep(wait)
+        return decode_json(await self._arequest("GET", url), endpoint=redact_url(url), redact=self._redact)
 
     async def _adiscover(self) -> int:
         """Async twin of :meth:`_discover`, under the same lock, waited for off the event loop."""
@@ -400,7 +593,7 @@ class HTTPReranker:
                     try:
                         body = await self._aget_json(self._require_discovery_route())
                     except RerankHTTPError as exc:
-                        self._discovery_failed(exc)
+                        self._discovery_failed(self._discovery_error(exc))
                     else:
                         self._adopt(body)
         return self._batch_size or self.default_batch_size
@@ -439,8 +632,10 @@ class HTTPReranker:
     def close(self) -> None:
         """Close the clients this reranker created and its thread pool; callers' clients stay open.
 
-        Async clients whose event loop is still usable are closed on it; others are dropped.
-        Prefer :meth:`aclose` from async code.
+        An event loop's async client is closed on that loop: now if the loop is idle, as soon as
+        it can if the loop is running. The client of a loop that was closed without
+        ``shutdown_asyncgens()`` (``asyncio.run`` calls it) cannot be closed any more: its
+        connections go with the garbage collector. Prefer :meth:`aclose` from async code.
         """
         self._closed = True
         with self._lock:
@@ -450,17 +645,22 @@ class HTTPReranker:
             pool.shutdown(wait=False, cancel_futures=True)
         if client is not None:
             client.close()
-        for loop, async_client in list(self._async_clients.items()):
-            if not loop.is_closed() and not loop.is_running():
-                loop.run_until_complete(async_client.aclose())
-        self._async_clients.clear()
+        for loop, entry in list(self._loop_clients.items()):
+            if loop.is_closed():
+                entry.abandon()
+            elif loop.is_running():
+                closing = asyncio.run_coroutine_threadsafe(entry.aclose(), loop)
+                self._closing.add(closing)
+                closing.add_done_callback(self._closing.discard)
+            else:
+                loop.run_until_complete(entry.aclose())
+        self._loop_clients.clear()
 
     async def aclose(self) -> None:
         """Close the async client of the running loop, then everything :meth:`close` closes."""
-        loop = asyncio.get_running_loop()
-        async_client = self._async_clients.pop(loop, None)
-        if async_client is not None:
-            await async_client.aclose()
+        entry = self._loop_clients.pop(asyncio.get_running_loop(), None)
+        if entry is not None:
+            await entry.aclose()
         self.close()
 
     def __enter__(self) -> HTTPReranker:
@@ -476,8 +676,9 @@ class HTTPReranker:
         await self.aclose()
 
     def __repr__(self) -> str:
-        key = "'***'" if self._api_key is not None else "None"
+        key = f"'{REDACTED}'" if self._api_key is not None else "None"
+        model = self._redact(repr(self.model))  # a discovered name is server text
         return (
-            f"{type(self).__name__}(endpoint={self.endpoint.display!r}, model={self.model!r}, api_key={key}, "
+            f"{type(self).__name__}(endpoint={self.endpoint.display!r}, model={model}, api_key={key}, "
             f"max_batch_size={self._batch_size!r}, max_concurrency={self.max_concurrency})"
         )

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
 
-from milvus_rerank.rerankers.http.client import HTTPReranker
+from milvus_rerank.rerankers.http.client import DEFAULT_MAX_RESPONSE_BYTES, HTTPReranker
 from milvus_rerank.validation import check_int
 
 if TYPE_CHECKING:
@@ -68,7 +68,9 @@ class CohereReranker(HTTPReranker):
         backoff: float = 0.25,
         deadline: float = 60.0,
         headers: Mapping[str, str] | None = None,
+        secret_headers: Collection[str] = (),
         extra_body: Mapping[str, Any] | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         client: httpx.Client | None = None,
         async_client: httpx.AsyncClient | None = None,
     ) -> None:
@@ -84,7 +86,9 @@ class CohereReranker(HTTPReranker):
             backoff=backoff,
             deadline=deadline,
             headers=headers,
+            secret_headers=secret_headers,
             extra_body=extra_body,
+            max_response_bytes=max_response_bytes,
             client=client,
             async_client=async_client,
         )

@@ -2,8 +2,9 @@
 
 Users write ``http://host:8000``, ``http://host:8000/v1`` or a full ``.../v1/rerank`` URL for the
 same server; :class:`Endpoint` turns each into a base URL (for other routes such as
-``/v1/models``) and the rerank URL. :func:`redact_url` is the one place where a URL is stripped of
-credentials before it reaches a message, a log line or an exception.
+``/v1/models``) and the rerank URL. An endpoint never carries a credential (user-info or a query
+string are refused); :func:`redact_url` is still the one place where any URL, such as a redirect's
+target, is stripped of them before it reaches a message, a log line or an exception.
 """
 
 from __future__ import annotations
@@ -40,7 +41,9 @@ class Endpoint:
 
         Raises:
             TypeError: ``endpoint`` is not a string.
-            ValueError: The URL has no ``http``/``https`` scheme or no host.
+            ValueError: The URL has no ``http``/``https`` scheme or no host, or it carries
+                user-info (``user:key@``) or a query string (``?token=...``): a credential there
+                would reach httpx's request log.
         """
         if not isinstance(endpoint, str):
             raise TypeError(f"endpoint must be a str URL, got {type(endpoint).__name__}")
@@ -48,6 +51,14 @@ class Endpoint:
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(
                 f"endpoint must be an http(s) URL such as 'http://localhost:8000', got {redact_url(endpoint)!r}"
+            )
+        if "@" in parts.netloc or parts.query:
+            # httpx logs the full URL of every request at INFO: a credential in it would reach the logs.
+            raise ValueError(
+                f"endpoint {redact_url(endpoint)!r} carries "
+                f"{'credentials' if '@' in parts.netloc else 'a query string'}, which httpx would log with "
+                "every request: pass the key as api_key= (sent as Authorization: Bearer) or in headers=, "
+                "and the endpoint without it"
             )
         path = parts.path.rstrip("/")
         for route in sorted(routes, key=len, reverse=True):
@@ -73,7 +84,7 @@ class Endpoint:
 
 
 def _with_path(parts: SplitResult, path: str) -> str:
-    return urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
+    return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
 
 
 def redact_url(url: str) -> str:

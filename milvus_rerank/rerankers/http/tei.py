@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
 
 from milvus_rerank.errors import RerankHTTPError
-from milvus_rerank.rerankers.http.client import HTTPReranker
+from milvus_rerank.rerankers.http.client import DEFAULT_MAX_RESPONSE_BYTES, HTTPReranker
 
 if TYPE_CHECKING:
     from pymilvus import Function
@@ -62,6 +62,7 @@ class TEIReranker(HTTPReranker):
     reserved_fields = frozenset({"query", "texts"})
     default_batch_size = 32
     discovery_route = "/info"
+    discovers = "its batch limit"
     sends_top_n = False  # TEI returns every text whatever is asked: the cut happens on the client
 
     def __init__(
@@ -80,7 +81,9 @@ class TEIReranker(HTTPReranker):
         backoff: float = 0.25,
         deadline: float = 60.0,
         headers: Mapping[str, str] | None = None,
+        secret_headers: Collection[str] = (),
         extra_body: Mapping[str, Any] | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         client: httpx.Client | None = None,
         async_client: httpx.AsyncClient | None = None,
     ) -> None:
@@ -96,7 +99,9 @@ class TEIReranker(HTTPReranker):
             backoff=backoff,
             deadline=deadline,
             headers=headers,
+            secret_headers=secret_headers,
             extra_body=extra_body,
+            max_response_bytes=max_response_bytes,
             client=client,
             async_client=async_client,
         )

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from milvus_rerank.errors import RerankError, RerankHTTPError, RerankResponseError
-from milvus_rerank.rerankers.http.client import HTTPReranker
+from milvus_rerank.rerankers.http.client import DEFAULT_MAX_RESPONSE_BYTES, HTTPReranker
 from milvus_rerank.types import RerankResult
 
 if TYPE_CHECKING:
@@ -83,6 +83,7 @@ class VLLMReranker(HTTPReranker):
     default_route = "/v1/rerank"
     default_batch_size = 64
     discovery_route = "/v1/models"
+    discovers = "the served model"
 
     def __init__(
         self,
@@ -99,7 +100,9 @@ class VLLMReranker(HTTPReranker):
         backoff: float = 0.25,
         deadline: float = 60.0,
         headers: Mapping[str, str] | None = None,
+        secret_headers: Collection[str] = (),
         extra_body: Mapping[str, Any] | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         client: httpx.Client | None = None,
         async_client: httpx.AsyncClient | None = None,
     ) -> None:
@@ -115,7 +118,9 @@ class VLLMReranker(HTTPReranker):
             backoff=backoff,
             deadline=deadline,
             headers=headers,
+            secret_headers=secret_headers,
             extra_body=extra_body,
+            max_response_bytes=max_response_bytes,
             client=client,
             async_client=async_client,
         )
@@ -152,7 +157,12 @@ class VLLMReranker(HTTPReranker):
         names = served_models(body)
         if names:
             self.model = names[0]
-            logger.info("%s serves %s; using model %r", self.endpoint.display, names, self.model)
+            logger.info(
+                "%s serves %s; using model %s",
+                self.endpoint.display,
+                self._redact(str(names)),
+                self._redact(repr(self.model)),
+            )
         self._discovered = True
 
     def _discovery_failed(self, exc: RerankHTTPError) -> None:
@@ -168,7 +178,8 @@ class VLLMReranker(HTTPReranker):
         except RerankError:
             names = []
         message = (
-            f"{exc}. The server serves {names}: pass model= one of them, or model=None to pick the served one"
+            f"{str(exc).rstrip('.')}; the server serves {self._redact(str(names))}: pass model= one of them, "
+            "or model=None to pick the served one"
             if names
             else str(exc)
         )

@@ -78,6 +78,10 @@ def plan_batches(
     ``top_n`` goes to the server (clamped to the number of documents) only when one batch covers
     every document and the protocol has the field; otherwise the cut happens in
     :func:`merge_batches`.
+
+    Raises:
+        ValueError: The query or a document holds a lone surrogate, which UTF-8 cannot encode;
+            the message names which one.
     """
     batches = split_batches(len(documents), batch_size)
     send_top_n = min(top_n, len(documents)) if sends_top_n and top_n is not None and len(batches) == 1 else None
@@ -85,16 +89,33 @@ def plan_batches(
     for batch in batches:
         payload = build_payload(query, documents[batch.start : batch.stop], send_top_n)
         payload.update(extra_body)
+        try:
+            content = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(_unencodable(query, documents)) from None
         requests.append(
             BatchRequest(
                 url=url,
-                content=json.dumps(payload, ensure_ascii=False).encode("utf-8"),
+                content=content,
                 offset=batch.start,
                 n_documents=len(batch),
                 expected=send_top_n if send_top_n is not None else len(batch),
             )
         )
     return requests
+
+
+def _unencodable(query: str, documents: Sequence[str]) -> str:
+    """Say which text UTF-8 cannot encode (a lone surrogate, e.g. from ``errors="surrogateescape"``)."""
+    for name, text in [("query", query), *((f"documents[{i}]", document) for i, document in enumerate(documents))]:
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            return (
+                f"{name} holds a lone surrogate ({text[exc.start]!r}) at character {exc.start}, which UTF-8 "
+                "cannot encode; clean it first, e.g. text.encode('utf-8', 'replace').decode('utf-8')"
+            )
+    return "extra_body holds text that UTF-8 cannot encode (a lone surrogate)"
 
 
 def merge_batches(
@@ -123,15 +144,17 @@ def parse_results(
     extract: Callable[[Any], Any],
     score_key: str,
     endpoint: str,
+    redact: Callable[[str], str],
 ) -> list[RerankResult]:
     """Decode and validate one successful answer to ``request``.
 
     Args:
         request: The request this answers.
-        content: The raw response body.
+        content: The decoded response body.
         extract: Finds the list of result objects in the decoded body (raises ``ValueError``).
         score_key: The score's field in a result object (``relevance_score``, TEI's ``score``).
         endpoint: The redacted URL, for the error message.
+        redact: Blanks the reranker's secrets out of the message (it quotes the server).
 
     Raises:
         RerankResponseError: Invalid JSON, or results that do not match the request.
@@ -140,23 +163,25 @@ def parse_results(
         items = extract(json.loads(content))
         return validate_results(items, n_documents=request.n_documents, expected=request.expected, score_key=score_key)
     except ValueError as exc:  # json.JSONDecodeError is a ValueError too
+        start = excerpt(redact(_text(content)))  # blanked before the cut, which could halve a secret
         raise RerankResponseError(
-            f"{endpoint} sent a malformed rerank response ({exc}); body starts: {excerpt(_text(content))!r}",
+            redact(f"{endpoint} sent a malformed rerank response ({redact(str(exc))}); body starts: {start!r}"),
             endpoint=endpoint,
         ) from None
 
 
-def decode_json(content: bytes, *, endpoint: str) -> Any:
+def decode_json(content: bytes, *, endpoint: str, redact: Callable[[str], str]) -> Any:
     """The decoded body of a small JSON answer (``/v1/models``, ``/info``).
 
     Raises:
-        RerankResponseError: The body is not JSON.
+        RerankResponseError: The body is not JSON (the excerpt quoted passes through ``redact``).
     """
     try:
         return json.loads(content)
     except ValueError:
+        start = excerpt(redact(_text(content)))
         raise RerankResponseError(
-            f"{endpoint} sent invalid JSON; body starts: {excerpt(_text(content))!r}", endpoint=endpoint
+            redact(f"{endpoint} sent invalid JSON; body starts: {start!r}"), endpoint=endpoint
         ) from None
 
 
