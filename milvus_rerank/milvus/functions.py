@@ -62,13 +62,18 @@ def vllm_ranker(
     credential: str | None = None,
     has_api_key: bool = False,
     raw_scores: bool = False,
+    prompt_format: str | None = None,
+    has_instruction: bool = False,
 ) -> Function:
     """The model ranker with which a Milvus 2.6 server calls a vLLM rerank service.
 
     Milvus posts ``{"query", "documents"[, "truncate_prompt_tokens"]}`` to
     ``scheme://host:port/rerank`` in batches of ``max_client_batch_size``, one after another,
     without ``model`` (so vLLM 0.7.x refuses it). Milvus Lite has no ``vllm`` provider: use
-    :func:`cohere_ranker` there.
+    :func:`cohere_ranker` there. The query and documents go as they are, with no
+    ``instruction``: an LLM reranker (Qwen3-Reranker and its kin) ranks well only on a server
+    that wraps them in its prompt itself (``--chat-template``), with the template's default
+    instruction.
 
     Args:
         queries: One query string per search query (``nq`` of the search).
@@ -82,6 +87,10 @@ def vllm_ranker(
         has_api_key: Whether the caller holds a key for the service (a warning then asks for
             ``credential``: Milvus never takes a raw key in a Function).
         raw_scores: Whether the caller asked for raw logits, which Milvus cannot (a warning says so).
+        prompt_format: The name of the LLM prompt format the caller wraps texts in (``"custom"``
+            for its own templates), which Milvus cannot apply (a warning says so).
+        has_instruction: Whether the caller sends an instruction, which Milvus cannot (a warning
+            says so).
 
     Returns:
         A ``pymilvus.Function`` of type ``RERANK``.
@@ -93,7 +102,7 @@ def vllm_ranker(
     fields: dict[str, Any] = {}
     if truncate_prompt_tokens is not None:
         fields["truncate_prompt_tokens"] = truncate_prompt_tokens
-    return _server_ranker(
+    function = _server_ranker(
         "vllm",
         queries,
         input_field=input_field,
@@ -105,6 +114,27 @@ def vllm_ranker(
         has_api_key=has_api_key,
         raw_scores=raw_scores,
     )
+    _warn_unwrapped_texts(prompt_format, has_instruction=has_instruction)
+    return function
+
+
+def _warn_unwrapped_texts(prompt_format: str | None, *, has_instruction: bool) -> None:
+    """Warn that Milvus sends an LLM reranker's texts without the prompt or instruction the caller uses."""
+    if prompt_format is not None:
+        warnings.warn(
+            f"Milvus sends the raw query and documents, without the {prompt_format!r} prompt format: an LLM "
+            "reranker ranks them at random unless the vLLM server wraps them itself; start it with "
+            "--chat-template (the matching template) for server-side reranking",
+            UserWarning,
+            stacklevel=_caller_stacklevel(),
+        )
+    if has_instruction:
+        warnings.warn(
+            "Milvus sends no instruction: the server's chat template uses its default one, so scores differ "
+            "from this reranker's",
+            UserWarning,
+            stacklevel=_caller_stacklevel(),
+        )
 
 
 def tei_ranker(

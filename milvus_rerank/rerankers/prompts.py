@@ -35,6 +35,7 @@ __all__ = [
     "QWEN3",
     "PromptFormat",
     "RenderedPrompts",
+    "check_prompt_options",
     "get_prompt_format",
     "prompt_format_from_chat_template",
 ]
@@ -254,6 +255,34 @@ def get_prompt_format(prompt_format: str | PromptFormat) -> PromptFormat:
             f"unknown prompt_format {prompt_format!r}; use one of {', '.join(map(repr, PROMPT_FORMATS))}, or "
             "PromptFormat(query_template=..., document_template=...) for your own templates"
         )
+    return found
+
+
+def check_prompt_options(prompt_format: str | PromptFormat | None, *, instruction: str | None) -> PromptFormat | None:
+    """Check a reranker's ``prompt_format=`` and ``instruction=`` options together, at construction.
+
+    Args:
+        prompt_format: A registered name, a :class:`PromptFormat`, or ``None`` for none.
+        instruction: The task description, or ``None`` for the format's (or the model's) default.
+
+    Returns:
+        The format ``prompt_format`` stands for, or ``None``.
+
+    Raises:
+        TypeError: ``instruction`` is not a str or None, or ``prompt_format`` has the wrong type.
+        ValueError: ``instruction`` is blank, the name is not registered, or the format cannot
+            place the instruction (or needs one and has no default).
+    """
+    if instruction is not None:
+        if not isinstance(instruction, str):
+            raise TypeError(f"instruction must be a str or None, got {type(instruction).__name__}")
+        if not instruction.strip():
+            raise ValueError("instruction is blank; pass the task description, or None for the model's default")
+    if prompt_format is None:
+        return None
+    found = get_prompt_format(prompt_format)
+    # Rendered once now, so that an instruction the format cannot use fails here, not on the first call.
+    found.render_query("", instruction=instruction)
     return found
 
 

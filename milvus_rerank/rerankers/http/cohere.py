@@ -44,6 +44,13 @@ class CohereReranker(HTTPReranker):
     concurrency and retries are those of every HTTP reranker, and so are the options not listed
     here: see :class:`~milvus_rerank.rerankers.http.HTTPReranker`.
 
+    LLM rerankers: the query and documents go as they are (Cohere's own models need nothing
+    else), so this reranker has no ``prompt_format``. Behind a vLLM server (``/v2/rerank``), an
+    LLM reranker such as Qwen3-Reranker ranks at random unless the server applies its prompt
+    (``--chat-template``); its instruction can then go as ``extra_body={"instruction": ...}``.
+    To wrap the texts on the client instead, use :class:`~milvus_rerank.VLLMReranker` with
+    ``prompt_format=`` (vLLM answers on ``/v2/rerank`` too).
+
     Args:
         endpoint: A base URL (``/v2/rerank`` is appended) or a full URL such as Infinity's
             ``http://host:7997/rerank``; defaults to Cohere's API.

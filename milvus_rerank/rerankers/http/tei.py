@@ -48,6 +48,14 @@ class TEIReranker(HTTPReranker):
     the cut happens on the client. The options not listed here are those of every HTTP reranker:
     see :class:`~milvus_rerank.rerankers.http.HTTPReranker`.
 
+    LLM rerankers (Qwen3-Reranker, mxbai-rerank-v2, bge-reranker-v2-gemma) are not supported:
+    TEI's ``/rerank`` applies no prompt template and takes no instruction, and TEI does not load
+    them as rerankers (Qwen3-Reranker support is an open request there, issue 643 of
+    huggingface/text-embeddings-inference).
+    This reranker sends the texts as they are, so it has no ``prompt_format`` or ``instruction``;
+    serve an LLM reranker with vLLM and use :class:`~milvus_rerank.VLLMReranker`, or run it in
+    process with :class:`~milvus_rerank.CrossEncoderReranker`.
+
     Args:
         endpoint: ``http://host:8080`` or ``http://host:8080/rerank``.
         raw_scores: Ask for raw logits instead of the sigmoid.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -10,6 +11,7 @@ import httpx
 
 from milvus_rerank.errors import RerankError, RerankHTTPError, RerankResponseError
 from milvus_rerank.rerankers.http.client import DEFAULT_MAX_RESPONSE_BYTES, HTTPReranker
+from milvus_rerank.rerankers.prompts import PromptFormat, check_prompt_options
 from milvus_rerank.types import RerankResult
 
 if TYPE_CHECKING:
@@ -28,12 +30,15 @@ def build_vllm_payload(
     top_n: int | None,
     truncate_prompt_tokens: int | None,
     raw_scores: bool,
+    instruction: str | None = None,
 ) -> dict[str, Any]:
     """The body of ``POST /v1/rerank`` for one batch (pure).
 
     ``documents`` go as plain strings; ``top_n`` only when set (vLLM reads 0 as "all", Infinity
     refuses it); ``raw_scores`` asks for logits in both the new (``use_activation``) and the old
-    (``activation``) spelling, since vLLM ignores fields it does not know.
+    (``activation``) spelling, since vLLM ignores fields it does not know; ``instruction`` goes in
+    the field of that name, which recent vLLM releases (0.32 has it) hand to the server's
+    ``--chat-template`` and older ones ignore.
     """
     payload: dict[str, Any] = {"query": query, "documents": list(documents)}
     if model is not None:
@@ -45,6 +50,8 @@ def build_vllm_payload(
     if raw_scores:
         payload["use_activation"] = False
         payload["activation"] = False
+    if instruction is not None:
+        payload["instruction"] = instruction
     return payload
 
 
@@ -72,8 +79,28 @@ class VLLMReranker(HTTPReranker):
             requests without ``model``.
         truncate_prompt_tokens: Truncate each (query, document) pair to this many tokens;
             ``-1`` means the model's maximum length; ``None`` sends nothing, so an over-long pair
-            is a 400 error.
+            is a 400 error. vLLM cuts the end of the prompt, which for an LLM reranker is the
+            text after the document that its answer follows; on a server with ``--chat-template``
+            cut the documents instead, with ``extra_body={"max_tokens_per_doc": N}``.
         raw_scores: Ask for raw logits instead of the model's activation (sigmoid).
+        instruction: The task description an LLM reranker reads (Qwen3-Reranker's default is
+            "Given a web search query, retrieve relevant passages that answer the query").
+            Without ``prompt_format`` it goes in the request's ``instruction`` field, which a
+            server started with ``--chat-template`` passes to its template (vLLM 0.32 does;
+            servers without the field ignore it). With ``prompt_format`` it fills the format's
+            ``{instruction}`` on the client and no field is sent. ``None`` leaves the default of
+            the template or the format.
+        prompt_format: Wrap the query and each document in an LLM reranker's prompt on the client,
+            for a server started **without** ``--chat-template`` (on one with a template the prompt
+            would be applied twice, and the model would rank at random): a name (``"qwen3"``) or a
+            :class:`~milvus_rerank.rerankers.prompts.PromptFormat` with your own templates. The
+            request's ``query`` is then the prompt up to the document and each of its documents
+            the document and the text after it; vLLM joins the two into the same prompt that
+            :class:`~milvus_rerank.CrossEncoderReranker` builds with this ``prompt_format``, so the
+            same weights give the same scores. Which tokens score is the server's setting
+            (``--hf-overrides``), not the format's ``true_token`` / ``false_token``; and vLLM adds
+            the tokenizer's special tokens (a BOS, for Gemma or Llama) itself, so a format sent to
+            a server must not write them. ``None`` (the default) sends the texts as they are.
 
     Example:
         >>> reranker = VLLMReranker("http://localhost:8000", model="BAAI/bge-reranker-v2-m3")
@@ -92,6 +119,8 @@ class VLLMReranker(HTTPReranker):
         model: str | None = None,
         truncate_prompt_tokens: int | None = None,
         raw_scores: bool = False,
+        instruction: str | None = None,
+        prompt_format: str | PromptFormat | None = None,
         api_key: str | None = None,
         timeout: float = 30.0,
         max_batch_size: int | None = None,
@@ -136,9 +165,35 @@ class VLLMReranker(HTTPReranker):
             raise TypeError(f"raw_scores must be a bool, got {type(raw_scores).__name__}")
         self.truncate_prompt_tokens = truncate_prompt_tokens
         self.raw_scores = raw_scores
+        self.prompt_format = check_prompt_options(prompt_format, instruction=instruction)
+        self.instruction = instruction
+        self._check_llm_options(extra_body)
         self._discovered = model is not None
 
+    def _check_llm_options(self, extra_body: Mapping[str, Any] | None) -> None:
+        """Refuse an instruction given twice; warn where truncation would cut a wrapped prompt's answer cue."""
+        if self.instruction is not None and extra_body and {"instruction", "chat_template_kwargs"} & set(extra_body):
+            raise ValueError(
+                "instruction= and extra_body's 'instruction' / 'chat_template_kwargs' both set the instruction: "
+                "pass it once, as instruction="
+            )
+        if self.prompt_format is not None and self.truncate_prompt_tokens is not None:
+            warnings.warn(
+                "truncate_prompt_tokens cuts an over-long prompt at its end, which with prompt_format= is the "
+                "format's text after the document, the cue the model answers: a truncated document's score "
+                "means nothing. Keep documents "
+                "within the model's limit (smaller chunks), or serve the model with --chat-template and cut "
+                "documents with extra_body={'max_tokens_per_doc': N} instead of prompt_format=",
+                UserWarning,
+                stacklevel=3,
+            )
+
     def _build_payload(self, query: str, documents: Sequence[str], top_n: int | None) -> dict[str, Any]:
+        instruction = self.instruction
+        if self.prompt_format is not None:
+            rendered = self.prompt_format.render(query, documents, instruction=instruction)
+            # The instruction is inside the query part now; a template on the server has nothing to add.
+            query, documents, instruction = rendered.query, rendered.documents, None
         return build_vllm_payload(
             query,
             documents,
@@ -146,6 +201,7 @@ class VLLMReranker(HTTPReranker):
             top_n=top_n,
             truncate_prompt_tokens=self.truncate_prompt_tokens,
             raw_scores=self.raw_scores,
+            instruction=instruction,
         )
 
     # -- model discovery and the unknown-model error --------------------------------------------
@@ -244,7 +300,10 @@ class VLLMReranker(HTTPReranker):
         Pass it as ``ranker=`` to ``MilvusClient.search`` or ``hybrid_search``; it carries this
         reranker's endpoint, batch size and ``truncate_prompt_tokens``. What Milvus sends is described
         at :func:`~milvus_rerank.milvus.functions.vllm_ranker`. Milvus Lite has no ``vllm`` provider:
-        use :class:`~milvus_rerank.CohereReranker` there.
+        use :class:`~milvus_rerank.CohereReranker` there. Milvus sends the raw texts and no
+        instruction, so an LLM reranker ranks well through it only on a server that applies the
+        prompt itself (``--chat-template``), with the template's default instruction: this
+        reranker's ``prompt_format`` and ``instruction`` are not carried over, and a warning says so.
 
         Args:
             queries: One query string per search query (``nq`` of the search).
@@ -273,4 +332,12 @@ class VLLMReranker(HTTPReranker):
             credential=credential,
             has_api_key=self._api_key is not None,
             raw_scores=self.raw_scores,
+            prompt_format=self._prompt_format_label(),
+            has_instruction=self.instruction is not None,
         )
+
+    def _prompt_format_label(self) -> str | None:
+        """How a warning names this reranker's prompt format: its name, or ``"custom"``."""
+        if self.prompt_format is None:
+            return None
+        return self.prompt_format.name or "custom"
