@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from milvus_rerank.rerankers.http.tei import TEIReranker
     from milvus_rerank.rerankers.http.vllm import VLLMReranker
     from milvus_rerank.rerankers.local.cross_encoder import CrossEncoderReranker
+    from milvus_rerank.rerankers.prompts import PromptFormat
 
 __version__ = "0.1.0"
 
@@ -40,6 +41,7 @@ _LAZY = {
     "CohereReranker": "milvus_rerank.rerankers.http.cohere",
     "MilvusRetriever": "milvus_rerank.milvus.retriever",
     "RerankPipeline": "milvus_rerank.pipeline",
+    "PromptFormat": "milvus_rerank.rerankers.prompts",
 }
 
 __all__ = [
@@ -50,6 +52,7 @@ __all__ = [
     "MilvusRerankError",
     "MilvusRetriever",
     "ModelLoadError",
+    "PromptFormat",
     "RerankConnectionError",
     "RerankError",
     "RerankHTTPError",

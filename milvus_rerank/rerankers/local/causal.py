@@ -1,4 +1,4 @@
-"""The scoring engine of LLM rerankers: a causal LM's answer-token logits after each (query, document) prompt.
+"""The engine of LLM rerankers: each (query, document) pair as the model's prompt, scored by answer-token logits.
 
 LLM rerankers (Qwen3-Reranker, mxbai-rerank-v2, bge-reranker-v2-gemma, ...) score a document by the
 logits of "yes" and "no" at the last position of its prompt: ``logit(yes) - logit(no)``, which the
@@ -6,59 +6,63 @@ reranker's activation (a sigmoid by default) turns into ``P(yes)``, exactly as s
 ``LogitScore`` module and the model cards compute it. Their ``*ForSequenceClassification``
 conversions hold that difference as a one-row head and score the same prompt the same way.
 
+The prompt comes from, in order: the reranker's ``prompt_format``; else the model's chat template,
+rendered as sentence-transformers renders a pair (a ``system`` message with the instruction, then a
+``query`` and a ``document`` message); a causal LM with neither is refused at load, since without
+its prompt it would rank at random. The answer tokens come from the reranker's ``true_token`` /
+``false_token``, else the format's (a given format) or the save's ``LogitScore`` (a chat template).
+
 Every prompt of a call starts with the same system text, instruction and query, so the engine runs
 that shared prefix once and scores every document from its cached keys and values. The shared prefix
 is the longest common prefix of the prompts' token ids (each prompt tokenized whole, as
 sentence-transformers does): where a tokenizer merges text across the query/document seam, the
 common prefix simply ends earlier, so a cached run is always the model's own forward pass on the
-same tokens. The documents' remaining tokens run in length-sorted batches (the caller's plan, by
-token budget), and only each document's last position goes through the head, and only through the
-head's scored rows (two rows of the LM head, never the full vocabulary).
+same tokens. The documents' remaining tokens run in the reranker's length-sorted batches, the last
+layer runs for each document's last token only, and only that position goes through the head, and
+only through the head's scored rows (two rows of the LM head, never the full vocabulary).
 
 Prompts longer than ``max_length`` lose the end of their document, never the text after it (the
 assistant turn the answer follows): the kept tokens are the prompt's first ``max_length - k`` and its
 last ``k``, the ``k`` tokens of the template's document suffix, which is how sentence-transformers
 restores a truncated chat template's suffix and how the model cards cut documents.
+
+The module stays whole because its parts serve one computation whose correctness argument spans
+them: the prompt fixes the tokens, the tokens fix the shared prefix, and the prefix and the
+last-token layer are only the model's own forward pass because of how the tokens were made.
+Imported only once torch is known to be installed (at model load).
 """
 
 from __future__ import annotations
 
+import copy
 import inspect
-from collections.abc import Callable, Sequence
+import logging
+import sys
+import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import torch
+
+from milvus_rerank.errors import ModelLoadError
+from milvus_rerank.rerankers.local.engine import BatchPlan, EncodedPairs, PromptOptions, ScoringEngine
 from milvus_rerank.rerankers.prompts import PromptFormat, RenderedPrompts, prompt_format_from_chat_template
 
-if TYPE_CHECKING:
-    import torch
-
 __all__ = [
+    "CausalEngine",
     "CausalScorer",
-    "EncodedPrompts",
+    "causal_engine",
     "chat_template_prompt_format",
     "encode_prompts",
+    "is_llm_conversion",
     "token_id",
 ]
 
-BatchPlan = Callable[[list[int]], list[list[int]]]
-"""Cuts sequences of the given lengths into batches: lists of indices, each run in one forward pass."""
+logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class EncodedPrompts:
-    """Token ids of one call's prompts, in input order, and how many had to be truncated.
-
-    Attributes:
-        input_ids: One token-id list per prompt, at most ``max_length`` long.
-        truncated: How many prompts were longer than ``max_length`` and lost the end of their document.
-    """
-
-    input_ids: list[list[int]]
-    truncated: int
-
-
-def encode_prompts(tokenizer: Any, rendered: RenderedPrompts, *, suffix: str, max_length: int) -> EncodedPrompts:
+def encode_prompts(tokenizer: Any, rendered: RenderedPrompts, *, suffix: str, max_length: int) -> EncodedPairs:
     """Tokenize full prompts and cut over-long ones inside the document, keeping the template's ``suffix``.
 
     Each prompt is tokenized whole and without added special tokens, as ``apply_chat_template``
@@ -77,7 +81,7 @@ def encode_prompts(tokenizer: Any, rendered: RenderedPrompts, *, suffix: str, ma
     input_ids: list[list[int]] = tokenizer(prompts, add_special_tokens=False, verbose=False)["input_ids"]
     long = [i for i, ids in enumerate(input_ids) if len(ids) > max_length]
     if not long:
-        return EncodedPrompts(input_ids, 0)
+        return EncodedPairs(input_ids)
     suffix_ids: list[int] = tokenizer(suffix, add_special_tokens=False)["input_ids"] if suffix else []
     for i in long:
         ids = input_ids[i]
@@ -92,7 +96,7 @@ def encode_prompts(tokenizer: Any, rendered: RenderedPrompts, *, suffix: str, ma
                 "raise max_length"
             )
         input_ids[i] = ids[:head] + ids[len(ids) - kept :]
-    return EncodedPrompts(input_ids, len(long))
+    return EncodedPairs(input_ids, truncated=len(long))
 
 
 def token_id(tokenizer: Any, token: str, *, option: str) -> int:
@@ -160,6 +164,205 @@ def _common_prefix_length(sequences: Sequence[list[int]]) -> int:
     return length
 
 
+def is_llm_conversion(model: Any) -> bool:
+    """Whether a ``*ForSequenceClassification`` model is a decoder LLM's (a converted LLM reranker)."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    return (
+        type(model).__name__.endswith("ForSequenceClassification")
+        and hasattr(model, "score")
+        and getattr(model.config, "model_type", None) in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class _LLM:
+    """What every engine of one loaded LLM reranker shares, whatever its prompt."""
+
+    model: Any
+    tokenizer: Any
+    device: str
+    causal: bool  # a *ForCausalLM (scored by answer tokens), else a sequence-classification conversion
+    settings: dict[str, Any]  # what a sentence-transformers save declares (prompts, LogitScore)
+    # Fast tokenizers refuse concurrent use of one instance ("Already borrowed").
+    lock: threading.Lock
+    fallback: list[ScoringEngine]  # the plain-pair engine of a conversion without a prompt, once made
+
+    @property
+    def name(self) -> str:
+        return str(getattr(self.model.config, "_name_or_path", "") or type(self.model).__name__)
+
+
+@dataclass(frozen=True, eq=False)
+class _Prompting:
+    prompt_format: PromptFormat
+    instruction: str | None  # passed to render_query; None for a chat template's (it is already in)
+    scorer: CausalScorer
+
+
+def causal_engine(model: Any, tokenizer: Any, *, device: str, settings: dict[str, Any] | None = None) -> CausalEngine:
+    """The engine of a loaded LLM reranker, with the model's own prompt (its chat template).
+
+    Args:
+        model: A ``*ForCausalLM``, or a ``*ForSequenceClassification`` conversion of one, in eval mode.
+        tokenizer: Its tokenizer.
+        device: The model's device.
+        settings: What the model's sentence-transformers save declares (``prompts``,
+            ``default_prompt_name``, ``logit_score``); empty for other checkpoints.
+    """
+    causal = not type(model).__name__.endswith("ForSequenceClassification")
+    return CausalEngine(_LLM(model, tokenizer, device, causal, dict(settings or {}), threading.Lock(), []))
+
+
+class CausalEngine:
+    """Scores (query, document) pairs with an LLM reranker, prompt by prompt (a ``ScoringEngine``).
+
+    Made by :func:`causal_engine` with the model's own prompt; :meth:`prompted` gives the same model
+    with a reranker's options. Either finds its prompt on first use.
+    """
+
+    def __init__(self, llm: _LLM, options: PromptOptions | None = None) -> None:
+        self._llm = llm
+        self._options = options or PromptOptions()
+        self._prompting: _Prompting | None = None
+
+    @property
+    def num_labels(self) -> int:
+        """Columns of :meth:`logits`: 1 for a causal LM (the answer-token margin), else the conversion's labels."""
+        return 1 if self._llm.causal else int(self._llm.model.config.num_labels)
+
+    @property
+    def padding_free(self) -> bool:
+        """False: a batch costs its prompts x its longest (after the shared prefix)."""
+        return False
+
+    @property
+    def prompt_format(self) -> PromptFormat:
+        """The prompt format in use (found on first use).
+
+        Raises:
+            ModelLoadError: The model's prompt cannot be found (see :meth:`prompted`).
+        """
+        return self._prompt().prompt_format
+
+    def prompted(self, options: PromptOptions) -> ScoringEngine:
+        """The engine of the same model with a reranker's prompt ``options``, its prompt found now.
+
+        A sequence-classification conversion with neither a prompt format nor a chat template that
+        renders pairs gets the plain-pair engine instead, with a warning: it will score, but an LLM
+        reranker ranks poorly without its prompt.
+
+        Raises:
+            ModelLoadError: The options do not fit the model, or a causal LM has no prompt (neither
+                ``prompt_format`` nor a chat template that renders a query and a document).
+        """
+        engine = CausalEngine(self._llm, options)
+        with self._llm.lock:
+            prompting = engine._resolve()
+            if prompting is not None:
+                engine._prompting = prompting
+                return engine
+            return self._plain_pairs()
+
+    def encode(self, query: str, documents: Sequence[str], *, max_length: int) -> EncodedPairs:
+        """Render each pair's prompt and tokenize it once, cutting over-long documents to ``max_length`` tokens."""
+        prompting = self._prompt()
+        fmt = prompting.prompt_format
+        rendered = fmt.render(query, documents, instruction=prompting.instruction)
+        with self._llm.lock:
+            return encode_prompts(self._llm.tokenizer, rendered, suffix=fmt.document_suffix, max_length=max_length)
+
+    def logits(self, pairs: EncodedPairs, plan: BatchPlan) -> torch.Tensor:
+        """Logits ``[pairs, num_labels]``, float32 on the CPU, in input order (see :class:`CausalScorer`)."""
+        return self._prompt().scorer.logits(pairs.input_ids, plan)
+
+    def _prompt(self) -> _Prompting:
+        prompting = self._prompting
+        if prompting is None:
+            with self._llm.lock:
+                prompting = self._resolve()
+            if prompting is None:
+                raise ModelLoadError(self._no_prompt_message())
+            self._prompting = prompting
+        return prompting
+
+    def _resolve(self) -> _Prompting | None:
+        """The prompt, answer tokens and scorer of these options; None for a conversion with no prompt."""
+        llm, options = self._llm, self._options
+        if not llm.causal and (options.true_token is not None or options.false_token is not None):
+            raise ModelLoadError(
+                f"{llm.name!r} is a sequence-classification conversion ({type(llm.model).__name__}): it scores with "
+                "its classification head, so true_token and false_token do not apply; leave them unset"
+            )
+        saved: dict[str, Any] = {}
+        if options.prompt_format is not None:
+            fmt, instruction = options.prompt_format, options.instruction
+        else:
+            instruction = options.instruction
+            prompts = llm.settings.get("prompts")
+            default_name = llm.settings.get("default_prompt_name")
+            if instruction is None and isinstance(prompts, dict) and isinstance(prompts.get(default_name), str):
+                instruction = prompts[default_name]
+            if not getattr(llm.tokenizer, "chat_template", None):
+                if not llm.causal:
+                    return None
+                raise ModelLoadError(self._no_prompt_message())
+            try:
+                fmt = chat_template_prompt_format(llm.tokenizer, instruction=instruction)
+            except ValueError as exc:
+                if not llm.causal:
+                    return None
+                raise ModelLoadError(f"{llm.name!r} cannot score with its chat template: {exc}") from None
+            instruction = None
+            saved = llm.settings.get("logit_score") or {}
+        if not llm.causal:
+            return _Prompting(fmt, instruction, CausalScorer(llm.model))
+        try:
+            if options.true_token is not None:
+                true_id = token_id(llm.tokenizer, options.true_token, option="true_token")
+            elif isinstance(saved.get("true_token_id"), int):
+                true_id = saved["true_token_id"]
+            else:
+                true_id = token_id(llm.tokenizer, fmt.true_token, option="the prompt format's true_token")
+            false_id: int | None
+            if options.false_token is not None:
+                false_id = token_id(llm.tokenizer, options.false_token, option="false_token")
+            elif "true_token_id" in saved:
+                false_id = saved.get("false_token_id")
+            elif fmt.false_token is not None:
+                false_id = token_id(llm.tokenizer, fmt.false_token, option="the prompt format's false_token")
+            else:
+                false_id = None
+        except ValueError as exc:
+            raise ModelLoadError(f"{llm.name!r}: {exc}") from None
+        return _Prompting(fmt, instruction, CausalScorer(llm.model, true_token_id=true_id, false_token_id=false_id))
+
+    def _plain_pairs(self) -> ScoringEngine:
+        from milvus_rerank.rerankers.local.encoder import EncoderEngine
+
+        llm = self._llm
+        if not llm.fallback:
+            logger.warning(
+                "%s is an LLM reranker's sequence-classification conversion (%s) with no prompt format and no chat "
+                "template that renders (query, document) pairs: it scores the plain pair, and LLM rerankers rank "
+                "poorly without their prompt. Pass prompt_format='qwen3' (Qwen3-Reranker conversions) or your own "
+                "PromptFormat(query_template=..., document_template=...).",
+                llm.name,
+                type(llm.model).__name__,
+            )
+            llm.fallback.append(EncoderEngine(llm.model, llm.tokenizer, device=llm.device, packed=False))
+        return llm.fallback[0]
+
+    def _no_prompt_message(self) -> str:
+        llm = self._llm
+        return (
+            f"{llm.name!r} is an LLM reranker ({type(llm.model).__name__}) whose tokenizer has no chat template, so "
+            "its prompt is unknown, and without it the model ranks at random. Pass prompt_format='qwen3' for "
+            "Qwen3-Reranker, or PromptFormat(query_template=..., document_template=...) with the prompt from the "
+            "model card."
+        )
+
+
 # Decoders whose layers are exactly pre-norm attention (q/k/v/o projections, optional per-head q/k norms,
 # rotary positions) plus pre-norm MLP, so that the last layer can be computed for one token per sequence.
 _LAST_TOKEN_LAYER_TYPES = frozenset({"qwen2", "qwen3", "llama", "mistral", "gemma"})
@@ -179,11 +382,6 @@ class _LastTokenLayer:
     """
 
     def __init__(self, base: Any) -> None:
-        import copy
-        import sys
-
-        import torch
-
         self.layer = base.layers[-1]
         self.attention = self.layer.self_attn
         self.rotary = base.rotary_emb
@@ -232,8 +430,6 @@ class _LastTokenLayer:
         self, hidden: torch.Tensor, last: torch.Tensor, shared: int, prefix: tuple[torch.Tensor, torch.Tensor] | None
     ) -> torch.Tensor:
         """Final-norm hidden states ``[batch, hidden]`` of each row's token ``last`` (rows right-padded)."""
-        import torch
-
         functional = torch.nn.functional
         attention = self.attention
         size, length = hidden.shape[:2]
@@ -267,17 +463,25 @@ class _LastTokenLayer:
         return self.norm(output)
 
 
-def _new_cache(config: Any, data: list[tuple[torch.Tensor, torch.Tensor]] | None = None) -> Any:
-    """A transformers ``DynamicCache``, optionally holding per-layer keys and values."""
+def _new_cache(config: Any, data: Sequence[tuple[torch.Tensor, torch.Tensor]] = ()) -> Any:
+    """A transformers ``DynamicCache`` for ``config``, holding per-layer keys and values from ``data``."""
     from transformers import DynamicCache
 
-    if data is None:
-        return DynamicCache(config=config)
-    return DynamicCache(ddp_cache_data=data, config=config)
+    try:
+        cache = DynamicCache(config=config)
+    except TypeError:  # transformers before 4.56 builds its layers as they are filled
+        cache = DynamicCache()
+    for index, (keys, values) in enumerate(data):
+        cache.update(keys, values, index)
+    return cache
 
 
 def _layer_states(cache: Any) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    return [(layer.keys, layer.values) for layer in cache.layers]
+    """Each layer's (keys, values) in ``cache``."""
+    layers = getattr(cache, "layers", None)
+    if layers is not None:
+        return [(layer.keys, layer.values) for layer in layers]
+    return list(zip(cache.key_cache, cache.value_cache, strict=True))  # transformers before 4.54
 
 
 class CausalScorer:
@@ -356,8 +560,6 @@ class CausalScorer:
             input_ids: Token ids, one list per prompt, none empty.
             plan: Cuts the sequences' lengths after the shared prefix into batches.
         """
-        import torch
-
         count = len(input_ids)
         # At least one token of each sequence runs after the cache, to be scored.
         shared = min(_common_prefix_length(input_ids), min(len(ids) for ids in input_ids) - 1)
@@ -385,8 +587,6 @@ class CausalScorer:
         self, rows: torch.Tensor, last: torch.Tensor, shared: int, prefix: list[tuple[torch.Tensor, torch.Tensor]]
     ) -> torch.Tensor:
         """Final hidden states ``[batch, hidden]`` at each row's position ``last``, after the shared prefix."""
-        import torch
-
         size = rows.shape[0]
         layer = self.last_token_layer
         model = self.base if layer is None else layer.trunk
@@ -401,8 +601,6 @@ class CausalScorer:
         return layer(hidden, last, shared, prefix[-1] if prefix else None)
 
     def _head(self, hidden: torch.Tensor) -> torch.Tensor:
-        import torch
-
         logits = hidden @ self.weight.t()
         if self.bias is not None:
             logits = logits + self.bias

@@ -1,10 +1,11 @@
-"""The local cross-encoder reranker: a Hugging Face sequence-classification model run in-process.
+"""The local cross-encoder reranker: a Hugging Face cross-encoder or LLM reranker run in-process.
 
 A call reads as the reranker's contract: check the arguments, tokenize each pair once, cut the
 pairs, longest first, into batches under a token budget, run them, apply the activation, and put
 the results back in input order before ranking. The model machinery sits behind a small seam
 (:mod:`.engine`): :mod:`.loading` loads a model once per process and returns it with the engine
-that scores pairs (:mod:`.encoder`, which runs BERT-family models padding-free through :mod:`.packed`).
+that scores pairs (:mod:`.encoder`, which runs BERT-family models padding-free through :mod:`.packed`;
+:mod:`.causal` for LLM rerankers, with each reranker's own prompt options).
 
 Requires the ``local`` extra: ``pip install 'milvus-rerank[local]'``.
 """
@@ -20,7 +21,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Literal
 
 from milvus_rerank.rerankers.contract import check_rerank_args, rank
-from milvus_rerank.rerankers.local.engine import LoadedModel
+from milvus_rerank.rerankers.local.engine import LoadedModel, PromptOptions, ScoringEngine
 from milvus_rerank.rerankers.local.loading import (
     import_torch,
     load_model,
@@ -29,6 +30,7 @@ from milvus_rerank.rerankers.local.loading import (
     resolve_dtype,
     shared_model,
 )
+from milvus_rerank.rerankers.prompts import PromptFormat, check_prompt_options
 from milvus_rerank.types import RerankResult
 from milvus_rerank.validation import check_choice, check_int
 
@@ -73,26 +75,35 @@ def plan_batches(lengths: list[int], *, max_pairs: int, max_tokens: int, padding
 
 
 class CrossEncoderReranker:
-    """Rerank documents with a local Hugging Face cross-encoder (BERT, XLM-RoBERTa, ELECTRA, ModernBERT, ...).
+    """Rerank documents with a local cross-encoder (BERT, XLM-RoBERTa, ModernBERT, ...) or LLM reranker (Qwen3, ...).
 
     The model is loaded lazily, on the first call that has documents to score, and only once per
     process for a given (model, device, dtype): instances with the same settings share it.
+
+    LLM rerankers are causal LMs that answer "yes" or "no" (Qwen3-Reranker, mxbai-rerank-v2,
+    bge-reranker-v2-gemma), from a sentence-transformers 6 save, a plain ``*ForCausalLM`` checkpoint
+    or a ``*ForSequenceClassification`` conversion. Each pair is rendered in the model's prompt (the
+    chat template, or ``prompt_format``) and scored ``activation(logit(yes) - logit(no))`` at its last
+    token, a sigmoid by default: ``P(yes)``, as sentence-transformers' ``CrossEncoder`` scores them.
 
     Example:
         >>> reranker = CrossEncoderReranker("cross-encoder/ms-marco-MiniLM-L-6-v2")  # doctest: +SKIP
         >>> reranker.rerank("what is milvus?", ["Milvus is a vector database.", "Bananas."])  # doctest: +SKIP
         [RerankResult(index=0, score=0.99...), RerankResult(index=1, score=0.0001...)]
+        >>> qwen = CrossEncoderReranker("Qwen/Qwen3-Reranker-0.6B", prompt_format="qwen3")  # doctest: +SKIP
 
     Args:
-        model_name_or_path: A Hugging Face hub id or a local directory holding a sequence-classification model.
+        model_name_or_path: A Hugging Face hub id or a local directory holding a sequence-classification
+            cross-encoder or an LLM reranker.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"`` or a ``torch.device``; ``None`` picks cuda,
             then mps, then cpu.
         dtype: ``"float32"``, ``"bfloat16"`` or ``"float16"`` (or a ``torch.dtype``); ``None`` means float32 on
             CPU and bfloat16 (float16 where bfloat16 is unsupported) on a GPU. bfloat16 on a CPU with native
             bf16 support is faster, with scores within about 1e-2 of float32.
         batch_size: Most pairs in one forward pass.
-        max_length: Most tokens of a (query, document) pair; longer pairs are truncated longest-first, with a
-            warning once per instance. ``None`` means the model's own limit.
+        max_length: Most tokens of a (query, document) pair; longer pairs are truncated longest-first (LLM
+            rerankers: the end of the document, keeping the prompt's ending), with a warning once per
+            instance. ``None`` means the model's own limit.
         activation: ``"auto"`` scores exactly as sentence-transformers ``CrossEncoder.predict`` does for the
             model (the activation its config declares, else a sigmoid for one label); ``"sigmoid"`` and
             ``"none"`` (raw logits) force one. Two-label models score with the probability of label 1
@@ -103,6 +114,16 @@ class CrossEncoderReranker:
         local_files_only: Never contact the Hugging Face Hub; only local directories and the local cache.
         trust_remote_code: Allow models whose code lives in their repository.
         revision: A hub revision (branch, tag or commit) to load.
+        prompt_format: LLM rerankers: the prompt, as a name (``"qwen3"``: the official Qwen3-Reranker prompt)
+            or a :class:`~milvus_rerank.PromptFormat` of your own templates. ``None`` renders pairs with the
+            model's chat template (a sentence-transformers save has one); a causal LM with neither is refused
+            at load.
+        instruction: LLM rerankers: the task description (e.g. ``"Given a claim, find abstracts that support
+            or refute it"``); ``None`` uses the format's default, or the save's default prompt.
+        true_token: LLM rerankers: the answer token whose logit scores relevance; ``None`` uses the format's
+            (``"yes"``) or, with a chat template, the save's ``LogitScore`` token.
+        false_token: LLM rerankers: the opposing token; ``None`` uses the format's (``"no"``) or the save's. To
+            score ``logit(true)`` alone, pass a ``PromptFormat`` with ``false_token=None``.
 
     Raises:
         ValueError: An option has an invalid value.
@@ -122,6 +143,10 @@ class CrossEncoderReranker:
         local_files_only: bool = False,
         trust_remote_code: bool = False,
         revision: str | None = None,
+        prompt_format: str | PromptFormat | None = None,
+        instruction: str | None = None,
+        true_token: str | None = None,
+        false_token: str | None = None,
     ) -> None:
         if isinstance(model_name_or_path, os.PathLike):
             model_name_or_path = os.fspath(model_name_or_path)
@@ -135,6 +160,7 @@ class CrossEncoderReranker:
             raise ValueError(
                 f"max_length must leave room for the query, the document and special tokens, got {max_length}"
             )
+        self._prompt = _prompt_options(prompt_format, instruction, true_token, false_token)
         self.model_name_or_path = model_name_or_path
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
@@ -154,13 +180,26 @@ class CrossEncoderReranker:
             trust_remote_code=trust_remote_code,
         )
         self._loaded: LoadedModel | None = None
+        self._engine: ScoringEngine | None = None
         self._warned_truncation = False
         self._lock = threading.Lock()
 
+    @property
+    def prompt_format(self) -> PromptFormat | None:
+        """The prompt format given at construction (LLM rerankers), or ``None`` for the model's own."""
+        return self._prompt.prompt_format
+
+    @property
+    def instruction(self) -> str | None:
+        """The instruction given at construction (LLM rerankers), or ``None`` for the default."""
+        return self._prompt.instruction
+
     def __repr__(self) -> str:
+        fmt = self._prompt.prompt_format
+        prompt = "" if fmt is None else f", prompt_format={fmt.name or 'custom'!r}"
         return (
             f"{type(self).__name__}({self.model_name_or_path!r}, device={self.device!r}, dtype={self.dtype!r}, "
-            f"activation={self.activation!r})"
+            f"activation={self.activation!r}{prompt})"
         )
 
     def _model(self) -> LoadedModel:
@@ -169,6 +208,14 @@ class CrossEncoderReranker:
             loaded = shared_model(self._key, self._load)
             self._loaded = loaded
         return loaded
+
+    def _scoring_engine(self) -> ScoringEngine:
+        engine = self._engine
+        if engine is None:
+            # The loaded model is shared; the prompt (LLM rerankers) is this reranker's own.
+            engine = self._model().engine.prompted(self._prompt)
+            self._engine = engine
+        return engine
 
     def _load(self) -> LoadedModel:
         return load_model(
@@ -184,9 +231,10 @@ class CrossEncoderReranker:
         """Load the model now instead of on first use (e.g. at service start-up); returns ``self``.
 
         Raises:
-            ModelLoadError: The model cannot be found or is not a sequence-classification cross-encoder.
+            ModelLoadError: The model cannot be found, is neither a cross-encoder nor an LLM reranker, or does
+                not fit the prompt options (e.g. a causal LM with neither a chat template nor ``prompt_format``).
         """
-        self._model()
+        self._scoring_engine()
         return self
 
     def rerank(self, query: str, documents: Sequence[str], *, top_n: int | None = None) -> list[RerankResult]:
@@ -232,8 +280,7 @@ class CrossEncoderReranker:
         return self._score(query, documents)
 
     def _score(self, query: str, documents: Sequence[str]) -> list[float]:
-        loaded = self._model()
-        engine = loaded.engine
+        loaded, engine = self._model(), self._scoring_engine()
         max_length = min(self.max_length or loaded.max_length, loaded.max_length)
         pairs = engine.encode(query, documents, max_length=max_length)
         if pairs.truncated:
@@ -245,7 +292,7 @@ class CrossEncoderReranker:
             padding_free=engine.padding_free,
         )
         logits = engine.logits(pairs, plan)
-        scores: list[float] = self._activate(loaded, logits).tolist()
+        scores: list[float] = self._activate(loaded, engine, logits).tolist()
         return scores
 
     def _warn_truncation(self, truncated: int, count: int, max_length: int) -> None:
@@ -254,18 +301,18 @@ class CrossEncoderReranker:
             self._warned_truncation = True
         if first_time:
             logger.warning(
-                "%d of %d (query, document) pairs were longer than %d tokens and were truncated (longest first) "
-                "for %s; pass max_length=... or shorter chunks to control this. This warning is shown once "
-                "per reranker.",
+                "%d of %d (query, document) pairs were longer than %d tokens and were truncated (longest first; "
+                "LLM rerankers: the end of the document) for %s; pass max_length=... or shorter chunks to control "
+                "this. This warning is shown once per reranker.",
                 truncated,
                 count,
                 max_length,
                 self.model_name_or_path,
             )
 
-    def _activate(self, loaded: LoadedModel, logits: torch.Tensor) -> torch.Tensor:
+    def _activate(self, loaded: LoadedModel, engine: ScoringEngine, logits: torch.Tensor) -> torch.Tensor:
         torch = import_torch()
-        if loaded.engine.num_labels == 2:
+        if engine.num_labels == 2:
             if self.activation == "none":
                 return logits[:, 1] - logits[:, 0]
             return torch.softmax(logits, dim=-1)[:, 1]
@@ -275,3 +322,22 @@ class CrossEncoderReranker:
         if self.activation == "sigmoid" or loaded.declared_activation is None:
             return torch.sigmoid(logits)
         return loaded.declared_activation(logits)
+
+
+def _prompt_options(
+    prompt_format: str | PromptFormat | None, instruction: str | None, true_token: str | None, false_token: str | None
+) -> PromptOptions:
+    """The LLM prompt options, checked at construction.
+
+    Raises:
+        TypeError: An option has the wrong type.
+        ValueError: An unknown format name, a blank instruction or an empty token, or an instruction the
+            format cannot take (or a format that needs one and has no default).
+    """
+    fmt = check_prompt_options(prompt_format, instruction=instruction)
+    for option, value in (("true_token", true_token), ("false_token", false_token)):
+        if value is not None and not isinstance(value, str):
+            raise TypeError(f"{option} must be a str or None, got {type(value).__name__}")
+        if value == "":
+            raise ValueError(f"{option} must be a non-empty str (e.g. 'yes') or None")
+    return PromptOptions(fmt, instruction, true_token, false_token)

@@ -16,7 +16,8 @@ from typing import Any
 
 import torch
 
-from milvus_rerank.rerankers.local.engine import BatchPlan, EncodedPairs
+from milvus_rerank.errors import ModelLoadError
+from milvus_rerank.rerankers.local.engine import BatchPlan, EncodedPairs, PromptOptions
 from milvus_rerank.rerankers.local.packed import PackedEncoder
 
 __all__ = ["EncoderEngine"]
@@ -55,6 +56,21 @@ class EncoderEngine:
     def padding_free(self) -> bool:
         """True on the packed path, where a batch costs only its real tokens."""
         return self.packed_encoder is not None
+
+    def prompted(self, options: PromptOptions) -> EncoderEngine:
+        """This engine: an encoder cross-encoder reads the plain pair and takes no prompt options.
+
+        Raises:
+            ModelLoadError: A prompt option is set.
+        """
+        if options.given:
+            raise ModelLoadError(
+                f"{self.model.config._name_or_path!r} is an encoder cross-encoder ({type(self.model).__name__}), "
+                "which reads the plain (query, document) pair; prompt_format, instruction, true_token and "
+                "false_token apply to LLM rerankers (causal LMs such as Qwen3-Reranker, and their "
+                "sequence-classification conversions)"
+            )
+        return self
 
     def encode(self, query: str, documents: Sequence[str], *, max_length: int) -> EncodedPairs:
         """Tokenize each (query, document) pair once, truncated longest-first to ``max_length`` tokens."""

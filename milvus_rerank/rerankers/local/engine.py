@@ -10,8 +10,14 @@ behind a :class:`ScoringEngine` with two steps:
   the reranker's plan cuts.
 
 Sequence-classification cross-encoders run on the encoder engine
-(:mod:`~milvus_rerank.rerankers.local.encoder`); another family (a causal LM scored by its answer
-tokens) adds an engine of its own and leaves the reranker's batching and ordering as they are.
+(:mod:`~milvus_rerank.rerankers.local.encoder`); LLM rerankers (causal LMs scored by their answer
+tokens, and their sequence-classification conversions) on the causal engine
+(:mod:`~milvus_rerank.rerankers.local.causal`). Both leave the reranker's batching and ordering as
+they are.
+
+A loaded model is shared by every reranker that asks for it, but an LLM reranker's prompt (format,
+instruction, answer tokens) is each reranker's own choice: ``engine.prompted(options)`` is the
+engine of the same model with a reranker's :class:`PromptOptions`.
 """
 
 from __future__ import annotations
@@ -23,7 +29,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["BatchPlan", "EncodedPairs", "LoadedModel", "ScoringEngine"]
+    from milvus_rerank.rerankers.prompts import PromptFormat
+
+__all__ = ["BatchPlan", "EncodedPairs", "LoadedModel", "PromptOptions", "ScoringEngine"]
 
 BatchPlan = Callable[[list[int]], list[list[int]]]
 """Cuts sequences of the given lengths into batches: lists of indices, each run in one forward pass."""
@@ -46,6 +54,30 @@ class EncodedPairs:
     input_ids: list[list[int]]
     token_type_ids: list[list[int]] | None = None
     truncated: int = 0
+
+
+@dataclass(frozen=True)
+class PromptOptions:
+    """A reranker's prompt choices for LLM rerankers; every field ``None`` means the model's own.
+
+    Attributes:
+        prompt_format: The prompt format; ``None`` uses the model's chat template.
+        instruction: The task description; ``None`` uses the format's (or the save's) default.
+        true_token: The answer token whose logit scores relevance; ``None`` uses the format's or the save's.
+        false_token: The opposing answer token; ``None`` uses the format's or the save's.
+    """
+
+    prompt_format: PromptFormat | None = None
+    instruction: str | None = None
+    true_token: str | None = None
+    false_token: str | None = None
+
+    @property
+    def given(self) -> bool:
+        """Whether any option is set (they apply to LLM rerankers only)."""
+        return any(
+            value is not None for value in (self.prompt_format, self.instruction, self.true_token, self.false_token)
+        )
 
 
 class ScoringEngine(Protocol):
@@ -71,6 +103,15 @@ class ScoringEngine(Protocol):
 
     def logits(self, pairs: EncodedPairs, plan: BatchPlan) -> torch.Tensor:
         """Logits ``[pairs, num_labels]``, float32 on the CPU, in input order, computed batch by batch of ``plan``."""
+        ...
+
+    def prompted(self, options: PromptOptions) -> ScoringEngine:
+        """The engine of the same model with a reranker's prompt ``options``.
+
+        Raises:
+            ModelLoadError: The options do not fit the model (e.g. a prompt format for an encoder, or an
+                LLM whose prompt cannot be found).
+        """
         ...
 
 

@@ -3,8 +3,10 @@
 A model is loaded once per process for a given :class:`ModelKey` (model, device, dtype, revision,
 trust) and shared by every reranker that asks for it. :func:`load_model` reads the config first, so
 a model that cannot score pairs is refused with a message that says what it is; it follows what
-sentence-transformers reads from its own saves (the activation, the length limit), so a model
-scores here as ``CrossEncoder.predict`` scores it.
+sentence-transformers reads from its own saves (the activation, the length limit, an LLM reranker's
+prompts and answer tokens), so a model scores here as ``CrossEncoder.predict`` scores it. Encoder
+cross-encoders get the encoder engine; causal LMs and their sequence-classification conversions
+(LLM rerankers) the causal engine.
 
 torch and transformers are imported on first use, with an install hint when they are missing, so
 that importing the reranker costs nothing. The module stays whole because each part serves one load
@@ -25,7 +27,7 @@ from typing import Any
 
 from milvus_rerank.errors import ModelLoadError
 from milvus_rerank.hub import looks_like_path
-from milvus_rerank.rerankers.local.engine import LoadedModel
+from milvus_rerank.rerankers.local.engine import LoadedModel, ScoringEngine
 
 __all__ = [
     "ModelKey",
@@ -193,7 +195,10 @@ def shared_model(key: ModelKey, load: Callable[[], LoadedModel]) -> LoadedModel:
 def load_model(
     name: str, device: str, dtype: str, *, local_files_only: bool, trust_remote_code: bool, revision: str | None
 ) -> LoadedModel:
-    """Load a sequence-classification cross-encoder and its tokenizer, with the engine that scores pairs.
+    """Load a cross-encoder or an LLM reranker and its tokenizer, with the engine that scores pairs.
+
+    Sequence-classification models and causal LMs (``*ForCausalLM``, scored by answer tokens) load;
+    other architectures are refused.
 
     Args:
         name: A hub id or a local directory.
@@ -208,6 +213,7 @@ def load_model(
     """
     torch = import_torch()
     transformers = import_transformers()
+    from milvus_rerank.rerankers.local.causal import causal_engine, is_llm_conversion
     from milvus_rerank.rerankers.local.encoder import EncoderEngine
 
     is_dir = os.path.isdir(name)
@@ -226,37 +232,38 @@ def load_model(
         raise ModelLoadError(_not_found_message(name, exc)) from None
 
     architectures = list(getattr(config, "architectures", None) or [])
-    if architectures and not any(arch.endswith("ForSequenceClassification") for arch in architectures):
+    causal = bool(architectures) and all(arch.endswith("ForCausalLM") for arch in architectures)
+    if architectures and not causal and not any(arch.endswith("ForSequenceClassification") for arch in architectures):
         raise ModelLoadError(
             f"{name!r} is not a sequence-classification cross-encoder: its config lists {architectures}. "
             "Expected a model saved as *ForSequenceClassification (e.g. cross-encoder/ms-marco-MiniLM-L-6-v2, "
-            "BAAI/bge-reranker-base); an embedding model or a bare encoder cannot score pairs."
+            "BAAI/bge-reranker-base) or an LLM reranker saved as *ForCausalLM (e.g. Qwen/Qwen3-Reranker-0.6B); "
+            "an embedding model or a bare encoder cannot score pairs."
         )
     num_labels = int(getattr(config, "num_labels", 1))
-    if num_labels not in (1, 2):
+    if not causal and num_labels not in (1, 2):
         raise ModelLoadError(
             f"{name!r} has {num_labels} labels; a cross-encoder reranker needs 1 (a relevance score) or "
             "2 (scored by the probability of label 1)."
         )
 
     torch_dtype = getattr(torch, dtype)
+    auto = transformers.AutoModelForCausalLM if causal else transformers.AutoModelForSequenceClassification
+    kind = "a causal LM" if causal else "a sequence-classification model"
     try:
-        model, info = transformers.AutoModelForSequenceClassification.from_pretrained(
-            name, config=config, dtype=torch_dtype, output_loading_info=True, **common
-        )
+        model, info = auto.from_pretrained(name, config=config, dtype=torch_dtype, output_loading_info=True, **common)
     except ValueError as exc:
-        raise ModelLoadError(
-            f"{name!r} ({type(config).__name__}) cannot be loaded as a sequence-classification model: {exc}"
-        ) from None
+        raise ModelLoadError(f"{name!r} ({type(config).__name__}) cannot be loaded as {kind}: {exc}") from None
     except OSError as exc:
         if is_dir:
             raise ModelLoadError(f"Could not load the weights of {name!r}: {exc}") from None
         raise ModelLoadError(_not_found_message(name, exc)) from None
     missing = [key for key in info.get("missing_keys", []) if "position_ids" not in key]
     if missing:
+        expected = "*ForCausalLM" if causal else "*ForSequenceClassification"
         raise ModelLoadError(
-            f"{name!r} is not a trained sequence-classification cross-encoder: its checkpoint lacks {missing[:4]} "
-            "(the classification head would be random). Expected a model saved as *ForSequenceClassification."
+            f"{name!r} is not a trained {'LLM reranker' if causal else 'sequence-classification cross-encoder'}: "
+            f"its checkpoint lacks {missing[:4]} (the head would be random). Expected a model saved as {expected}."
         )
 
     try:
@@ -271,10 +278,14 @@ def load_model(
     model.to(device)
     model.eval()
     st_settings = _sentence_transformers_settings(name, is_dir, common)
+    if causal or is_llm_conversion(model):
+        engine: ScoringEngine = causal_engine(model, tokenizer, device=device, settings=st_settings)
+    else:
+        engine = EncoderEngine(model, tokenizer, device=device)
     return LoadedModel(
         model=model,
         tokenizer=tokenizer,
-        engine=EncoderEngine(model, tokenizer, device=device),
+        engine=engine,
         max_length=_model_max_length(tokenizer, model, st_settings),
         declared_activation=_declared_activation(st_settings, config, trust_remote_code),
     )
@@ -306,10 +317,12 @@ def _not_found_message(name: str, exc: BaseException) -> str:
 
 
 def _sentence_transformers_settings(name: str, is_dir: bool, common: dict[str, Any]) -> dict[str, Any]:
-    """Settings a sentence-transformers save adds (activation, length limit), as ``CrossEncoder`` reads them.
+    """Settings a sentence-transformers save adds, as ``CrossEncoder`` reads them.
 
-    sentence-transformers reads its own config files only for a full save (one with ``modules.json``);
-    for a hub model they are taken from the local cache, never downloaded just for this.
+    Those are the activation, the length limit and the prompts, and, for an LLM reranker, its
+    ``LogitScore`` module's answer tokens (under ``"logit_score"``). sentence-transformers reads its own
+    config files only for a full save (one with ``modules.json``); for a hub model they are taken
+    from the local cache, never downloaded just for this.
     """
 
     def locate(filename: str) -> str | None:
@@ -330,20 +343,30 @@ def _sentence_transformers_settings(name: str, is_dir: bool, common: dict[str, A
             return None
         return found if isinstance(found, str) else None
 
-    settings: dict[str, Any] = {}
-    if locate("modules.json") is None:
-        return settings
-    for filename in ("sentence_bert_config.json", "config_sentence_transformers.json"):
+    def read(filename: str) -> Any:
         path = locate(filename)
         if path is None:
-            continue
+            return None
         try:
             with open(path, encoding="utf-8") as file:
-                content = json.load(file)
+                return json.load(file)
         except (OSError, ValueError):
-            continue
+            return None
+
+    settings: dict[str, Any] = {}
+    modules = read("modules.json")
+    if modules is None:
+        return settings
+    for filename in ("sentence_bert_config.json", "config_sentence_transformers.json"):
+        content = read(filename)
         if isinstance(content, dict):
             settings.update(content)
+    for module in modules if isinstance(modules, list) else []:
+        if isinstance(module, dict) and str(module.get("type", "")).endswith(".LogitScore"):
+            folder = str(module.get("path") or "").strip("/")
+            content = read(f"{folder}/config.json" if folder else "config.json")
+            if isinstance(content, dict):
+                settings["logit_score"] = content
     return settings
 
 

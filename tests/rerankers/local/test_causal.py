@@ -6,6 +6,8 @@ sentence-transformers 6 save, a plain causal-LM checkpoint and a sequence-classi
 
 from __future__ import annotations
 
+import importlib.metadata
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -15,14 +17,20 @@ import torch
 from sentence_transformers import CrossEncoder
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
+from milvus_rerank import CrossEncoderReranker, ModelLoadError, PromptFormat
 from milvus_rerank.rerankers.local.causal import (
     CausalScorer,
     chat_template_prompt_format,
     encode_prompts,
     token_id,
 )
-from milvus_rerank.rerankers.prompts import QWEN3, PromptFormat
+from milvus_rerank.rerankers.prompts import QWEN3
 from milvus_rerank.testing.causal_models import LLM_ARCHITECTURES, make_llm_reranker
+
+# sentence-transformers runs causal LMs as cross-encoders (Transformer + LogitScore) from 6.x on; the
+# comparisons with it skip on older releases (the lowest-versions run), the model-card ones do not.
+_ST_VERSION = tuple(int(part) for part in importlib.metadata.version("sentence-transformers").split(".")[:2])
+needs_st6 = pytest.mark.skipif(_ST_VERSION < (6, 2), reason="needs sentence-transformers >= 6.2 (LogitScore)")
 
 QUERY = "what is milvus used for?"
 DOCUMENTS = [
@@ -30,7 +38,7 @@ DOCUMENTS = [
     "Bananas are yellow. " * 6,
     "yes",
     "The study found no effect of the treatment on cancer risk in patients.",
-    "",
+    ".",
     "what is milvus used for? It stores vectors.",
 ]
 INSTRUCTION = "Given a claim, find the abstracts that support or refute it"
@@ -123,6 +131,7 @@ def model_card_scores(
     return scores
 
 
+@needs_st6
 @pytest.mark.parametrize("architecture", LLM_ARCHITECTURES)
 @pytest.mark.parametrize("instruction", [None, INSTRUCTION])
 def test_a_sentence_transformers_save_scores_as_cross_encoder_predict(
@@ -141,6 +150,7 @@ def test_a_sentence_transformers_save_scores_as_cross_encoder_predict(
     assert close(our_scores(tokenizer, scorer, QWEN3, instruction=instruction), reference.tolist())
 
 
+@needs_st6
 @pytest.mark.parametrize("architecture", LLM_ARCHITECTURES)
 @pytest.mark.parametrize("instruction", [None, INSTRUCTION])
 def test_a_plain_checkpoint_with_the_qwen3_format_scores_as_the_model_card(
@@ -157,6 +167,7 @@ def test_a_plain_checkpoint_with_the_qwen3_format_scores_as_the_model_card(
     assert close(ours, CrossEncoder(str(path), device="cpu").predict(pairs).tolist())
 
 
+@needs_st6
 @pytest.mark.parametrize("architecture", ["qwen3", "llama"])
 def test_a_sequence_classification_conversion_scores_as_its_causal_lm(
     models: dict[tuple[str, str], Path], architecture: str
@@ -249,6 +260,7 @@ def test_only_the_scored_rows_of_the_lm_head_are_computed(models: dict[tuple[str
     assert calls == []
 
 
+@needs_st6
 @pytest.mark.parametrize("architecture", ["qwen3", "gemma"])
 def test_truncation_cuts_the_document_and_keeps_the_answer_cue_as_sentence_transformers(
     models: dict[tuple[str, str], Path], architecture: str
@@ -309,3 +321,162 @@ def test_chat_templates_without_pair_roles_are_refused(models: dict[tuple[str, s
     )
     with pytest.raises(ValueError, match="prompt_format='qwen3'"):
         chat_template_prompt_format(tokenizer, instruction=None)
+
+
+# --- through CrossEncoderReranker -------------------------------------------------------------------------
+
+
+def st_predict(path: Path, documents: Sequence[str] = DOCUMENTS, **options: Any) -> list[float]:
+    return CrossEncoder(str(path), device="cpu").predict([(QUERY, d) for d in documents], **options).tolist()
+
+
+@needs_st6
+@pytest.mark.parametrize("architecture", LLM_ARCHITECTURES)
+def test_the_reranker_scores_a_sentence_transformers_save_as_cross_encoder_predict(
+    models: dict[tuple[str, str], Path], architecture: str
+) -> None:
+    path = models[architecture, "sentence-transformers"]
+    assert close(CrossEncoderReranker(path, device="cpu").score(QUERY, DOCUMENTS), st_predict(path))
+    instructed = CrossEncoderReranker(path, device="cpu", instruction=INSTRUCTION)
+    assert close(instructed.score(QUERY, DOCUMENTS), st_predict(path, prompt=INSTRUCTION))
+    assert instructed.instruction == INSTRUCTION
+    assert instructed.prompt_format is None
+
+
+@pytest.mark.parametrize("architecture", LLM_ARCHITECTURES)
+def test_the_reranker_scores_a_plain_checkpoint_with_prompt_format_qwen3(
+    models: dict[tuple[str, str], Path], architecture: str
+) -> None:
+    path = models[architecture, "causal-lm"]
+    tokenizer, model = load_causal(path)
+    for instruction in (None, INSTRUCTION):
+        reranker = CrossEncoderReranker(path, device="cpu", prompt_format="qwen3", instruction=instruction)
+        assert close(reranker.score(QUERY, DOCUMENTS), model_card_scores(tokenizer, model, DOCUMENTS, instruction))
+    assert "prompt_format='qwen3'" in repr(reranker)
+
+
+def test_a_causal_checkpoint_without_a_prompt_is_refused_at_load(models: dict[tuple[str, str], Path]) -> None:
+    reranker = CrossEncoderReranker(models["qwen3", "causal-lm"], device="cpu")
+    with pytest.raises(ModelLoadError, match="has no chat template") as info:
+        reranker.load()
+    assert "prompt_format='qwen3'" in str(info.value)
+    assert "Qwen3ForCausalLM" in str(info.value)
+
+
+def test_a_chat_template_without_pair_roles_is_refused_at_load(tmp_path: Path) -> None:
+    template = "{% for m in messages %}{% if m.role == 'user' %}{{ m.content }}{% endif %}{% endfor %}"
+    path = make_llm_reranker(tmp_path / "chat", save_format="causal-lm", chat_template=template)
+    with pytest.raises(ModelLoadError, match=r"cannot score with its chat template.*prompt_format='qwen3'"):
+        CrossEncoderReranker(path, device="cpu").load()
+    # An explicit format needs no template.
+    assert len(CrossEncoderReranker(path, device="cpu", prompt_format="qwen3").score(QUERY, ["a"])) == 1
+
+
+@needs_st6
+def test_the_default_prompt_of_a_save_is_its_instruction(tmp_path: Path) -> None:
+    path = make_llm_reranker(tmp_path / "prompted", prompts={"claims": INSTRUCTION}, default_prompt_name="claims")
+    default = CrossEncoderReranker(path, device="cpu").score(QUERY, DOCUMENTS)
+    assert close(default, st_predict(path))
+    assert close(default, CrossEncoderReranker(path, device="cpu", instruction=INSTRUCTION).score(QUERY, DOCUMENTS))
+    assert not close(
+        default, CrossEncoderReranker(path, device="cpu", instruction="Find bananas").score(QUERY, DOCUMENTS)
+    )
+
+
+def test_answer_tokens_can_be_chosen(models: dict[tuple[str, str], Path]) -> None:
+    path = models["qwen2", "sentence-transformers"]
+    scores = CrossEncoderReranker(path, device="cpu").score(QUERY, DOCUMENTS)
+    # Swapping the answer tokens negates the margin: P(no) = 1 - P(yes).
+    swapped = CrossEncoderReranker(path, device="cpu", true_token="no", false_token="yes").score(QUERY, DOCUMENTS)
+    assert close(swapped, [1 - score for score in scores])
+    # One token alone scores sigmoid(logit(yes)), as LogitScore without a false token does.
+    tokenizer, model = load_causal(path)
+    fmt = PromptFormat(QWEN3.query_template, QWEN3.document_template, QWEN3.default_instruction, false_token=None)
+    alone = CrossEncoderReranker(path, device="cpu", prompt_format=fmt, activation="none").score(QUERY, DOCUMENTS)
+    encoded = encode_prompts(tokenizer, QWEN3.render(QUERY, DOCUMENTS), suffix=QWEN3.document_suffix, max_length=4096)
+    yes = tokenizer.convert_tokens_to_ids("yes")
+    reference = []
+    for ids in encoded.input_ids:
+        with torch.no_grad():
+            reference.append(model(torch.tensor([ids])).logits[0, -1, yes].item())
+    assert close(alone, reference)
+    with pytest.raises(ModelLoadError, match="true_token='maybe so' is not one token"):
+        CrossEncoderReranker(path, device="cpu", true_token="maybe so").load()
+
+
+def test_a_conversion_with_prompt_format_scores_as_its_causal_lm(models: dict[tuple[str, str], Path]) -> None:
+    path = models["qwen3", "sequence-classification"]
+    ours = CrossEncoderReranker(path, device="cpu", prompt_format="qwen3").score(QUERY, DOCUMENTS)
+    causal = CrossEncoderReranker(models["qwen3", "causal-lm"], device="cpu", prompt_format="qwen3")
+    assert close(ours, causal.score(QUERY, DOCUMENTS))
+    with pytest.raises(ModelLoadError, match="true_token and false_token do not apply"):
+        CrossEncoderReranker(path, device="cpu", prompt_format="qwen3", true_token="yes").load()
+
+
+@needs_st6
+def test_a_conversion_without_a_prompt_scores_plain_pairs_with_a_warning(
+    models: dict[tuple[str, str], Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    path = models["llama", "sequence-classification"]
+    with caplog.at_level(logging.WARNING):
+        plain = CrossEncoderReranker(path, device="cpu").score(QUERY, DOCUMENTS)
+    assert "prompt_format='qwen3'" in caplog.text
+    assert close(plain, st_predict(path))
+    assert not close(plain, CrossEncoderReranker(path, device="cpu", prompt_format="qwen3").score(QUERY, DOCUMENTS))
+
+
+def test_prompt_options_on_an_encoder_cross_encoder_are_refused(tiny_model: Path) -> None:
+    with pytest.raises(ModelLoadError, match=r"encoder cross-encoder .*apply to LLM rerankers"):
+        CrossEncoderReranker(tiny_model, device="cpu", instruction="Judge").load()
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "match"),
+    [
+        ({"prompt_format": "qwen9"}, ValueError, "unknown prompt_format 'qwen9'"),
+        ({"prompt_format": 3}, TypeError, "prompt_format must be"),
+        ({"instruction": 3}, TypeError, "instruction must be a str or None"),
+        ({"true_token": ""}, ValueError, "true_token must be a non-empty str"),
+        ({"false_token": b"no"}, TypeError, "false_token must be a str or None"),
+        (
+            {"prompt_format": PromptFormat("Q: {query}\n", "D: {document}"), "instruction": "x"},
+            ValueError,
+            "no \\{instruction\\} placeholder",
+        ),
+        (
+            {"prompt_format": PromptFormat("{instruction} {query}", "{document}", name="mine")},
+            ValueError,
+            "'mine' needs an instruction",
+        ),
+    ],
+)
+def test_prompt_options_are_checked_at_construction(
+    tiny_model: Path, options: dict[str, Any], error: type[Exception], match: str
+) -> None:
+    with pytest.raises(error, match=match):
+        CrossEncoderReranker(tiny_model, device="cpu", **options)
+
+
+@needs_st6
+def test_the_reranker_truncates_inside_the_document_with_one_warning(
+    models: dict[tuple[str, str], Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    path = models["qwen3", "sentence-transformers"]
+    reranker = CrossEncoderReranker(path, device="cpu", max_length=110)
+    with caplog.at_level(logging.WARNING):
+        scores = reranker.score(QUERY, DOCUMENTS)
+        reranker.score(QUERY, DOCUMENTS)
+    assert caplog.text.count("were truncated") == 1
+    reference = CrossEncoder(str(path), device="cpu", max_length=110).predict([(QUERY, d) for d in DOCUMENTS])
+    assert close(scores, reference.tolist())
+
+
+async def test_rerankers_with_different_prompts_share_one_model(models: dict[tuple[str, str], Path]) -> None:
+    path = models["gemma", "sentence-transformers"]
+    plain = CrossEncoderReranker(path, device="cpu")
+    instructed = CrossEncoderReranker(path, device="cpu", instruction=INSTRUCTION)
+    assert plain._model() is instructed._model()
+    results = plain.rerank(QUERY, DOCUMENTS, top_n=3)
+    assert [r.index for r in results] == [r.index for r in await plain.arerank(QUERY, DOCUMENTS, top_n=3)]
+    assert [r.score for r in results] == sorted((r.score for r in results), reverse=True)
+    assert not close(plain.score(QUERY, DOCUMENTS), instructed.score(QUERY, DOCUMENTS))
