@@ -1,11 +1,18 @@
 #!/usr/bin/env bash
-# A real vLLM server (the CPU build) on 127.0.0.1 for the integration tests (tests/integration/).
+# Real vLLM servers (the CPU build) on 127.0.0.1 for the integration tests (tests/integration/).
 #
 #   scripts/vllm-server.sh install                      .venv-vllm from scripts/vllm-requirements.txt
-#   scripts/vllm-server.sh model DIR                    generate the test cross-encoder into DIR
+#   scripts/vllm-server.sh serve ROLE STATE             generate ROLE's model into STATE/model, start it
+#   scripts/vllm-server.sh model KIND DIR               generate a test model: cross-encoder or qwen3
 #   scripts/vllm-server.sh start STATE MODEL [ARGS...]  start in the background (returns at once)
 #   scripts/vllm-server.sh wait STATE [SECONDS]         until GET /health answers 200 (default 300 s)
 #   scripts/vllm-server.sh stop STATE                   stop the server started with STATE, by its PID
+#
+# Roles (what the tests need; each is one model and one set of vLLM flags):
+#   reranker             a BERT cross-encoder, served as "tiny-reranker", guarded by --api-key test-key
+#   qwen3                a Qwen3-Reranker-style causal LM scored on "yes"/"no" through --hf-overrides,
+#                        without a chat template: the client sends the prompt (prompt_format="qwen3")
+#   qwen3-chat-template  the same with --chat-template: the server renders the prompt from plain texts
 #
 # STATE is a directory of the server's own: its PID, port, log and an `env` file with the
 # variables the tests read (MILVUS_RERANK_VLLM_URL, _API_KEY, _MODEL_DIR, _MODEL). ARGS go to vLLM
@@ -44,18 +51,51 @@ install() {
 }
 
 model() {
-    local dir="${1:?model DIR}"
-    # Heads of 32 dimensions: vLLM's CPU attention has no kernel for TINY_BERT's 16 ("Unsupported CPU
-    # attention configuration: head_dim=16"). Weights drawn at initializer_range 0.2, not the default
-    # 0.02, at which every pair scores nearly alike and an ordering would mean nothing.
-    "$PROJECT_PYTHON" - "$dir" <<'EOF'
+    local kind="${1:?model KIND DIR}" dir="${2:?model KIND DIR}"
+    # Heads of 32 dimensions: vLLM's CPU attention has no kernel for the 16 of TINY_BERT and TINY_LLM
+    # ("Unsupported CPU attention configuration: head_dim=16"). The cross-encoder's weights are drawn
+    # at initializer_range 0.2, not the default 0.02, at which every pair scores nearly alike.
+    "$PROJECT_PYTHON" - "$kind" "$dir" <<'EOF'
 import sys
+from pathlib import Path
 
-from milvus_rerank.testing.models import TINY_BERT, make_cross_encoder
+kind, path = sys.argv[1], Path(sys.argv[2])
+if kind == "cross-encoder":
+    from milvus_rerank.testing.models import TINY_BERT, make_cross_encoder
 
-shape = {**TINY_BERT, "hidden_size": 64, "intermediate_size": 128, "initializer_range": 0.2}
-make_cross_encoder(sys.argv[1], architecture=shape, seed=13)
+    shape = {**TINY_BERT, "hidden_size": 64, "intermediate_size": 128, "initializer_range": 0.2}
+    make_cross_encoder(path, architecture=shape, seed=13)
+elif kind == "qwen3":
+    from milvus_rerank.testing.causal_models import TINY_LLM, make_llm_reranker, reranker_chat_template
+
+    # A plain causal-LM checkpoint, as Qwen/Qwen3-Reranker-* is; its chat template is a file beside it.
+    shape = {**TINY_LLM, "head_dim": 32}
+    make_llm_reranker(path, architecture="qwen3", save_format="causal-lm", shape=shape, max_position_embeddings=512)
+    (path / "reranker-chat-template.jinja").write_text(reranker_chat_template(), encoding="utf-8")
+else:
+    sys.exit(f"vllm-server.sh: unknown model kind {kind!r}: cross-encoder or qwen3")
 EOF
+}
+
+serve() {
+    local role="${1:?serve ROLE STATE}" state="${2:?serve ROLE STATE}"
+    local qwen3='{"architectures": ["Qwen3ForSequenceClassification"], "classifier_from_token": ["no", "yes"], "is_original_qwen3_reranker": true}'
+    case "$role" in
+        reranker)
+            model cross-encoder "$state/model"
+            start "$state" "$state/model" --served-model-name tiny-reranker --api-key test-key
+            ;;
+        qwen3)
+            model qwen3 "$state/model"
+            start "$state" "$state/model" --served-model-name tiny-qwen3 --hf-overrides "$qwen3"
+            ;;
+        qwen3-chat-template)
+            model qwen3 "$state/model"
+            start "$state" "$state/model" --served-model-name tiny-qwen3 --hf-overrides "$qwen3" \
+                --chat-template "$state/model/reranker-chat-template.jinja"
+            ;;
+        *) die "unknown role '$role': reranker, qwen3 or qwen3-chat-template" ;;
+    esac
 }
 
 free_port() {
@@ -66,7 +106,7 @@ start() {
     local state="${1:?start STATE MODEL [ARGS...]}" model_dir="${2:?start STATE MODEL [ARGS...]}"
     shift 2
     [ -x "$VLLM_VENV/bin/python" ] || die "no vLLM in $VLLM_VENV: run '$0 install' first"
-    [ -f "$model_dir/config.json" ] || die "$model_dir has no config.json: run '$0 model $model_dir' first"
+    [ -f "$model_dir/config.json" ] || die "$model_dir has no config.json: run '$0 model KIND $model_dir' first"
     mkdir -p "$state"
     state="$(cd "$state" && pwd)"
     model_dir="$(cd "$model_dir" && pwd)"
@@ -136,9 +176,10 @@ stop() {
 
 case "${1:-}" in
     install) install ;;
+    serve) serve "${@:2}" ;;
     model) model "${@:2}" ;;
     start) start "${@:2}" ;;
     wait) wait_ready "${@:2}" ;;
     stop) stop "${@:2}" ;;
-    *) die "usage: $0 install | model DIR | start STATE MODEL [ARGS...] | wait STATE [SECONDS] | stop STATE" ;;
+    *) die "usage: $0 install | serve ROLE STATE | model KIND DIR | start STATE MODEL [ARGS...] | wait STATE [SECONDS] | stop STATE" ;;
 esac

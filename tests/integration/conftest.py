@@ -1,9 +1,14 @@
-"""A real vLLM server for the integration tests, found through the environment ``.ci/run`` sets.
+"""Real vLLM servers for the integration tests, found through the environment ``.ci/run`` sets.
 
-``bash scripts/vllm-server.sh start STATE MODEL ...`` writes ``STATE/env``; source it (or set
-``MILVUS_RERANK_VLLM_URL`` and friends by hand) and every test here runs against that server.
-Without it they skip, saying so. Tests that must own a server (one they kill, or one started
-with other flags) start it through the same script, so there is one command line for vLLM.
+The shared server: ``bash scripts/vllm-server.sh serve reranker STATE`` writes ``STATE/env``;
+source it (or set ``MILVUS_RERANK_VLLM_URL`` and friends by hand, for a server of your own) and
+every test here runs against it. Without it they skip, saying so; with ``MILVUS_RERANK_VLLM_STATE``
+set (its state directory) the first test waits for it to come up, so CI starts it in the background
+and these tests run after every other test of the session.
+
+Servers with another model or other flags, and one to kill, come by name from
+:func:`vllm_server`: the one CI started under ``MILVUS_RERANK_VLLM_SERVERS/NAME``, else one started
+here through the same script (70-140 s each), so there is one command line for vLLM.
 """
 
 from __future__ import annotations
@@ -73,6 +78,14 @@ def read_env_file(path: Path) -> dict[str, str]:
     return dict(word.split("=", 1) for word in words)
 
 
+HERE = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Move this folder's tests to the end of the run (a stable sort keeps every other order)."""
+    items.sort(key=lambda item: item.path.resolve().is_relative_to(HERE))
+
+
 @pytest.fixture(scope="session")
 def vllm() -> Served:
     """The shared server: skips without ``MILVUS_RERANK_VLLM_URL``, fails when it is set but not up."""
@@ -81,6 +94,9 @@ def vllm() -> Served:
     missing = [name for name in ("MILVUS_RERANK_VLLM_MODEL_DIR", "MILVUS_RERANK_VLLM_MODEL") if name not in os.environ]
     if missing:
         pytest.fail(f"{URL_ENV} is set but {', '.join(missing)} is not: source the env file {SCRIPT.name} wrote")
+    state = os.environ.get("MILVUS_RERANK_VLLM_STATE")
+    if state:  # started in the background: wait while it is alive, fail with its log if it died
+        subprocess.run(["bash", str(SCRIPT), "wait", state, str(STARTUP_LIMIT_S)], check=True)
     served = served_from(dict(os.environ))
     try:
         health = httpx.get(served.url + "/health", timeout=10)
@@ -97,19 +113,31 @@ def local(vllm: Served) -> CrossEncoderReranker:
     return CrossEncoderReranker(str(vllm.model_dir), device="cpu")
 
 
-@pytest.fixture
-def start_vllm(vllm: Served, tmp_path: Path) -> Iterator[Callable[..., Served]]:
-    """Start a server of this test's own (the shared one's model unless told otherwise); stopped afterwards."""
-    states: list[Path] = []
+SERVER_ROLES = {"spare": "reranker", "qwen3": "qwen3", "qwen3-chat-template": "qwen3-chat-template"}
+"""The servers a test may ask for by name, and the script's role each one plays."""
 
-    def start(*args: str, model_dir: Path | None = None) -> Served:
-        state = tmp_path / f"vllm-{len(states)}"
-        states.append(state)
-        model = str(model_dir or vllm.model_dir)
-        subprocess.run(["bash", str(SCRIPT), "start", str(state), model, *args], check=True)
-        subprocess.run(["bash", str(SCRIPT), "wait", str(state), str(STARTUP_LIMIT_S)], check=True)
-        return served_from(read_env_file(state / "env"), state)
 
-    yield start
-    for state in states:
+@pytest.fixture(scope="session")
+def vllm_server(vllm: Served, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str], Served]]:
+    """``vllm_server(name)``: a server of its own for a name in :data:`SERVER_ROLES`, ready to use.
+
+    A server this fixture starts is stopped at the end of the session; one CI started is CI's to stop.
+    """
+    servers: dict[str, Served] = {}
+    started: list[Path] = []
+    prestarted = os.environ.get("MILVUS_RERANK_VLLM_SERVERS")
+
+    def get(name: str) -> Served:
+        if name not in servers:
+            state = Path(prestarted) / name if prestarted else None
+            if state is None or not (state / "env").is_file():
+                state = tmp_path_factory.mktemp("vllm") / name
+                started.append(state)
+                subprocess.run(["bash", str(SCRIPT), "serve", SERVER_ROLES[name], str(state)], check=True)
+            subprocess.run(["bash", str(SCRIPT), "wait", str(state), str(STARTUP_LIMIT_S)], check=True)
+            servers[name] = served_from(read_env_file(state / "env"), state)
+        return servers[name]
+
+    yield get
+    for state in started:
         subprocess.run(["bash", str(SCRIPT), "stop", str(state)], check=False)

@@ -1,7 +1,6 @@
 """A real vLLM server killed while batches are in flight: the calls fail soon, with a clear error.
 
-The server here is this test's own (the shared one keeps serving the other tests); it starts in
-70-140 s, which is why there is only one such test.
+The server killed here is a spare of its own (the shared one keeps serving the other tests).
 """
 
 from __future__ import annotations
@@ -40,14 +39,15 @@ class Answers:
         self.seen(response)
 
 
-def test_a_server_killed_mid_run_fails_both_paths_soon(start_vllm) -> None:
-    served = start_vllm()
+def test_a_server_killed_mid_run_fails_both_paths_soon(vllm_server) -> None:
+    served = vllm_server("spare")
+    options = {"model": served.model, "api_key": served.api_key, **OPTIONS}
     sync_answers, async_answers = Answers(), Answers()
     errors: dict[str, BaseException | None] = {}
 
     def run_sync() -> None:
         client = httpx.Client(event_hooks={"response": [sync_answers.seen]})
-        with VLLMReranker(served.url, model=served.model, client=client, **OPTIONS) as reranker:
+        with VLLMReranker(served.url, client=client, **options) as reranker:
             try:
                 reranker.rerank(QUERY, DOCUMENTS)
                 errors["sync"] = None
@@ -58,7 +58,7 @@ def test_a_server_killed_mid_run_fails_both_paths_soon(start_vllm) -> None:
     async def run_async() -> None:
         async with (
             httpx.AsyncClient(event_hooks={"response": [async_answers.aseen]}) as client,
-            VLLMReranker(served.url, model=served.model, async_client=client, **OPTIONS) as reranker,
+            VLLMReranker(served.url, async_client=client, **options) as reranker,
         ):
             try:
                 await reranker.arerank(QUERY, DOCUMENTS)
@@ -91,6 +91,9 @@ def test_a_server_killed_mid_run_fails_both_paths_soon(start_vllm) -> None:
 
     # Afterwards a new call fails at once (connection refused), not after the deadline.
     started = time.monotonic()
-    with VLLMReranker(served.url, model=served.model, max_retries=0) as reranker, pytest.raises(RerankError):
+    with (
+        VLLMReranker(served.url, model=served.model, api_key=served.api_key, max_retries=0) as reranker,
+        pytest.raises(RerankError),
+    ):
         reranker.rerank(QUERY, DOCUMENTS[:2])
     assert time.monotonic() - started < 5
