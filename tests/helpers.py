@@ -31,6 +31,7 @@ from milvus_rerank.cli.corpus import DEMO_QUESTIONS, load_corpus
 from milvus_rerank.cli.options import add_demo_arguments
 from milvus_rerank.errors import RerankConnectionError
 from milvus_rerank.rerankers.contract import check_rerank_args
+from milvus_rerank.rerankers.http import HTTPReranker
 from milvus_rerank.testing.server import WordOverlapReranker
 from milvus_rerank.types import Candidate, RerankResult
 
@@ -69,6 +70,30 @@ class OverlapReranker(WordOverlapReranker):
         await asyncio.sleep(0)
         self.record(query, documents, top_n)
         return super().rerank(query, documents, top_n=top_n)
+
+
+class Caller:
+    """Calls rerank or arerank; async calls share one event loop, as in an application."""
+
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+        self.loop = asyncio.new_event_loop() if mode == "async" else None
+        self.used: list[HTTPReranker] = []
+
+    def __call__(self, reranker: HTTPReranker, query: Any, documents: Any, **kwargs: Any) -> list[RerankResult]:
+        self.used.append(reranker)
+        if self.loop is None:
+            return reranker.rerank(query, documents, **kwargs)
+        return self.loop.run_until_complete(reranker.arerank(query, documents, **kwargs))
+
+    def close(self) -> None:
+        for reranker in self.used:
+            if self.loop is None:
+                reranker.close()
+            else:
+                self.loop.run_until_complete(reranker.aclose())
+        if self.loop is not None:
+            self.loop.close()
 
 
 class FailingReranker:
@@ -122,6 +147,22 @@ def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, s
     code = main(list(argv))
     captured = capsys.readouterr()
     return code, captured.out, captured.err
+
+
+COMMAND = str(Path(sys.executable).with_name("milvus-rerank"))
+"""The installed ``milvus-rerank`` entry point (the console script beside this Python)."""
+
+
+def run_command(
+    *argv: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 240
+) -> subprocess.CompletedProcess[str]:
+    """Run the real ``milvus-rerank`` entry point in a subprocess, offline (``HF_HUB_OFFLINE=1``), with ``env`` added."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("MILVUS_RERANK_")}
+    environment["HF_HUB_OFFLINE"] = "1"
+    environment.update(env or {})
+    return subprocess.run(
+        [COMMAND, *argv], capture_output=True, text=True, cwd=cwd, env=environment, timeout=timeout, check=False
+    )
 
 
 def table_rows(output: str) -> list[list[str]]:

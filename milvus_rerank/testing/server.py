@@ -13,6 +13,11 @@ Routes: ``POST /rerank`` (vLLM or TEI, by ``flavor``), ``POST /v1/rerank`` and `
 :class:`~milvus_rerank.types.Reranker` (by default a cheap word-overlap scorer), so an HTTP
 client can be checked against the same reranker run locally.
 
+Besides wrong answers, the faults include what a hostile or broken server does to a client: a
+body (or even the status line and headers) trickled a byte at a time, an error that echoes the
+request's headers back (as some proxies do), any status with any headers (a redirect to another
+origin, a compressed bomb with ``Content-Encoding``), and a dropped connection.
+
 The server is the standard library's ``ThreadingHTTPServer`` (a thread per connection, HTTP/1.1
 keep-alive, a deep listen backlog): no dependency, and every request that is waiting on its
 service time waits in its own thread, so concurrent requests really overlap.
@@ -89,11 +94,12 @@ class Fault:
 
     Attributes:
         kind: What happens: ``"slow"``, ``"respond"``, ``"drop"``, ``"malformed_json"``,
-            ``"wrong_index"``, ``"duplicate_index"``, ``"nan_score"``, ``"missing_result"``.
-        status: HTTP status for ``"respond"``.
+            ``"wrong_index"``, ``"duplicate_index"``, ``"nan_score"``, ``"missing_result"``,
+            ``"trickle"``, ``"trickle_headers"``, ``"echo"``, ``"echo_reason"``.
+        status: HTTP status for ``"respond"`` and the echoes.
         body: Response body for ``"respond"`` (bytes sent as they are).
-        headers: Extra response headers.
-        seconds: Extra delay for ``"slow"``.
+        headers: Extra response headers (for the echoes: the request headers to quote).
+        seconds: Extra delay for ``"slow"``; the pause after each byte for the trickles.
     """
 
     kind: str
@@ -148,6 +154,21 @@ class Fault:
     def drop(cls) -> Fault:
         """Close the connection without answering."""
         return cls("drop")
+
+    @classmethod
+    def trickle(cls, interval: float, *, headers: bool = False) -> Fault:
+        """Send the normal answer one byte every ``interval`` seconds: its body, or (``headers=True``) all of it."""
+        return cls("trickle_headers" if headers else "trickle", seconds=interval)
+
+    @classmethod
+    def echo(cls, status: int, *, names: tuple[str, ...] = (), in_reason: bool = False) -> Fault:
+        """Answer ``status`` with an error that quotes request headers, as a leaky proxy does.
+
+        It quotes the headers ``names`` (lower case) in that order, or every header when none
+        are named, in an ``{"error": ...}`` body, or (``in_reason=True``) in the reason phrase of
+        the status line, with an empty body.
+        """
+        return cls("echo_reason" if in_reason else "echo", status=status, headers=tuple((name, "") for name in names))
 
     @classmethod
     def malformed_json(cls) -> Fault:
@@ -218,6 +239,9 @@ class _Reply:
     status: int
     body: bytes
     headers: dict[str, str] = field(default_factory=dict)
+    reason: str | None = None
+    trickle: float = 0.0
+    trickle_headers: bool = False
 
 
 class RerankTestServer:
@@ -332,9 +356,10 @@ class RerankTestServer:
     # -- faults and log -------------------------------------------------------------------------
 
     def inject(self, fault: Fault, *, times: int = 1, path: str | None = None) -> None:
-        """Show ``fault`` on the next ``times`` rerank requests (to ``path`` only, when given).
+        """Show ``fault`` on the next ``times`` rerank requests, or on requests to ``path`` when given.
 
-        Faults apply in the order injected; each request takes at most one.
+        With a ``path``, the fault applies to any request to it, ``GET /v1/models`` and
+        ``GET /info`` included. Faults apply in the order injected; each request takes at most one.
         """
         with self._lock:
             self._faults.append(_Pending(fault, times, path))
@@ -380,12 +405,13 @@ class RerankTestServer:
         with self._lock:
             return self._arrived
 
-    def _take_fault(self, path: str) -> Fault | None:
+    def _take_fault(self, method: str, path: str) -> Fault | None:
+        rerank = method == "POST" and path in _RERANK_ROUTES
         with self._lock:
-            if path in _RERANK_ROUTES:
+            if rerank:
                 self._arrived += 1
             for pending in self._faults:
-                if pending.path is None or pending.path == path:
+                if (pending.path is None and rerank) or pending.path == path:
                     pending.times -= 1
                     if pending.times <= 0:
                         self._faults.remove(pending)
@@ -401,13 +427,18 @@ class RerankTestServer:
     def _authorized(self, headers: dict[str, str]) -> bool:
         return self.api_key is None or headers.get("authorization") == f"Bearer {self.api_key}"
 
-    def _get(self, path: str, headers: dict[str, str]) -> _Reply:
+    def _get(self, path: str, headers: dict[str, str], fault: Fault | None) -> _Reply | None:
+        if fault is not None and fault.kind in _ANSWERS_WITHOUT_SCORING:
+            return _fault_reply(fault, headers)
         if path == "/health":
             return _Reply(200, b"")
         if not self._authorized(headers):
             return self._unauthorized()
         if path in ("/v1/models", "/info"):
             time.sleep(self.discovery_time)
+        return _trickled(self._get_listing(path), fault)
+
+    def _get_listing(self, path: str) -> _Reply:
         if path == "/v1/models":
             model = {"id": self.model_name, "object": "model", "owned_by": "vllm", "max_model_len": self.max_model_len}
             return _json_reply(200, {"object": "list", "data": [model]})
@@ -435,16 +466,16 @@ class RerankTestServer:
     def _post(self, path: str, headers: dict[str, str], body: Any, fault: Fault | None) -> _Reply | None:
         if path not in _RERANK_ROUTES:
             return self._error(404, f"Not Found: {path}")
+        if fault is not None and fault.kind in _ANSWERS_WITHOUT_SCORING:
+            return _fault_reply(fault, headers)
         if not self._authorized(headers):
             return self._unauthorized()
-        if fault is not None and fault.kind == "respond":
-            return _Reply(fault.status, fault.body, {"Content-Type": "application/json", **dict(fault.headers)})
-        if fault is not None and fault.kind == "drop":
-            return None
         tei = self.flavor == "tei" and path == "/rerank"
         if not isinstance(body, dict):
             return self._tei_error(422, "invalid JSON body") if tei else self._error(400, "Invalid JSON body")
         reply = self._rerank_tei(body) if tei else self._rerank_vllm(body)
+        if fault is not None and fault.kind in ("trickle", "trickle_headers"):
+            return _trickled(reply, fault)
         if fault is not None and reply.status == 200:
             reply = _corrupt(reply, fault, tei)
         return reply
@@ -515,6 +546,28 @@ class RerankTestServer:
         return _json_reply(200, items)
 
 
+_ANSWERS_WITHOUT_SCORING = ("respond", "drop", "echo", "echo_reason")
+
+
+def _fault_reply(fault: Fault, request_headers: dict[str, str]) -> _Reply | None:
+    """The answer of a fault that replaces the server's own (``None``: drop the connection)."""
+    if fault.kind == "drop":
+        return None
+    if fault.kind == "respond":
+        return _Reply(fault.status, fault.body, {"Content-Type": "application/json", **dict(fault.headers)})
+    names = [name for name, _ in fault.headers] or list(request_headers)
+    quoted = "; ".join(f"{name}={request_headers.get(name, '')}" for name in names)
+    if fault.kind == "echo_reason":
+        return _Reply(fault.status, b"", reason=f"Rejected {quoted}")
+    return _json_reply(fault.status, {"error": f"request rejected, it had {quoted}"})
+
+
+def _trickled(reply: _Reply, fault: Fault | None) -> _Reply:
+    if fault is None or fault.kind not in ("trickle", "trickle_headers"):
+        return reply
+    return replace(reply, trickle=fault.seconds, trickle_headers=fault.kind == "trickle_headers")
+
+
 def _vllm_error_body(status: int, message: str, generation: str) -> dict[str, Any]:
     error = {"message": message, "type": _STATUS_TYPES.get(status, "Error"), "param": None, "code": status}
     return {"object": "error", **error} if generation == "old" else {"error": error}
@@ -574,7 +627,11 @@ class _Handler(BaseHTTPRequestHandler):
         """Answer ``/health``, ``/v1/models`` and ``/info``."""
         start = time.monotonic()
         headers = {key.lower(): value for key, value in self.headers.items()}
-        reply = self.owner._get(self.path, headers)
+        fault = self.owner._take_fault("GET", self.path)
+        if fault is not None and fault.kind == "slow":
+            time.sleep(fault.seconds)
+            fault = None
+        reply = self.owner._get(self.path, headers, fault)
         self._finish("GET", headers, None, reply, start)
 
     def do_POST(self) -> None:
@@ -587,7 +644,7 @@ class _Handler(BaseHTTPRequestHandler):
             body = json.loads(raw) if raw else None
         except ValueError:
             body = None
-        fault = self.owner._take_fault(self.path)
+        fault = self.owner._take_fault("POST", self.path)
         if fault is not None and fault.kind == "slow":
             time.sleep(fault.seconds)
             fault = None
@@ -603,9 +660,26 @@ class _Handler(BaseHTTPRequestHandler):
             with contextlib.suppress(OSError):
                 self.connection.shutdown(socket.SHUT_RDWR)
             return
-        self.send_response(reply.status)
+        if reply.trickle:
+            self._trickle(reply)
+            return
+        self.send_response(reply.status, reply.reason)
         for key, value in reply.headers.items():
             self.send_header(key, value)
         self.send_header("Content-Length", str(len(reply.body)))
         self.end_headers()
         self.wfile.write(reply.body)
+
+    def _trickle(self, reply: _Reply) -> None:
+        """Write the answer a byte at a time (the head at once, unless ``trickle_headers``)."""
+        lines = [f"HTTP/1.1 {reply.status} {reply.reason or self.responses.get(reply.status, ('',))[0]}"]
+        lines += [f"{key}: {value}" for key, value in reply.headers.items()]
+        lines.append(f"Content-Length: {len(reply.body)}")
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        self.close_connection = True
+        if not reply.trickle_headers:
+            self.wfile.write(head)
+            head = b""
+        for byte in head + reply.body:
+            self.wfile.write(bytes([byte]))
+            time.sleep(reply.trickle)

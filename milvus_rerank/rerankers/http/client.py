@@ -31,6 +31,7 @@ import concurrent.futures
 import contextlib
 import json
 import math
+import ssl
 import threading
 import time
 import weakref
@@ -40,10 +41,16 @@ from typing import Any, ClassVar
 import httpx
 
 from milvus_rerank.errors import RerankError, RerankHTTPError
-from milvus_rerank.rerankers.contract import check_rerank_args
+from milvus_rerank.rerankers.contract import check_rerank_args, documents_to_score
 from milvus_rerank.rerankers.http.attempts import Attempts, http_error
 from milvus_rerank.rerankers.http.body import ACCEPT_ENCODING, BodyReader
-from milvus_rerank.rerankers.http.credentials import REDACTED, Redactor, check_api_key, check_headers
+from milvus_rerank.rerankers.http.credentials import (
+    REDACTED,
+    Redactor,
+    check_api_key,
+    check_headers,
+    guard_http_logs,
+)
 from milvus_rerank.rerankers.http.endpoint import Endpoint, redact_url
 from milvus_rerank.rerankers.http.retry import RetryPolicy
 from milvus_rerank.rerankers.http.wire import (
@@ -248,6 +255,7 @@ class HTTPReranker:
         if self._api_key is not None:
             self._headers["Authorization"] = f"Bearer {self._api_key}"
         self._redact = Redactor.of(api_key=self._api_key, headers=own_headers, secret_headers=list(secret_headers))
+        guard_http_logs(self._redact)
         if client is not None and not isinstance(client, httpx.Client):
             raise TypeError(f"client must be an httpx.Client, got {type(client).__name__}")
         if async_client is not None and not isinstance(async_client, httpx.AsyncClient):
@@ -259,6 +267,7 @@ class HTTPReranker:
             weakref.WeakKeyDictionary()
         )
         self._closing: set[concurrent.futures.Future[None]] = set()
+        self._tls_context: ssl.SSLContext | None = None
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
         # One lock for discovery on both paths: one GET, however many threads and coroutines ask.
@@ -415,7 +424,7 @@ class HTTPReranker:
         entry = self._loop_clients.get(loop)
         if entry is None or entry.client.is_closed:
             self._forget_closed_loops()
-            entry = _LoopClient(httpx.AsyncClient(limits=self._limits()), self._loop_clients)
+            entry = _LoopClient(httpx.AsyncClient(limits=self._limits(), verify=self._tls()), self._loop_clients)
             self._loop_clients[loop] = entry
             await entry.closer.asend(None)  # started on this loop, so its shutdown_asyncgens() finalises it
         return entry.client
@@ -425,6 +434,13 @@ class HTTPReranker:
             if loop.is_closed():
                 del self._loop_clients[loop]
                 entry.abandon()
+
+    def _tls(self) -> ssl.SSLContext:
+        """The default TLS context of httpx, made once: loading the CA bundle costs more than a loopback request."""
+        with self._lock:
+            if self._tls_context is None:
+                self._tls_context = httpx.create_ssl_context(verify=True, trust_env=True)
+            return self._tls_context
 
     def _limits(self) -> httpx.Limits:
         return httpx.Limits(
@@ -505,7 +521,8 @@ class HTTPReranker:
 
         Args:
             query: The search query.
-            documents: Texts to score; zero documents return ``[]`` without any request.
+            documents: Texts to score; zero documents return ``[]`` without any request. Empty and
+                whitespace-only ones are never sent: they score ``BLANK_SCORE`` and rank last.
             top_n: Keep only the best ``top_n``; ``None`` keeps all.
 
         Returns:
@@ -517,11 +534,12 @@ class HTTPReranker:
             RerankConnectionError: The server could not be reached.
             RerankResponseError: The answer was malformed (bad JSON, wrong indices, NaN scores).
         """
-        documents = check_rerank_args(query, documents, top_n)
-        if not documents:
-            return []
+        # Blank documents are never sent (the contract's policy): they score BLANK_SCORE, last.
+        to_score = documents_to_score(check_rerank_args(query, documents, top_n))
+        if not to_score.texts:
+            return to_score.results([], top_n)
         batch_size = self._discover()
-        requests = self._plan(query, documents, top_n, batch_size)
+        requests = self._plan(query, to_score.texts, top_n, batch_size)
         if len(requests) == 1:
             per_batch = [self._send(requests[0])]
         else:
@@ -531,7 +549,7 @@ class HTTPReranker:
             finally:
                 for future in futures:
                     future.cancel()
-        return merge_batches(requests, per_batch, top_n)
+        return to_score.results(merge_batches(requests, per_batch, top_n), top_n)
 
     # -- I/O: async (mirrors the sync path) -----------------------------------------------------
 
@@ -604,11 +622,11 @@ class HTTPReranker:
         Raises:
             RerankError: As :meth:`rerank`.
         """
-        documents = check_rerank_args(query, documents, top_n)
-        if not documents:
-            return []
+        to_score = documents_to_score(check_rerank_args(query, documents, top_n))
+        if not to_score.texts:
+            return to_score.results([], top_n)
         batch_size = await self._adiscover()
-        requests = self._plan(query, documents, top_n, batch_size)
+        requests = self._plan(query, to_score.texts, top_n, batch_size)
         if len(requests) == 1:
             per_batch = [await self._asend(requests[0])]
         else:
@@ -625,7 +643,7 @@ class HTTPReranker:
                 for task in tasks:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
-        return merge_batches(requests, per_batch, top_n)
+        return to_score.results(merge_batches(requests, per_batch, top_n), top_n)
 
     # -- lifecycle ------------------------------------------------------------------------------
 

@@ -10,18 +10,31 @@ its trailing newline, or a header value httpx cannot encode, is a ``ValueError``
 wrong without showing the value, instead of an httpx error that quotes the header. A
 :class:`Redactor` is applied to every message, excerpt and log line built from server text
 (error bodies, malformed answers, discovery answers, transport errors), because a proxy or a
-server may echo the request's headers back.
+server may echo the request's headers back. httpx and httpcore log server text of their own (the
+status line at INFO, response headers at DEBUG): :func:`guard_http_logs` puts a filter on their
+loggers that blanks the secrets of every live reranker there too.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
+import threading
+import weakref
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from urllib.parse import quote
 
-__all__ = ["NO_SECRETS", "REDACTED", "Redactor", "check_api_key", "check_headers", "is_secret_header"]
+__all__ = [
+    "NO_SECRETS",
+    "REDACTED",
+    "Redactor",
+    "check_api_key",
+    "check_headers",
+    "guard_http_logs",
+    "is_secret_header",
+]
 
 REDACTED = "***"
 """What a secret is replaced with, in messages as in ``repr``."""
@@ -111,7 +124,7 @@ def _header_text_problem(text: str, *, spaces_inside: bool) -> str | None:
     return None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # compared by identity: the log filter keeps each live one, however alike
 class Redactor:
     """Blanks the secrets a reranker holds out of text that came from a server.
 
@@ -150,3 +163,41 @@ class Redactor:
 
 NO_SECRETS = Redactor()
 """A redactor with nothing to blank (for code that holds no secret)."""
+
+
+# The loggers httpx and httpcore write server text to (a filter on a parent logger does not see
+# its children's records, so each is named).
+_HTTP_LOGGERS = ("httpx", "httpcore.connection", "httpcore.http11", "httpcore.http2", "httpcore.proxy")
+_live: weakref.WeakSet[Redactor] = weakref.WeakSet()
+_live_lock = threading.Lock()
+
+
+class _BlankSecrets(logging.Filter):
+    """Blanks the secrets of every live reranker out of an httpx or httpcore log record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        with _live_lock:
+            redactors = list(_live)
+        if redactors:
+            message = record.getMessage()
+            blanked = message
+            for redact in redactors:
+                blanked = redact(blanked)
+            if blanked != message:
+                record.msg, record.args = blanked, None
+        return True
+
+
+_FILTER = _BlankSecrets()
+
+
+def guard_http_logs(redactor: Redactor) -> None:
+    """Blank ``redactor``'s secrets out of httpx's and httpcore's log records while it lives."""
+    if not redactor.secrets:
+        return
+    with _live_lock:
+        _live.add(redactor)
+    for name in _HTTP_LOGGERS:
+        logger = logging.getLogger(name)
+        if _FILTER not in logger.filters:
+            logger.addFilter(_FILTER)

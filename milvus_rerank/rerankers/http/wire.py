@@ -10,13 +10,12 @@ int in range and unique, the expected number of results, every score finite.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from milvus_rerank.errors import RerankResponseError
-from milvus_rerank.rerankers.contract import rank
+from milvus_rerank.rerankers.contract import checked_results, rank
 from milvus_rerank.types import RerankResult
 
 __all__ = [
@@ -78,10 +77,6 @@ def plan_batches(
     ``top_n`` goes to the server (clamped to the number of documents) only when one batch covers
     every document and the protocol has the field; otherwise the cut happens in
     :func:`merge_batches`.
-
-    Raises:
-        ValueError: The query or a document holds a lone surrogate, which UTF-8 cannot encode;
-            the message names which one.
     """
     batches = split_batches(len(documents), batch_size)
     send_top_n = min(top_n, len(documents)) if sends_top_n and top_n is not None and len(batches) == 1 else None
@@ -89,33 +84,16 @@ def plan_batches(
     for batch in batches:
         payload = build_payload(query, documents[batch.start : batch.stop], send_top_n)
         payload.update(extra_body)
-        try:
-            content = json.dumps(payload, ensure_ascii=False).encode("utf-8")
-        except UnicodeEncodeError:
-            raise ValueError(_unencodable(query, documents)) from None
         requests.append(
             BatchRequest(
                 url=url,
-                content=content,
+                content=json.dumps(payload, ensure_ascii=False).encode("utf-8"),
                 offset=batch.start,
                 n_documents=len(batch),
                 expected=send_top_n if send_top_n is not None else len(batch),
             )
         )
     return requests
-
-
-def _unencodable(query: str, documents: Sequence[str]) -> str:
-    """Say which text UTF-8 cannot encode (a lone surrogate, e.g. from ``errors="surrogateescape"``)."""
-    for name, text in [("query", query), *((f"documents[{i}]", document) for i, document in enumerate(documents))]:
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            return (
-                f"{name} holds a lone surrogate ({text[exc.start]!r}) at character {exc.start}, which UTF-8 "
-                "cannot encode; clean it first, e.g. text.encode('utf-8', 'replace').decode('utf-8')"
-            )
-    return "extra_body holds text that UTF-8 cannot encode (a lone surrogate)"
 
 
 def merge_batches(
@@ -188,34 +166,20 @@ def decode_json(content: bytes, *, endpoint: str, redact: Callable[[str], str]) 
 def validate_results(items: object, *, n_documents: int, expected: int, score_key: str) -> list[RerankResult]:
     """Check a list of ``{"index": int, score_key: number}`` and turn it into results.
 
-    Every index must be an int in ``range(n_documents)`` and unique, there must be exactly
-    ``expected`` items, and every score must be a finite number.
+    The rules are those of every reranker's answer (:func:`~milvus_rerank.rerankers.contract.checked_results`):
+    every index an int in ``range(n_documents)`` and unique, exactly ``expected`` items, every
+    score a finite number.
 
     Raises:
         ValueError: The first problem found, described for a person.
     """
     if not isinstance(items, list):
         raise ValueError(f"expected a list of results, got {type(items).__name__}")
-    if len(items) != expected:
-        raise ValueError(f"expected {expected} results for {n_documents} documents, got {len(items)}")
-    seen: set[int] = set()
-    results = []
     for position, item in enumerate(items):
         if not isinstance(item, dict):
             raise ValueError(f"result {position} is a {type(item).__name__}, not an object")
-        index = item.get("index")
-        if isinstance(index, bool) or not isinstance(index, int):
-            raise ValueError(f"result {position} has index {index!r}, not an int")
-        if not 0 <= index < n_documents:
-            raise ValueError(f"result {position} has index {index}, outside 0..{n_documents - 1}")
-        if index in seen:
-            raise ValueError(f"index {index} appears more than once")
-        seen.add(index)
-        score = item.get(score_key)
-        if isinstance(score, bool) or not isinstance(score, (int, float)) or not math.isfinite(score):
-            raise ValueError(f"result {position} (index {index}) has {score_key} {score!r}, not a finite number")
-        results.append(RerankResult(index=index, score=float(score)))
-    return results
+    pairs = [(item.get("index"), item.get(score_key)) for item in items]
+    return checked_results(pairs, n_documents=n_documents, expected=expected, score_name=score_key)
 
 
 def parse_error_message(text: str, *, reason: str = "") -> str:

@@ -7,11 +7,12 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
 import pytest
+from helpers import Caller
 
 from milvus_rerank import (
     RerankConnectionError,
@@ -21,7 +22,6 @@ from milvus_rerank import (
     RerankTimeoutError,
     VLLMReranker,
 )
-from milvus_rerank.rerankers.http import HTTPReranker
 from milvus_rerank.testing.server import Fault, RerankTestServer, WordOverlapReranker
 from milvus_rerank.types import RerankResult
 
@@ -30,43 +30,6 @@ DOCS = [
     f"doc {i} on milvus vector search" if i % 3 == 0 else f"doc {i} about birds and {i % 7} cats" for i in range(40)
 ]
 FAST = {"backoff": 0.001, "timeout": 10.0}
-
-
-class Caller:
-    """Calls rerank or arerank; async calls share one event loop, as in an application."""
-
-    def __init__(self, mode: str) -> None:
-        self.mode = mode
-        self.loop = asyncio.new_event_loop() if mode == "async" else None
-        self.used: list[HTTPReranker] = []
-
-    def __call__(self, reranker: HTTPReranker, query: Any, documents: Any, **kwargs: Any) -> list[RerankResult]:
-        self.used.append(reranker)
-        if self.loop is None:
-            return reranker.rerank(query, documents, **kwargs)
-        return self.loop.run_until_complete(reranker.arerank(query, documents, **kwargs))
-
-    def close(self) -> None:
-        for reranker in self.used:
-            if self.loop is None:
-                reranker.close()
-            else:
-                self.loop.run_until_complete(reranker.aclose())
-        if self.loop is not None:
-            self.loop.close()
-
-
-@pytest.fixture(params=["sync", "async"])
-def call(request: pytest.FixtureRequest) -> Iterator[Caller]:
-    caller = Caller(str(request.param))
-    yield caller
-    caller.close()
-
-
-@pytest.fixture
-def server() -> Iterator[RerankTestServer]:
-    with RerankTestServer() as running:
-        yield running
 
 
 def expected(documents: Sequence[str], top_n: int | None = None) -> list[RerankResult]:
