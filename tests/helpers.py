@@ -149,22 +149,6 @@ def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, s
     return code, captured.out, captured.err
 
 
-COMMAND = str(Path(sys.executable).with_name("milvus-rerank"))
-"""The installed ``milvus-rerank`` entry point (the console script beside this Python)."""
-
-
-def run_command(
-    *argv: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 240
-) -> subprocess.CompletedProcess[str]:
-    """Run the real ``milvus-rerank`` entry point in a subprocess, offline (``HF_HUB_OFFLINE=1``), with ``env`` added."""
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("MILVUS_RERANK_")}
-    environment["HF_HUB_OFFLINE"] = "1"
-    environment.update(env or {})
-    return subprocess.run(
-        [COMMAND, *argv], capture_output=True, text=True, cwd=cwd, env=environment, timeout=timeout, check=False
-    )
-
-
 def table_rows(output: str) -> list[list[str]]:
     """The body rows of the Markdown tables in ``output`` (header and rule lines dropped)."""
     rows = []
