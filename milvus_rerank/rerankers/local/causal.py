@@ -56,6 +56,7 @@ __all__ = [
     "chat_template_prompt_format",
     "encode_prompts",
     "is_llm_conversion",
+    "shared_prefix_length",
     "token_id",
 ]
 
@@ -152,16 +153,19 @@ def chat_template_prompt_format(
     raise errors[0]
 
 
-def _common_prefix_length(sequences: Sequence[list[int]]) -> int:
-    """Length of the longest prefix all ``sequences`` share."""
+def shared_prefix_length(input_ids: Sequence[list[int]]) -> int:
+    """How many leading tokens every sequence shares and runs once: at most all but the shortest's last.
+
+    The shortest sequence keeps at least its last token out of the shared prefix, to be scored.
+    """
     # Lists compare lexicographically, so the prefix shared by the smallest and the largest is everyone's.
-    first, last = min(sequences), max(sequences)
+    first, last = min(input_ids), max(input_ids)
     length = 0
     for a, b in zip(first, last, strict=False):
         if a != b:
             break
         length += 1
-    return length
+    return min(length, min(len(ids) for ids in input_ids) - 1)
 
 
 def is_llm_conversion(model: Any) -> bool:
@@ -561,8 +565,7 @@ class CausalScorer:
             plan: Cuts the sequences' lengths after the shared prefix into batches.
         """
         count = len(input_ids)
-        # At least one token of each sequence runs after the cache, to be scored.
-        shared = min(_common_prefix_length(input_ids), min(len(ids) for ids in input_ids) - 1)
+        shared = shared_prefix_length(input_ids)
         device = self.weight.device
         out = torch.empty((count, self.num_labels), dtype=torch.float32)
         with torch.inference_mode():
