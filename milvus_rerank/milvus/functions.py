@@ -30,7 +30,6 @@ if TYPE_CHECKING:
     from pymilvus import Function
 
 __all__ = [
-    "LITE_DEFAULT_MODEL",
     "check_function_args",
     "check_ranker",
     "cohere_ranker",
@@ -41,9 +40,6 @@ __all__ = [
     "tei_ranker",
     "vllm_ranker",
 ]
-
-LITE_DEFAULT_MODEL = "rerank-v3.5"
-"""The model Milvus Lite's cohere provider names when none is given."""
 
 _PLACEHOLDER_KEY = "no-key"  # Milvus Lite refuses a cohere ranker without a key, even for a keyless server
 
@@ -201,7 +197,7 @@ def cohere_ranker(
     input_field: str | Sequence[str],
     name: str,
     target: Literal["lite", "server"] = "lite",
-    model: str | None = None,
+    model: str | None,
     max_client_batch_size: int,
     max_tokens_per_doc: int | None = None,
     api_key: str | None = None,
@@ -214,7 +210,7 @@ def cohere_ranker(
     posts ``{"model", "query", "documents", "top_n"}`` to ``{base_url}/rerank`` with a Bearer key,
     all candidates in one request, and uses ``relevance_score`` as the hit's distance. The
     Function carries ``base_url`` (``rerank_url`` minus ``/rerank``, so a vLLM-compatible server is
-    reached on ``/v2/rerank``) and ``model_name`` (``model``, else :data:`LITE_DEFAULT_MODEL`).
+    reached on ``/v2/rerank``) and ``model_name``.
     Milvus Lite insists on a key: with no ``api_key`` the Function carries a harmless placeholder;
     with one, the key goes into the Function only if ``include_api_key=True`` (the Function's
     params then hold the secret: do not log them), otherwise Milvus Lite reads ``COHERE_API_KEY``
@@ -222,7 +218,11 @@ def cohere_ranker(
 
     ``target="server"`` is for a Milvus 2.6 server: the URL comes from ``milvus.yaml``
     (``function.rerank.model.providers.cohere.url``), never from the Function, and the key from a
-    ``credential`` label; ``model`` is required there.
+    ``credential`` label.
+
+    ``model`` is required for both: Milvus always sends a model name (Lite its own default,
+    ``rerank-v3.5``, when none is given), and a server that serves another model, such as vLLM,
+    then answers 404 inside every search, while a direct ``rerank`` call without one works.
 
     Args:
         queries: One query string per search query (``nq`` of the search).
@@ -230,7 +230,7 @@ def cohere_ranker(
         input_field: The single VARCHAR field whose text is reranked.
         name: Name of the function.
         target: ``"lite"`` or ``"server"``, see above.
-        model: The model name sent to the service.
+        model: The model name sent to the service; ``None`` is refused (see above).
         max_client_batch_size: Documents per request a Milvus server sends (``target="server"``).
         max_tokens_per_doc: Cohere's per-document token cap, passed on when set (``target="server"``).
         api_key: The caller's key for the service, if any.
@@ -243,8 +243,14 @@ def cohere_ranker(
     Raises:
         TypeError: A wrong argument type.
         ValueError: No query, an empty query, an invalid field name or target, a key that
-            Milvus Lite could not find, or no model for a server.
+            Milvus Lite could not find, or no model.
     """
+    if target in ("lite", "server") and model is None:
+        raise ValueError(
+            "the Function needs the model's name, which Milvus sends with every request (a server serving "
+            "another model answers 404 inside every search): create the reranker with model='<served name>' "
+            "(a vLLM server lists it at /v1/models)"
+        )
     if target == "lite":
         query_list, field = check_function_args(queries, input_field)
         if credential is not None:
@@ -259,7 +265,7 @@ def cohere_ranker(
             "reranker": "model",
             "provider": "cohere",
             "queries": query_list,
-            "model_name": model or LITE_DEFAULT_MODEL,
+            "model_name": model,
             "base_url": rerank_url[: -len(route)],
         }
         if api_key is None:
@@ -275,8 +281,6 @@ def cohere_ranker(
     if target == "server":
         if include_api_key:
             raise ValueError("a Milvus server never takes a raw key: pass credential='<name from milvus.yaml>'")
-        if model is None:
-            raise ValueError("Milvus' cohere provider requires a model name: create the reranker with model=")
         fields: dict[str, Any] = {"model_name": model}
         if max_tokens_per_doc is not None:
             fields["max_tokens_per_doc"] = max_tokens_per_doc

@@ -95,10 +95,11 @@ def test_the_builders_take_plain_values() -> None:
     fn = tei_ranker(["q"], base_url="https://t", input_field="text", name="t", max_client_batch_size=4, truncate=True)
     assert fn.params["endpoint"] == "https://t:443"
     assert fn.params["truncate"] is True
-    fn = cohere_ranker(["q"], rerank_url="http://c:1/v2/rerank", input_field="text", name="c", max_client_batch_size=1)
-    assert fn.params["base_url"] == "http://c:1/v2"
+    cohere = {"input_field": "text", "name": "c", "max_client_batch_size": 1, "model": "m"}
+    fn = cohere_ranker(["q"], rerank_url="http://c:1/v2/rerank", **cohere)
+    assert (fn.params["base_url"], fn.params["model_name"]) == ("http://c:1/v2", "m")
     with pytest.raises(ValueError, match="'/v1/score'"):
-        cohere_ranker(["q"], rerank_url="http://c:1/v1/score", input_field="text", name="c", max_client_batch_size=1)
+        cohere_ranker(["q"], rerank_url="http://c:1/v1/score", **cohere)
 
 
 @pytest.mark.parametrize(
@@ -177,6 +178,27 @@ def test_cohere_function_for_a_milvus_server() -> None:
         reranker.to_milvus_function(["q"], target="server", include_api_key=True)
     with pytest.raises(ValueError, match="target"):
         reranker.to_milvus_function(["q"], target="cloud")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("target", ["lite", "server"])
+def test_a_cohere_function_needs_the_model_instead_of_failing_inside_every_search(target: str) -> None:
+    # Milvus Lite would name "rerank-v3.5", which a vLLM server refuses with a 404 inside each search,
+    # while the reranker itself works there without a model: the export asks for it instead.
+    with RerankTestServer() as server:
+        reranker = CohereReranker(server.url)
+        assert [r.index for r in reranker.rerank(QUERY, TEXTS[:3])] == [0, 2, 1]
+        with pytest.raises(ValueError, match=r"model='<served name>'.*/v1/models"):
+            reranker.to_milvus_function([QUERY], target=target)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="model"):
+        cohere_ranker(
+            [QUERY],
+            rerank_url="http://c:1/v2/rerank",
+            input_field="text",
+            name="c",
+            model=None,
+            max_client_batch_size=1,
+            target=target,
+        )  # type: ignore[arg-type]
 
 
 # -- Milvus Lite calls the test server through the cohere provider ---------------------------------

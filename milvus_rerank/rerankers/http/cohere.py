@@ -119,13 +119,15 @@ class CohereReranker(HTTPReranker):
         """The Milvus model-ranker ``Function`` (provider ``cohere``) that calls this service.
 
         ``target="lite"`` (the default) is for Milvus Lite 3.x, whose only model-ranker provider is
-        ``cohere``; it carries this reranker's URL and model (else ``"rerank-v3.5"``). Milvus Lite
-        insists on a key: with no ``api_key`` here the Function carries a harmless placeholder;
-        with one, the key goes into the Function only if ``include_api_key=True`` (the Function's
-        params then hold the secret: do not log them), otherwise Milvus Lite reads
-        ``COHERE_API_KEY`` from the environment. ``target="server"`` is for a Milvus 2.6 server,
-        which takes the URL from ``milvus.yaml`` and the key from a ``credential`` label; ``model=``
-        is required there. The details are at :func:`~milvus_rerank.milvus.functions.cohere_ranker`.
+        ``cohere``; it carries this reranker's URL and model. Milvus Lite insists on a key: with
+        no ``api_key`` here the Function carries a harmless placeholder; with one, the key goes
+        into the Function only if ``include_api_key=True`` (the Function's params then hold the
+        secret: do not log them), otherwise Milvus Lite reads ``COHERE_API_KEY`` from the
+        environment. ``target="server"`` is for a Milvus 2.6 server, which takes the URL from
+        ``milvus.yaml`` and the key from a ``credential`` label. Both need the reranker made with
+        ``model=``: Milvus sends a model name with every request, and a server serving another
+        one (vLLM) would fail every search with a 404 from inside Milvus. The details are at
+        :func:`~milvus_rerank.milvus.functions.cohere_ranker`.
 
         Args:
             queries: One query string per search query (``nq`` of the search).
@@ -141,7 +143,7 @@ class CohereReranker(HTTPReranker):
         Raises:
             TypeError: A wrong argument type.
             ValueError: No query, an empty query, an invalid field name or target, a key that
-                Milvus Lite could not find, or no model for a server.
+                Milvus Lite could not find, or a reranker made without ``model=``.
         """
         # Imported here: a reranker that is never exported does not load the Milvus package.
         from milvus_rerank.milvus.functions import cohere_ranker
