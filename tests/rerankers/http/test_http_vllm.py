@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import socket
 import threading
 import time
@@ -295,6 +296,20 @@ def test_bad_arguments_are_refused_before_any_request(
         call(VLLMReranker(server.url), *args)
     with pytest.raises(ValueError, match="top_n"):
         call(VLLMReranker(server.url), QUERY, ["a"], top_n=0)
+    assert server.requests == []
+
+
+@pytest.mark.parametrize(
+    ("query", "documents", "named"),
+    [(QUERY, ["fine", "cut \ud800 pair"], "documents[1]"), ("bytes \udcff", ["fine"], "query")],
+)
+def test_a_lone_surrogate_names_the_bad_text_before_any_request(
+    server: RerankTestServer, call: Caller, query: str, documents: list[str], named: str
+) -> None:
+    # Issue 11, item 13: not a UnicodeEncodeError pointing into our JSON body.
+    with pytest.raises(ValueError, match=re.escape(named)) as caught:
+        call(VLLMReranker(server.url, model=server.model_name), query, documents)
+    assert not isinstance(caught.value, UnicodeError)
     assert server.requests == []
 
 
