@@ -5,7 +5,8 @@ primary key), the text that is embedded, indexed for BM25 and reranked, and meta
 filterable fields. :func:`chunk_text` cuts a text along its own structure (paragraphs, then
 sentences, then spaces) with an overlap of whole sentences; :func:`markdown_sections` splits
 Markdown at its headings first; :func:`read_jsonl_documents` reads one record per line;
-:func:`read_documents` applies the right one to each file.
+:func:`read_file` applies the right one to a file and :func:`read_documents` to several, with
+sources (and so chunk ids) relative to a root folder you choose.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ __all__ = [
     "json_lines",
     "markdown_sections",
     "read_documents",
+    "read_file",
     "read_jsonl_documents",
     "source_name",
 ]
@@ -260,21 +262,82 @@ def read_jsonl_documents(path: str | os.PathLike[str]) -> list[Chunk]:
 # ----------------------------------------------------------------------------- files
 
 
-def source_name(path: str | os.PathLike[str]) -> str:
-    """The ``source`` that :func:`read_documents` records for a file.
+def source_name(path: str | os.PathLike[str], *, root: str | os.PathLike[str] | None = None) -> str:
+    """The ``source`` recorded for a file: its path relative to ``root``, with ``/`` separators.
 
-    The path relative to the working directory when the file is inside it, else the absolute
-    path; with ``/`` separators on every system.
+    A file's chunk ids are built from its source (``<source>#<n>``), so the same file keeps the
+    same ids only when it is named relative to the same root: pass the folder you ingest from.
+
+    Args:
+        path: The file.
+        root: The folder sources are relative to; ``None`` means the current directory (a
+            file outside it then gets its absolute path).
+
+    Raises:
+        ValueError: ``root`` is given and ``path`` is not inside it.
     """
     resolved = Path(path).resolve()
+    base = Path(root if root is not None else Path.cwd()).resolve()
     try:
-        return resolved.relative_to(Path.cwd().resolve()).as_posix()
+        return resolved.relative_to(base).as_posix()
     except ValueError:
+        if root is not None:
+            raise ValueError(f"{path} is not inside the root folder {root}") from None
         return resolved.as_posix()
 
 
+def read_file(path: str | os.PathLike[str], *, source: str, max_chars: int = 1000, overlap: int = 150) -> list[Chunk]:
+    """Read one file into chunks ready to ingest (the rules of :func:`read_documents`).
+
+    Args:
+        path: The file (``.jsonl``, ``.md``, anything else is read as plain text).
+        source: Its ``source`` metadata and the stem of its chunk ids (see :func:`source_name`).
+        max_chars: Longest chunk, in characters (see :func:`chunk_text`).
+        overlap: Most characters repeated from the previous chunk.
+
+    Returns:
+        The file's chunks, in order; none for a file without text.
+
+    Raises:
+        OSError: The file cannot be read.
+        TypeError: ``max_chars`` or ``overlap`` is not an int.
+        ValueError: The file is not UTF-8 text or a JSONL line is malformed (the message names
+            the file), or ``max_chars`` / ``overlap`` is out of range.
+    """
+    _check_sizes(max_chars, overlap)
+    path = Path(path)
+    suffix = path.suffix.lower()
+    chunks: list[Chunk] = []
+    try:
+        if suffix == ".jsonl":
+            for record in read_jsonl_documents(path):
+                pieces = chunk_text(record.text, max_chars=max_chars, overlap=overlap)
+                for number, piece in enumerate(pieces):
+                    metadata = {"source": source, **record.metadata, "chunk": number}
+                    chunk_id = record.id if len(pieces) == 1 else f"{record.id}#{number}"
+                    chunks.append(Chunk(chunk_id, piece, metadata))
+            return chunks
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not UTF-8 text") from None
+    sections = markdown_sections(text) if suffix == ".md" else [(None, text)]
+    number = 0
+    for heading, body in sections:
+        for piece in chunk_text(body, max_chars=max_chars, overlap=overlap):
+            fields: dict[str, Any] = {"source": source, "chunk": number}
+            if heading is not None:
+                fields["section"] = heading
+            chunks.append(Chunk(f"{source}#{number}", piece, fields))
+            number += 1
+    return chunks
+
+
 def read_documents(
-    files: Iterable[str | os.PathLike[str]], *, max_chars: int = 1000, overlap: int = 150
+    files: Iterable[str | os.PathLike[str]],
+    *,
+    root: str | os.PathLike[str] | None = None,
+    max_chars: int = 1000,
+    overlap: int = 150,
 ) -> list[Chunk]:
     """Read files into chunks ready to ingest.
 
@@ -284,11 +347,15 @@ def read_documents(
       records its ``section``. Ids ``<source>#<n>``.
     - anything else (``.txt``): chunked with :func:`chunk_text`; ids ``<source>#<n>``.
 
-    Every chunk has ``source`` metadata (:func:`source_name`; a JSONL record's own ``source``
-    wins) and its ``chunk`` number within the file or record.
+    Every chunk has ``source`` metadata (the file's path relative to ``root``, see
+    :func:`source_name`; a JSONL record's own ``source`` wins) and its ``chunk`` number within
+    the file or record. To read files one at a time (e.g. to skip a bad one), use :func:`read_file`.
 
     Args:
         files: The files, read in this order.
+        root: The folder sources (and so chunk ids) are relative to; ``None`` means the current
+            directory. Pass the folder you ingest from, so that re-reading a file from elsewhere
+            gives the same ids.
         max_chars: Longest chunk, in characters (see :func:`chunk_text`).
         overlap: Most characters repeated from the previous chunk.
 
@@ -299,33 +366,10 @@ def read_documents(
         OSError: A file cannot be read.
         TypeError: ``max_chars`` or ``overlap`` is not an int.
         ValueError: A file is not UTF-8 text or a JSONL line is malformed (the message names the
-            file), or ``max_chars`` / ``overlap`` is out of range.
+            file), a file is outside ``root``, or ``max_chars`` / ``overlap`` is out of range.
     """
     _check_sizes(max_chars, overlap)
     chunks: list[Chunk] = []
-    for raw in files:
-        path = Path(raw)
-        source = source_name(path)
-        suffix = path.suffix.lower()
-        try:
-            if suffix == ".jsonl":
-                for record in read_jsonl_documents(path):
-                    pieces = chunk_text(record.text, max_chars=max_chars, overlap=overlap)
-                    for number, piece in enumerate(pieces):
-                        metadata = {"source": source, **record.metadata, "chunk": number}
-                        chunk_id = record.id if len(pieces) == 1 else f"{record.id}#{number}"
-                        chunks.append(Chunk(chunk_id, piece, metadata))
-                continue
-            text = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError:
-            raise ValueError(f"{path}: not UTF-8 text") from None
-        sections = markdown_sections(text) if suffix == ".md" else [(None, text)]
-        number = 0
-        for heading, body in sections:
-            for piece in chunk_text(body, max_chars=max_chars, overlap=overlap):
-                fields: dict[str, Any] = {"source": source, "chunk": number}
-                if heading is not None:
-                    fields["section"] = heading
-                chunks.append(Chunk(f"{source}#{number}", piece, fields))
-                number += 1
+    for path in files:
+        chunks += read_file(path, source=source_name(path, root=root), max_chars=max_chars, overlap=overlap)
     return chunks

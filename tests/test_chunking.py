@@ -11,7 +11,15 @@ from typing import Any
 import pytest
 from helpers import letter_counts
 
-from milvus_rerank.chunking import Chunk, chunk_text, markdown_sections, read_documents, read_jsonl_documents
+from milvus_rerank.chunking import (
+    Chunk,
+    chunk_text,
+    markdown_sections,
+    read_documents,
+    read_file,
+    read_jsonl_documents,
+    source_name,
+)
 from milvus_rerank.cli.corpus import load_corpus
 from milvus_rerank.milvus.collection import create_rag_collection, ingest
 
@@ -151,6 +159,41 @@ def test_read_documents_reports_bad_files(tmp_path: Path) -> None:
     (tmp_path / "latin1.txt").write_bytes("caf\xe9".encode("latin-1"))
     with pytest.raises(ValueError, match="not UTF-8 text"):
         read_documents([tmp_path / "latin1.txt"])
+
+
+def test_sources_are_relative_to_the_root_not_the_current_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    notes = tmp_path / "kb" / "notes"
+    (notes / "sub").mkdir(parents=True)
+    (notes / "sub" / "a.txt").write_text("Alpha.", encoding="utf-8")
+    ids = []
+    for cwd in (tmp_path, notes, tmp_path / "kb"):
+        monkeypatch.chdir(cwd)
+        ids.append([chunk.id for chunk in read_documents([notes / "sub" / "a.txt"], root=notes)])
+    assert ids == [["sub/a.txt#0"]] * 3
+    assert source_name(notes / "sub" / "a.txt", root=notes / "sub") == "a.txt"
+    monkeypatch.chdir(tmp_path)
+    assert source_name(Path("kb/notes/sub/a.txt")) == "kb/notes/sub/a.txt"  # no root: the current directory
+    with pytest.raises(ValueError, match="is not inside the root folder"):
+        read_documents([notes / "sub" / "a.txt"], root=tmp_path / "elsewhere")
+
+
+def test_read_file_takes_the_source_it_is_given(tmp_path: Path) -> None:
+    (tmp_path / "guide.md").write_text("# Wind\n\nThe dome closes above 15 m/s.\n", encoding="utf-8")
+    chunks = read_file(tmp_path / "guide.md", source="manuals/guide.md")
+    assert chunks == [
+        Chunk(
+            "manuals/guide.md#0",
+            "# Wind\n\nThe dome closes above 15 m/s.",
+            {"source": "manuals/guide.md", "chunk": 0, "section": "Wind"},
+        )
+    ]
+    (tmp_path / "empty.txt").write_text("  \n", encoding="utf-8")
+    assert read_file(tmp_path / "empty.txt", source="empty.txt") == []
+    (tmp_path / "latin1.txt").write_bytes("caf\xe9".encode("latin-1"))
+    with pytest.raises(ValueError, match=re.escape(f"{tmp_path / 'latin1.txt'}: not UTF-8 text")):
+        read_file(tmp_path / "latin1.txt", source="latin1.txt")
 
 
 # ----------------------------------------------------------------------------- into Milvus
