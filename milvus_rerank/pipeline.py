@@ -19,8 +19,7 @@ from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from milvus_rerank.errors import RerankResponseError
-from milvus_rerank.rerankers.contract import check_rerank_args, rank
+from milvus_rerank.rerankers.contract import check_answer, check_rerank_args, rank
 from milvus_rerank.types import Candidate, Reranker, RerankResult
 from milvus_rerank.validation import check_choice, check_number, check_top_n
 
@@ -34,6 +33,7 @@ __all__ = [
     "dedupe",
     "dedupe_key",
     "split_call_options",
+    "strict_key",
     "with_retrieval_ranks",
 ]
 
@@ -100,13 +100,24 @@ def split_call_options(options: Mapping[str, Any]) -> tuple[dict[str, Any], dict
     return selection, first_stage
 
 
+def strict_key(value: Hashable) -> Hashable:
+    """``value`` as a key equal only to keys of the same value *and type*: ``1``, ``True``, ``1.0`` stay apart.
+
+    Python merges them (``1 == True == 1.0``, with equal hashes), which would make distinct primary
+    keys one duplicate. Tuples are keyed item by item, so ``(1, "a")`` and ``(True, "a")`` differ too.
+    """
+    if isinstance(value, tuple):
+        return (tuple, tuple(strict_key(item) for item in value))
+    return (type(value), value)
+
+
 def dedupe_key(candidate: Candidate) -> Hashable:
-    """The key under which candidates are the same chunk: their primary key.
+    """The key under which candidates are the same chunk: their primary key, compared type-strictly.
 
     Adapters that map reranked candidates back to their own objects use this key, so they and
     :func:`dedupe` always agree on what a duplicate is.
     """
-    return candidate.id
+    return strict_key(candidate.id)
 
 
 def dedupe(candidates: Sequence[Candidate]) -> list[Candidate]:
@@ -146,9 +157,12 @@ class RerankPipeline:
     """Retrieve candidates, score each distinct one once with a reranker, and keep the best.
 
     Selection order: everything is reranked, then candidates below ``score_threshold`` are
-    dropped, then the first ``top_n`` are kept. Returned candidates are new objects carrying
-    both the first-stage ``score`` and the ``rerank_score``, with ``retrieval_rank`` and final
-    ``rank``.
+    dropped, then the first ``top_n`` are kept. Candidates are the same chunk when their ids are
+    equal and of the same type (``1``, ``True``, ``1.0`` and ``"1"`` are four chunks). The
+    reranker's answer is checked whoever wrote the reranker: one result per candidate sent
+    (``top_n`` of them when fewer), indices unique and in range, finite scores. Returned
+    candidates are new objects carrying both the first-stage ``score`` and the ``rerank_score``,
+    with ``retrieval_rank`` and final ``rank``.
 
     Args:
         reranker: Any object with ``rerank`` and ``arerank`` (see :class:`~milvus_rerank.types.Reranker`).
@@ -263,14 +277,18 @@ class RerankPipeline:
 
         Raises:
             TypeError: ``query`` or a text is not a ``str``.
-            ValueError: ``texts`` does not have one text per candidate.
-            RerankError: The reranker failed and ``on_error="raise"``.
+            ValueError: ``texts`` does not have one text per candidate, or a text holds a lone
+                surrogate (the message names the candidate's position).
+            RerankError: The reranker failed and ``on_error="raise"``; a
+                :class:`~milvus_rerank.errors.RerankResponseError` naming the reranker's class when
+                its answer breaks the contract (any reranker's answer is checked: see
+                :func:`~milvus_rerank.rerankers.contract.check_answer`).
         """
         unique, documents = self._prepare(query, candidates, texts)
         if not unique:
             return []
         try:
-            results = self.reranker.rerank(query, documents, top_n=self.top_n)
+            results = self._check_answer(self.reranker.rerank(query, documents, top_n=self.top_n), len(unique))
         except Exception as exc:
             if self.on_error == "raise":
                 raise
@@ -285,7 +303,8 @@ class RerankPipeline:
         if not unique:
             return []
         try:
-            results = await self.reranker.arerank(query, documents, top_n=self.top_n)
+            answer = await self.reranker.arerank(query, documents, top_n=self.top_n)
+            results = self._check_answer(answer, len(unique))
         except Exception as exc:
             if self.on_error == "raise":
                 raise
@@ -305,30 +324,30 @@ class RerankPipeline:
     ) -> tuple[list[Candidate], list[str]]:
         if texts is not None and len(texts) != len(candidates):
             raise ValueError(f"texts must hold one text per candidate: got {len(texts)} for {len(candidates)}")
+        every = [c.text for c in candidates] if texts is None else texts
+        # Checked here, not in the reranker: a caller's bug must not turn into a passthrough. All of
+        # them, before dedupe, so that a message's documents[i] is the caller's i-th candidate.
+        check_rerank_args(query, every, None)
         positions = _first_positions(candidates)
         unique = [_numbered(candidates, position) for position in positions]
-        documents = [c.text for c in unique] if texts is None else [texts[position] for position in positions]
-        # Check the texts here, not in the reranker: a caller's bug must not turn into a passthrough.
-        check_rerank_args(query, documents, None)
-        return unique, documents
+        return unique, [every[position] for position in positions]
 
     def _select(self, unique: list[Candidate], results: list[RerankResult]) -> list[Candidate]:
-        self._check_answer(results, len(unique))
         kept = rank(results)
         if self.score_threshold is not None:
             kept = [r for r in kept if r.score >= self.score_threshold]
         if self.top_n is not None:
             kept = kept[: self.top_n]
-        return [unique[r.index].with_rerank(float(r.score), position) for position, r in enumerate(kept, start=1)]
+        return [unique[r.index].with_rerank(r.score, position) for position, r in enumerate(kept, start=1)]
 
-    def _check_answer(self, results: list[RerankResult], count: int) -> None:
-        """Refuse a reranker's answer that cannot be mapped back onto the ``count`` documents sent."""
-        indices = [r.index for r in results]
-        if indices and (len(set(indices)) != len(indices) or min(indices) < 0 or max(indices) >= count):
-            raise RerankResponseError(
-                f"reranker {type(self.reranker).__name__} returned indices {indices[:10]} for {count} documents; "
-                "each index must be unique and point into the documents"
-            )
+    def _check_answer(self, answer: object, count: int) -> list[RerankResult]:
+        """The reranker's answer for the ``count`` documents sent, if it keeps the contract (ours or a user's).
+
+        Raises:
+            RerankResponseError: It does not (a result missing or extra, an index out of range,
+                repeated or not an int, a score not finite); the message names the reranker's class.
+        """
+        return check_answer(self.reranker, answer, n_documents=count, top_n=self.top_n)
 
     def _passthrough(self, exc: Exception, unique: list[Candidate]) -> list[Candidate]:
         logger.warning(

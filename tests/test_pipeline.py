@@ -8,19 +8,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import pytest
-from helpers import BAD_SELECTION_OPTIONS, FailingReranker, ListRetriever, OverlapReranker
+from helpers import (
+    BAD_SELECTION_OPTIONS,
+    BROKEN_ANSWERS,
+    AnswerReranker,
+    FailingReranker,
+    ListRetriever,
+    OverlapReranker,
+)
 
 from milvus_rerank import Candidate, RerankConnectionError, RerankResponseError, RerankResult
 from milvus_rerank.pipeline import RerankPipeline, dedupe, split_call_options
-
-
-class BadIndexReranker(OverlapReranker):
-    def rerank(self, query: str, documents: Sequence[str], *, top_n: int | None = None) -> list[RerankResult]:
-        return [RerankResult(len(documents), 1.0)]
-
 
 QUERY = "milvus hybrid search with rerank"
 CANDIDATES = [
@@ -122,9 +124,73 @@ def test_passthrough_does_not_hide_caller_bugs() -> None:
         pipeline.rerank(QUERY, [Candidate(id=1, text="a"), Candidate(id=2, text=None)])  # type: ignore[arg-type]
 
 
-def test_reranker_returning_bad_indices_is_an_error() -> None:
-    with pytest.raises(RerankResponseError, match="must be unique and point into the documents"):
-        RerankPipeline(BadIndexReranker()).rerank(QUERY, CANDIDATES)
+THREE = [Candidate(id=i, text=f"text {i}") for i in range(3)]
+
+
+@pytest.mark.parametrize(("answer", "reason"), [b[1:] for b in BROKEN_ANSWERS], ids=[b[0] for b in BROKEN_ANSWERS])
+async def test_an_answer_that_breaks_the_contract_is_refused_naming_the_reranker(
+    answer: Callable[[Sequence[str]], Any], reason: str
+) -> None:
+    pipeline = RerankPipeline(AnswerReranker(answer))
+    with pytest.raises(RerankResponseError, match="reranker AnswerReranker broke the Reranker contract") as sync:
+        pipeline.rerank(QUERY, THREE)
+    assert reason in str(sync.value)
+    with pytest.raises(RerankResponseError) as asynchronous:
+        await pipeline.arerank(QUERY, THREE)
+    assert str(asynchronous.value) == str(sync.value)
+
+
+def test_an_answer_holds_top_n_results_when_top_n_is_fewer() -> None:
+    everything = AnswerReranker(lambda docs: [RerankResult(i, float(i)) for i in range(len(docs))])
+    with pytest.raises(RerankResponseError, match=r"\(top_n=2\): expected 2 results for 3 documents, got 3"):
+        RerankPipeline(everything, top_n=2).rerank(QUERY, THREE)
+    assert [c.id for c in RerankPipeline(everything, top_n=5).rerank(QUERY, THREE)] == [2, 1, 0]
+    best_two = AnswerReranker(lambda docs: [RerankResult(0, 0.9), RerankResult(2, 0.1)])
+    assert [c.id for c in RerankPipeline(best_two, top_n=2).rerank(QUERY, THREE)] == [0, 2]
+
+
+def test_answers_of_other_int_and_float_types_are_read_as_python_ones() -> None:
+    numpy = pytest.importorskip("numpy")
+    answer = AnswerReranker(lambda docs: [RerankResult(numpy.int64(i), numpy.float32(i / 4)) for i in range(3)])
+    out = RerankPipeline(answer).rerank(QUERY, THREE)
+    assert [(c.id, c.rerank_score) for c in out] == [(2, 0.5), (1, 0.25), (0, 0.0)]
+    assert all(type(c.rerank_score) is float for c in out)
+
+
+def test_a_broken_answer_is_a_reranker_failure_that_passthrough_covers(caplog: pytest.LogCaptureFixture) -> None:
+    pipeline = RerankPipeline(AnswerReranker(lambda docs: [RerankResult(0, 1.0)]), on_error="passthrough")
+    with caplog.at_level(logging.WARNING):
+        out = pipeline.rerank(QUERY, THREE)
+    assert [c.id for c in out] == [0, 1, 2]
+    assert not any(c.reranked for c in out)
+    assert "RerankResponseError" in caplog.text
+
+
+def test_ids_are_the_same_chunk_only_when_of_the_same_type() -> None:
+    # 1 == True == 1.0 in Python, with equal hashes; as primary keys they are four chunks.
+    candidates = [
+        Candidate(id=1, text="one"),
+        Candidate(id=True, text="true"),  # type: ignore[arg-type]
+        Candidate(id=1.0, text="one point zero"),  # type: ignore[arg-type]
+        Candidate(id="1", text="the string"),
+        Candidate(id=1, text="one again"),
+        Candidate(id=(1, "a"), text="a tuple"),  # type: ignore[arg-type]
+        Candidate(id=(True, "a"), text="another tuple"),  # type: ignore[arg-type]
+    ]
+    reranker = OverlapReranker()
+    out = RerankPipeline(reranker).rerank("one", candidates)
+    ((_, sent, _),) = reranker.calls
+    assert sent == ["one", "true", "one point zero", "the string", "a tuple", "another tuple"]
+    assert sorted(repr(c.id) for c in out) == sorted(["1", "True", "1.0", "'1'", "(1, 'a')", "(True, 'a')"])
+    assert [repr(c.id) for c in dedupe(candidates)] == ["1", "True", "1.0", "'1'", "(1, 'a')", "(True, 'a')"]
+
+
+def test_a_lone_surrogate_names_the_callers_candidate() -> None:
+    candidates = [Candidate(id=1, text="a"), Candidate(id=1, text="a"), Candidate(id=2, text="b\ud800c")]
+    with pytest.raises(ValueError, match=r"documents\[2\] holds a lone surrogate \('\\ud800'\) at character 1"):
+        RerankPipeline(OverlapReranker(), on_error="passthrough").rerank(QUERY, candidates)
+    with pytest.raises(ValueError, match=r"^query holds a lone surrogate"):
+        RerankPipeline(OverlapReranker()).rerank("\udfff", candidates)
 
 
 @pytest.mark.parametrize(

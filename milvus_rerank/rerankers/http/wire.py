@@ -10,13 +10,12 @@ int in range and unique, the expected number of results, every score finite.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from milvus_rerank.errors import RerankResponseError
-from milvus_rerank.rerankers.contract import rank
+from milvus_rerank.rerankers.contract import checked_results, rank
 from milvus_rerank.types import RerankResult
 
 __all__ = [
@@ -167,34 +166,20 @@ def decode_json(content: bytes, *, endpoint: str, redact: Callable[[str], str]) 
 def validate_results(items: object, *, n_documents: int, expected: int, score_key: str) -> list[RerankResult]:
     """Check a list of ``{"index": int, score_key: number}`` and turn it into results.
 
-    Every index must be an int in ``range(n_documents)`` and unique, there must be exactly
-    ``expected`` items, and every score must be a finite number.
+    The rules are those of every reranker's answer (:func:`~milvus_rerank.rerankers.contract.checked_results`):
+    every index an int in ``range(n_documents)`` and unique, exactly ``expected`` items, every
+    score a finite number.
 
     Raises:
         ValueError: The first problem found, described for a person.
     """
     if not isinstance(items, list):
         raise ValueError(f"expected a list of results, got {type(items).__name__}")
-    if len(items) != expected:
-        raise ValueError(f"expected {expected} results for {n_documents} documents, got {len(items)}")
-    seen: set[int] = set()
-    results = []
     for position, item in enumerate(items):
         if not isinstance(item, dict):
             raise ValueError(f"result {position} is a {type(item).__name__}, not an object")
-        index = item.get("index")
-        if isinstance(index, bool) or not isinstance(index, int):
-            raise ValueError(f"result {position} has index {index!r}, not an int")
-        if not 0 <= index < n_documents:
-            raise ValueError(f"result {position} has index {index}, outside 0..{n_documents - 1}")
-        if index in seen:
-            raise ValueError(f"index {index} appears more than once")
-        seen.add(index)
-        score = item.get(score_key)
-        if isinstance(score, bool) or not isinstance(score, (int, float)) or not math.isfinite(score):
-            raise ValueError(f"result {position} (index {index}) has {score_key} {score!r}, not a finite number")
-        results.append(RerankResult(index=index, score=float(score)))
-    return results
+    pairs = [(item.get("index"), item.get(score_key)) for item in items]
+    return checked_results(pairs, n_documents=n_documents, expected=expected, score_name=score_key)
 
 
 def parse_error_message(text: str, *, reason: str = "") -> str:
