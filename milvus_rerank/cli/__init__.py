@@ -52,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name, command in _COMMANDS.items():
         sub = commands.add_parser(name, parents=[common], help=command.HELP, description=command.DESCRIPTION)
         command.add_arguments(sub)
-        sub.set_defaults(handler=command.run)
+        # The command's own parser, to report an unknown flag under the command's usage (see main).
+        sub.set_defaults(handler=command.run, command_parser=sub)
     return parser
 
 
@@ -63,6 +64,10 @@ def _quiet_libraries() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     for name in ("transformers", "sentence_transformers", "huggingface_hub", "httpx"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    # pymilvus logs every failed call, and Milvus Lite a failed start, with a traceback before the
+    # exception that the library turns into one line saying what went wrong.
+    for name in ("pymilvus", "milvus_lite"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
     if "transformers" in sys.modules:
         from transformers.utils import logging as hf_logging
 
@@ -73,7 +78,11 @@ def _quiet_libraries() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``milvus-rerank`` with ``argv`` (default: the process arguments) and return the exit status."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    # argparse reports a flag that no parser knows under the top-level usage; the command's own
+    # usage is the one that lists the flags the user can choose from.
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        args.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     if not args.debug:
         _quiet_libraries()
     try:

@@ -1,4 +1,12 @@
-"""``milvus-rerank ingest``: chunk files and upsert them into a hybrid (dense + BM25) collection."""
+"""``milvus-rerank ingest``: chunk files and upsert them into a hybrid (dense + BM25) collection.
+
+A file's chunk ids are ``<source>#<n>``, where the source is the file's path relative to the
+folder named on the command line (or to ``--root``), never to the current directory: the same
+file ingested from anywhere gets the same ids, so re-ingesting it replaces its old chunks. Files
+that cannot be ingested (an unsupported type, text that is not UTF-8, malformed JSON Lines) are
+skipped and listed, and the command fails only with ``--strict``; everything is read and checked
+before a model is loaded.
+"""
 
 from __future__ import annotations
 
@@ -6,23 +14,67 @@ import argparse
 import json
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from milvus_rerank.chunking import SUPPORTED_SUFFIXES, read_documents, source_name
+from milvus_rerank.chunking import SUPPORTED_SUFFIXES, Chunk, read_file, source_name
 from milvus_rerank.cli.database import check_uri, open_database
-from milvus_rerank.cli.errors import CLIError
+from milvus_rerank.cli.errors import CLIError, error_line
 from milvus_rerank.cli.models import load_embedding_model
 from milvus_rerank.cli.options import add_milvus_arguments, add_model_arguments, non_negative_int, positive_int
+from milvus_rerank.cli.output import counted, note
 
-__all__ = ["DESCRIPTION", "HELP", "add_arguments", "collect_files", "run"]
+if TYPE_CHECKING:
+    from pymilvus import MilvusClient
+
+__all__ = ["DESCRIPTION", "HELP", "FileSelection", "IngestFile", "SkippedFile", "add_arguments", "collect_files", "run"]
 
 HELP = "ingest .txt, .md and .jsonl files or folders into a collection"
 DESCRIPTION = (
     "Chunk files (.txt, .md split at headings, .jsonl one document per line with 'text' and 'id') and upsert them "
     "into a hybrid (dense + BM25) collection, created if needed. Chunks of .txt and .md files get ids "
-    "'<file>#<n>', and re-ingesting such a file replaces its old chunks."
+    "'<source>#<n>', where <source> is the file's path relative to the folder given (a file given by name: its "
+    "name), or to --root; re-ingesting such a file replaces its old chunks. Files that cannot be read are "
+    "skipped and listed on stderr (--strict: an error, and nothing is ingested)."
 )
+
+_KINDS = ", ".join(SUPPORTED_SUFFIXES)
+
+
+@dataclass(frozen=True)
+class IngestFile:
+    """A file to ingest.
+
+    Attributes:
+        path: The file, as found.
+        source: Its ``source`` metadata, the stem of its chunk ids.
+    """
+
+    path: Path
+    source: str
+
+
+@dataclass(frozen=True)
+class SkippedFile:
+    """A file left out, and why.
+
+    Attributes:
+        path: The file, as found.
+        reason: What is wrong with it, in a few words (``not UTF-8 text``).
+    """
+
+    path: Path
+    reason: str
+
+
+@dataclass(frozen=True)
+class FileSelection:
+    """What :func:`collect_files` found: the files to ingest and the ones of an unsupported type."""
+
+    files: tuple[IngestFile, ...]
+    skipped: tuple[SkippedFile, ...]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,6 +82,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("paths", nargs="+", metavar="PATH", help="files or folders (searched recursively)")
     add_milvus_arguments(parser)
     add_model_arguments(parser, reranker=False)
+    parser.add_argument(
+        "--root",
+        metavar="DIR",
+        default=None,
+        help="make every file's source (and chunk ids) its path relative to DIR (default: relative to the "
+        "folder given, or the file's name for a file given by name)",
+    )
+    parser.add_argument(
+        "--strict", action="store_true", help="fail, ingesting nothing, when any file cannot be ingested"
+    )
     parser.add_argument(
         "--chunk-size",
         metavar="N",
@@ -54,36 +116,109 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--recreate", action="store_true", help="drop the collection first")
 
 
-def collect_files(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
-    """Expand files and folders into the list of files to ingest.
+def collect_files(
+    paths: Iterable[str | os.PathLike[str]], *, root: str | os.PathLike[str] | None = None
+) -> FileSelection:
+    """Expand files and folders into the files to ingest, each with its source.
 
-    Folders are searched recursively for :data:`~milvus_rerank.chunking.SUPPORTED_SUFFIXES`,
-    skipping hidden files and folders; a file named explicitly must have a supported suffix.
+    Folders are searched recursively, skipping hidden files and folders. A file's source is its
+    path relative to ``root`` when given, else relative to the folder it was found in (a file
+    named itself: its name). Files of a type other than
+    :data:`~milvus_rerank.chunking.SUPPORTED_SUFFIXES` are returned as skipped.
 
     Raises:
-        CLIError: A path does not exist, a file has an unsupported suffix, or nothing is found.
+        CLIError: A path does not exist, a file is outside ``root``, or two files would get the
+            same source (and so the same chunk ids).
     """
-    files: list[Path] = []
+    found: dict[Path, IngestFile] = {}
+    skipped: dict[Path, SkippedFile] = {}
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            found = sorted(
+            candidates = sorted(
                 candidate
                 for candidate in path.rglob("*")
-                if candidate.is_file()
-                and candidate.suffix.lower() in SUPPORTED_SUFFIXES
-                and not any(part.startswith(".") for part in candidate.relative_to(path).parts)
+                if candidate.is_file() and not any(part.startswith(".") for part in candidate.relative_to(path).parts)
             )
-            if not found:
-                raise CLIError(f"no {', '.join(SUPPORTED_SUFFIXES)} files under {path}")
-            files.extend(found)
+            base = path
         elif path.is_file():
-            if path.suffix.lower() not in SUPPORTED_SUFFIXES:
-                raise CLIError(f"{path}: unsupported file type; ingest reads {', '.join(SUPPORTED_SUFFIXES)} files")
-            files.append(path)
+            candidates, base = [path], path.parent
         else:
             raise CLIError(f"{path}: no such file or folder")
-    return list(dict.fromkeys(files))
+        for candidate in candidates:
+            key = candidate.resolve()
+            if key in found or key in skipped:
+                continue
+            if candidate.suffix.lower() not in SUPPORTED_SUFFIXES:
+                skipped[key] = SkippedFile(candidate, f"unsupported file type (ingest reads {_KINDS})")
+                continue
+            try:
+                source = source_name(candidate, root=root if root is not None else base)
+            except ValueError as exc:
+                raise CLIError(f"{exc}: --root must hold every file to ingest") from None
+            found[key] = IngestFile(candidate, source)
+    _check_unique_sources(found.values())
+    return FileSelection(tuple(found.values()), tuple(skipped.values()))
+
+
+def _check_unique_sources(files: Iterable[IngestFile]) -> None:
+    owners: dict[str, Path] = {}
+    for file in files:
+        other = owners.setdefault(file.source, file.path)
+        if other != file.path:
+            raise CLIError(
+                f"{other} and {file.path} would both get the source {file.source!r} (and the same chunk ids): "
+                "pass --root with a folder that holds both, or ingest them into different collections"
+            )
+
+
+def read_chunks(
+    files: Sequence[IngestFile], *, max_chars: int, overlap: int
+) -> tuple[list[tuple[IngestFile, list[Chunk]]], list[SkippedFile]]:
+    """Read each file into chunks; a file that cannot be read is skipped with the reason, not fatal."""
+    read: list[tuple[IngestFile, list[Chunk]]] = []
+    skipped: list[SkippedFile] = []
+    for file in files:
+        try:
+            read.append((file, read_file(file.path, source=file.source, max_chars=max_chars, overlap=overlap)))
+        except (ValueError, OSError) as exc:
+            # The library's messages start with the file's name ("a.txt: not UTF-8 text", "b.jsonl, line 3: ...").
+            reason = error_line(exc).removeprefix(str(file.path)).removeprefix(":").removeprefix(",").strip()
+            skipped.append(SkippedFile(file.path, reason))
+    return read, skipped
+
+
+def _report_skipped(skipped: Sequence[SkippedFile], total: int, *, strict: bool) -> None:
+    for file in skipped:
+        note(f"{'cannot ingest' if strict else 'skipped'} {file.path}: {file.reason}")
+    if skipped and not strict:
+        note(f"skipped {len(skipped)} of {counted(total, 'file')}; --strict makes that an error")
+
+
+def _drop_stale_chunks(client: MilvusClient, collection: str, read: Sequence[tuple[IngestFile, list[Chunk]]]) -> None:
+    """Delete the chunks of re-ingested text files past their new end (their other ids were just replaced).
+
+    Run after the upsert, so that a failed ingest leaves the old chunks in place.
+    """
+    description = client.describe_collection(collection)
+    fields = description["fields"]
+    if not (description.get("enable_dynamic_field") or any(field["name"] == "source" for field in fields)):
+        return
+    primary = next(field["name"] for field in fields if field.get("is_primary"))
+    text_files = [
+        (file.source, [chunk.id for chunk in chunks])
+        for file, chunks in read
+        if file.path.suffix.lower() in (".txt", ".md")
+    ]
+    batch: list[tuple[str, list[str]]] = []
+    for position, entry in enumerate(text_files, start=1):
+        batch.append(entry)
+        # Expressions of a few hundred ids: Milvus parses each filter whole.
+        if position == len(text_files) or sum(len(ids) for _, ids in batch) >= 500:
+            sources = json.dumps([source for source, _ in batch])
+            kept = json.dumps([chunk_id for _, ids in batch for chunk_id in ids])
+            client.delete(collection, filter=f"source in {sources} and {primary} not in {kept}")
+            batch = []
 
 
 def run(args: argparse.Namespace) -> int:
@@ -92,37 +227,49 @@ def run(args: argparse.Namespace) -> int:
 
     if not 0 <= args.chunk_overlap < args.chunk_size:
         raise CLIError(f"--chunk-overlap must be at least 0 and below --chunk-size ({args.chunk_size})")
+    if args.root is not None and not Path(args.root).is_dir():
+        raise CLIError(f"--root {args.root}: no such folder")
     check_uri(args.uri, must_exist=False)
-    files = collect_files(args.paths)
-    chunks = read_documents(files, max_chars=args.chunk_size, overlap=args.chunk_overlap)
+    selection = collect_files(args.paths, root=args.root)
+    read, unreadable = read_chunks(selection.files, max_chars=args.chunk_size, overlap=args.chunk_overlap)
+    skipped = sorted([*selection.skipped, *unreadable], key=lambda file: file.path)
+    _report_skipped(skipped, len(selection.files) + len(selection.skipped), strict=args.strict)
+    if skipped and args.strict:
+        raise CLIError(f"{counted(len(skipped), 'file')} cannot be ingested (--strict): nothing was ingested")
+    chunks = [chunk for _, file_chunks in read for chunk in file_chunks]
     if not chunks:
-        raise CLIError("the files hold no text to ingest")
-    model = load_embedding_model(args.embedding_model)
+        what = "the files hold no text to ingest" if read else f"no {_KINDS} file to ingest"
+        raise CLIError(f"{what} in {' '.join(map(str, args.paths))}")
     client = open_database(args.uri, must_exist=False)
     try:
+        model = load_embedding_model(args.embedding_model)
         existed = client.has_collection(args.collection)
         if existed and args.recreate:
             client.drop_collection(args.collection)
             existed = False
-        if existed:
-            # Re-ingesting a text file replaces all its old chunks, also those past its new end.
-            text_sources = sorted({source_name(f) for f in files if f.suffix.lower() in (".txt", ".md")})
-            description = client.describe_collection(args.collection)
-            has_source = description.get("enable_dynamic_field") or any(
-                field["name"] == "source" for field in description["fields"]
-            )
-            if text_sources and has_source:
-                client.delete(args.collection, filter=f"source in {json.dumps(text_sources)}")
-        else:
+        if not existed:
             create_rag_collection(client, args.collection, dim=len(model.encode("dimension probe")))
         started = time.perf_counter()
-        count = ingest(
-            client, args.collection, chunks, embedding=model, batch_size=args.batch_size, show_progress=not args.quiet
-        )
+        try:
+            count = ingest(
+                client,
+                args.collection,
+                chunks,
+                embedding=model,
+                batch_size=args.batch_size,
+                show_progress=not args.quiet,
+            )
+        except BaseException:
+            if not existed:  # a collection made for this run is not left half filled
+                client.drop_collection(args.collection)
+            raise
+        if existed:
+            _drop_stale_chunks(client, args.collection, read)
     finally:
         client.close()
     print(
-        f"ingested {count} chunks from {len(files)} file{'s' if len(files) != 1 else ''} into collection "
+        f"ingested {counted(count, 'chunk')} from {counted(len(read), 'file')} into collection "
         f"{args.collection!r} at {args.uri} in {time.perf_counter() - started:.1f} s"
+        + (f"; skipped {counted(len(skipped), 'file')} (listed on stderr)" if skipped else "")
     )
     return 0

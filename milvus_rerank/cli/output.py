@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from milvus_rerank.types import Candidate
 
-__all__ = ["CANDIDATE_HEADERS", "candidate_rows", "format_table", "note", "one_line"]
+__all__ = ["CANDIDATE_HEADERS", "candidate_rows", "counted", "duration", "format_table", "note", "one_line"]
 
 CANDIDATE_HEADERS = ("rank", "rerank score", "first-stage rank", "first-stage score", "id", "text")
 """The columns of a table of reranked candidates (see :func:`candidate_rows`)."""
@@ -23,6 +23,20 @@ def one_line(text: str, width: int) -> str:
     """``text`` on one line, its whitespace collapsed, cut to ``width`` characters with an ellipsis."""
     flat = " ".join(text.split())
     return flat if len(flat) <= width else flat[: width - 1].rstrip() + "…"
+
+
+def counted(count: int, noun: str, plural: str | None = None) -> str:
+    """``count`` and ``noun`` in agreement: ``1 chunk``, ``2 chunks`` (``plural`` for irregular nouns)."""
+    return f"{count} {noun if count == 1 else plural or noun + 's'}"
+
+
+def duration(seconds: float) -> str:
+    """A rough duration for a person: ``40 s``, ``3 min``, ``1.5 h``."""
+    if seconds < 90:
+        return f"{max(1, round(seconds))} s"
+    if seconds < 90 * 60:
+        return f"{round(seconds / 60)} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def note(message: str) -> None:
