@@ -1,11 +1,14 @@
 """Rerankers that call a rerank server over HTTP: vLLM, TEI and Cohere-compatible services.
 
-One module per concept: :mod:`.endpoint` (URLs and their redaction), :mod:`.retry` (the retry
-decision, pure), :mod:`.attempts` (one request's retries and its final error), :mod:`.wire`
-(request bodies and response validation, pure), :mod:`.client` (:class:`HTTPReranker`: the I/O,
-sync and async alike), and one module per protocol (:mod:`.vllm`, :mod:`.tei`, :mod:`.cohere`)
-holding only what its server does differently. The Milvus server-side Functions these rerankers
-export are built in :mod:`milvus_rerank.milvus.functions`.
+One module per concept: :mod:`.endpoint` (URLs and their redaction), :mod:`.credentials` (the
+key and secret headers: checked at construction, blanked out of everything a server says),
+:mod:`.retry` (the retry decision, pure), :mod:`.attempts` (one request's retries, its deadline
+and its final error), :mod:`.body` (reading an answer under a cap on its decoded size),
+:mod:`.wire` (request bodies and response validation, pure), :mod:`.client`
+(:class:`HTTPReranker`: the I/O, sync and async alike), and one module per protocol
+(:mod:`.vllm`, :mod:`.tei`, :mod:`.cohere`) holding only what its server does differently. The
+Milvus server-side Functions these rerankers export are built in
+:mod:`milvus_rerank.milvus.functions`.
 """
 
 from milvus_rerank.rerankers.http.client import HTTPReranker

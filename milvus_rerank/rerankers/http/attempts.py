@@ -55,6 +55,7 @@ class Attempts:
         http_error: Makes the error for an error status (a protocol may add hints).
         redact: Blanks the reranker's secrets out of text that came from the server.
         n_documents: Documents in the request, for the hint when a batch is too slow.
+        clock: Seconds on a monotonic clock (tests pass a fake one).
     """
 
     def __init__(
@@ -66,22 +67,24 @@ class Attempts:
         http_error: HTTPErrorFactory = http_error,
         redact: Callable[[str], str] = NO_SECRETS,
         n_documents: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._url = url
+        self._clock = clock
         self._endpoint = redact_url(url)
         self._policy = policy
         self._timeout = timeout
         self._http_error = http_error
         self._redact = redact
         self._n_documents = n_documents
-        self._started = time.monotonic()
+        self._started = clock()
         self._attempt_timeout = timeout
         self._retries = 0
         self._retried_500 = False
 
     def remaining(self) -> float:
         """Seconds left of the deadline (``inf`` without one)."""
-        return self._policy.deadline - (time.monotonic() - self._started)
+        return self._policy.deadline - (self._clock() - self._started)
 
     def check_deadline(self) -> None:
         """Raise when nothing is left of the deadline; the client calls it between reads of a body.
@@ -127,7 +130,7 @@ class Attempts:
         if exc is not None and (not isinstance(exc, httpx.TransportError) or isinstance(exc, httpx.LocalProtocolError)):
             raise self._not_sent(exc)
         retry_after = parse_retry_after(response.headers.get("Retry-After")) if response is not None else None
-        elapsed = time.monotonic() - self._started
+        elapsed = self._clock() - self._started
         wait = self._policy.delay(
             retries_done=self._retries,
             status=status,

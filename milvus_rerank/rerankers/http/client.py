@@ -178,8 +178,10 @@ class HTTPReranker:
             if the deadline still covers one more full ``timeout``.
         backoff: Base of the exponential backoff, in seconds.
         deadline: Total seconds for one request including its retries, waits and the reading of
-            its answer. On the async path it holds exactly; on the sync path a read in progress
-            ends at most ``timeout`` after it.
+            its answer. On the async path it holds exactly. On the sync path it is checked
+            between reads of the answer's body, so a trickling body ends at most one read (at
+            most ``timeout``) after it; a server that trickles even its status line and headers
+            is bounded there only by ``timeout`` per read.
         headers: Extra headers sent with every request. Values must be one line of ASCII. Those
             whose name says they carry a credential (``Authorization``, ``Cookie``, names with
             ``key``, ``token``, ``secret``, ``auth``, ``password``, ``session``, ``credential``)
