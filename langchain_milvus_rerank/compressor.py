@@ -17,7 +17,7 @@ from langchain_core.callbacks import AsyncCallbackManager, CallbackManager, Call
 from langchain_core.documents import BaseDocumentCompressor, Document
 from pydantic import ConfigDict, Field
 
-from milvus_rerank.pipeline import RerankPipeline
+from milvus_rerank.pipeline import RerankPipeline, strict_key
 from milvus_rerank.types import Candidate, Reranker
 
 __all__ = ["PRIMARY_KEY", "RELEVANCE_SCORE_KEY", "RETRIEVAL_SCORE_KEY", "RerankCompressor"]
@@ -52,8 +52,9 @@ class RerankCompressor(BaseDocumentCompressor):
 
     Duplicates are scored once and returned once (the first occurrence is kept). Two documents
     are the same when they have the same Milvus primary key ``metadata["pk"]`` (langchain-milvus
-    and :class:`~langchain_milvus_rerank.MilvusRerankRetriever` set it); documents without one are
-    the same when they have the same ``Document.id``; documents with neither are all distinct.
+    and :class:`~langchain_milvus_rerank.MilvusRerankRetriever` set it), of the same type (``1``,
+    ``True``, ``1.0`` and ``"1"`` are four keys); documents without one are the same when they have
+    the same ``Document.id``; documents with neither are all distinct.
 
     Callbacks passed to :meth:`compress_documents` (or inherited from a parent run, as inside
     ``ContextualCompressionRetriever``) see one chain run named ``RerankCompressor`` per call,
@@ -308,11 +309,12 @@ def _template_fields(template: object) -> frozenset[str]:
 
 
 def _identity(document: Document, position: int) -> Hashable:
+    # Type-strict: pk 1, True and 1.0 are three documents, although Python finds them equal.
     primary_key = document.metadata.get(PRIMARY_KEY)
     if primary_key is not None and isinstance(primary_key, Hashable):
-        return (PRIMARY_KEY, primary_key)
+        return (PRIMARY_KEY, strict_key(primary_key))
     if document.id is not None:
-        return ("id", document.id)
+        return ("id", strict_key(document.id))
     return ("position", position)
 
 

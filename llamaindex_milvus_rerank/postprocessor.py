@@ -17,7 +17,7 @@ from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRan
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 
-from milvus_rerank.pipeline import RerankPipeline, dedupe_key
+from milvus_rerank.pipeline import RerankPipeline, dedupe_key, strict_key
 from milvus_rerank.types import Candidate, Reranker
 
 __all__ = ["RETRIEVAL_SCORE_KEY", "RerankPostprocessor"]
@@ -64,11 +64,12 @@ class RerankPostprocessor(BaseNodePostprocessor):
     Every node is scored against the query, duplicates once: nodes are the same when they share
     a node id (the Milvus primary key for nodes from :class:`MilvusRerankRetriever`, and from
     ``MilvusVectorStore`` on collections it wrote) or, with ``pk_key``, a primary key in their
-    metadata. Then nodes scoring below ``score_threshold`` are dropped, then the best ``top_n`` are
-    kept. The result is made of new ``NodeWithScore`` objects over copies of the nodes: node ids
-    are kept, ``score`` is the rerank score, and the first-stage score is kept in
-    ``metadata["retrieval_score"]`` (excluded from the LLM and embedding text). The caller's
-    nodes are never modified.
+    metadata (of the same type: ``1`` and ``"1"`` are two keys). A primary key never matches a
+    node id: a node without the key is not a duplicate of one whose key equals its id. Then nodes
+    scoring below ``score_threshold`` are dropped, then the best ``top_n`` are kept. The result is
+    made of new ``NodeWithScore`` objects over copies of the nodes: node ids are kept, ``score``
+    is the rerank score, and the first-stage score is kept in ``metadata["retrieval_score"]``
+    (excluded from the LLM and embedding text). The caller's nodes are never modified.
 
     Emits ``ReRankStartEvent`` and ``ReRankEndEvent`` (after the arguments are checked, also for
     an empty list); a failure that propagates ends the span with the error instead.
@@ -253,24 +254,28 @@ class RerankPostprocessor(BaseNodePostprocessor):
                     "wrap a node as NodeWithScore(node=node, score=None)"
                 )
         pipeline = self._pipeline()
+        # A candidate's id is the position of the first node with the same identity, so the pipeline's
+        # dedupe keeps the first occurrence and the id maps straight back to a node.
+        first_position: dict[Hashable, int] = {}
         candidates = [
             Candidate(
-                id=self._identity(item),
+                id=first_position.setdefault(self._identity(item), position),
                 text=item.node.get_content(metadata_mode=self.metadata_mode),
                 score=item.score,
             )
-            for item in nodes
+            for position, item in enumerate(nodes)
         ]
         return pipeline, query_bundle, candidates
 
-    def _identity(self, item: NodeWithScore) -> int | str:
+    def _identity(self, item: NodeWithScore) -> Hashable:
         # The primary key when the node carries one: MilvusVectorStore on a collection it did not write
-        # gives each hit a fresh random node id, and only an output field holds the key.
+        # gives each hit a fresh random node id, and only an output field holds the key. Tagged, so that
+        # a primary key never equals a node id, and type-strict, so that pk 1 is not pk True.
         if self.pk_key is not None:
             value = item.node.metadata.get(self.pk_key)
             if isinstance(value, (int, str)) and not isinstance(value, bool):
-                return value
-        return item.node.node_id
+                return ("pk", strict_key(value))
+        return ("node_id", item.node.node_id)
 
     def _to_nodes(
         self, candidates: Sequence[Candidate], nodes: Sequence[NodeWithScore], reranked: Sequence[Candidate]

@@ -9,18 +9,18 @@ from __future__ import annotations
 import copy
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 import pytest
-from helpers import BAD_SELECTION_OPTIONS, FailingReranker, OverlapReranker
+from helpers import BAD_SELECTION_OPTIONS, BROKEN_ANSWERS, AnswerReranker, FailingReranker, OverlapReranker
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.documents import Document
 
 from langchain_milvus_rerank import RerankCompressor
-from milvus_rerank import CrossEncoderReranker, RerankConnectionError, RerankResult
+from milvus_rerank import CrossEncoderReranker, RerankConnectionError, RerankResponseError, RerankResult
 
 
 class AsyncOnlyReranker(OverlapReranker):
@@ -203,6 +203,34 @@ def test_same_document_id_is_scored_once_and_pk_takes_precedence() -> None:
     assert len(out) == 7
     assert sum(d.id == "x" for d in out) == 1
     assert sorted(d.metadata["pk"] for d in out if d.id == "y") == [10, 11]
+
+
+def test_primary_keys_are_the_same_only_when_of_the_same_type() -> None:
+    # 1 == True == 1.0 in Python; as primary keys they are three chunks (and "1" a fourth).
+    keys = [1, True, 1.0, "1", 1]
+    documents = [Document(page_content=f"milvus hybrid {i}", metadata={"pk": key}) for i, key in enumerate(keys)]
+    reranker = OverlapReranker()
+    out = RerankCompressor(reranker).compress_documents(documents, QUERY)
+    assert reranker.calls[0][1] == [d.page_content for d in documents[:4]]
+    assert sorted(repr(d.metadata["pk"]) for d in out) == ["'1'", "1", "1.0", "True"]
+    ids = [Document(id=key, page_content="hybrid", metadata={}) for key in ("7", "7")]
+    assert len(RerankCompressor(OverlapReranker()).compress_documents(ids, QUERY)) == 1
+
+
+@pytest.mark.parametrize(("answer", "reason"), [b[1:] for b in BROKEN_ANSWERS], ids=[b[0] for b in BROKEN_ANSWERS])
+async def test_an_answer_that_breaks_the_contract_is_refused_naming_the_reranker(
+    answer: Callable[[Sequence[str]], Any], reason: str
+) -> None:
+    documents = make_documents()[:3]
+    compressor = RerankCompressor(AnswerReranker(answer))
+    recorder = Recorder()
+    with pytest.raises(RerankResponseError, match="reranker AnswerReranker broke the Reranker contract") as sync:
+        compressor.compress_documents(documents, QUERY, callbacks=[recorder])
+    assert reason in str(sync.value)
+    assert recorder.kinds() == [("start", "RerankCompressor"), ("error", "RerankCompressor")]
+    with pytest.raises(RerankResponseError, match="AnswerReranker") as asynchronous:
+        await compressor.acompress_documents(documents, QUERY)
+    assert str(asynchronous.value) == str(sync.value)
 
 
 def test_empty_input_returns_empty_list_without_a_call_and_with_callbacks() -> None:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import BAD_SELECTION_OPTIONS, OverlapReranker
+from helpers import BAD_SELECTION_OPTIONS, BROKEN_ANSWERS, AnswerReranker, OverlapReranker
 from llama_index.core.bridge.pydantic import Field
 from llama_index.core.callbacks import CallbackManager, CBEventType, LlamaDebugHandler
 from llama_index.core.instrumentation import get_dispatcher
@@ -26,7 +26,7 @@ from llama_index.core.schema import (
 )
 
 from llamaindex_milvus_rerank import RerankPostprocessor
-from milvus_rerank.errors import RerankError
+from milvus_rerank.errors import RerankError, RerankResponseError
 
 
 class DownReranker(OverlapReranker):
@@ -210,6 +210,34 @@ def test_pk_key_recognises_the_same_row_under_different_node_ids() -> None:
     unkeyed = OverlapReranker()
     RerankPostprocessor(unkeyed).postprocess_nodes(both, query_str=QUERY)
     assert len(unkeyed.calls[0][1]) == len(both)  # without pk_key the random ids look distinct
+
+
+def test_a_primary_key_never_collides_with_a_node_id() -> None:
+    keyed = NodeWithScore(node=TextNode(id_="random-1", text="milvus vectors", metadata={"pk": "node-7"}), score=0.9)
+    # This node has no primary key; its id happens to equal the other node's key: it is another chunk.
+    unkeyed = NodeWithScore(node=TextNode(id_="node-7", text="passage scores"), score=0.8)
+    # Keys are type-strict: pk 1 and pk "1" are two rows.
+    one = NodeWithScore(node=TextNode(id_="random-2", text="reranker query", metadata={"pk": 1}), score=0.7)
+    one_str = NodeWithScore(node=TextNode(id_="random-3", text="a passage", metadata={"pk": "1"}), score=0.6)
+    nodes = [keyed, unkeyed, one, one_str]
+    reranker = OverlapReranker()
+    out = RerankPostprocessor(reranker, pk_key="pk").postprocess_nodes(nodes, query_str=QUERY)
+    assert len(reranker.calls[0][1]) == 4
+    assert sorted(n.node.node_id for n in out) == ["node-7", "random-1", "random-2", "random-3"]
+
+
+@pytest.mark.parametrize(("answer", "reason"), [b[1:] for b in BROKEN_ANSWERS], ids=[b[0] for b in BROKEN_ANSWERS])
+async def test_an_answer_that_breaks_the_contract_is_refused_naming_the_reranker(
+    answer: Callable[[Sequence[str]], Any], reason: str, recorder: Recorder
+) -> None:
+    postprocessor = RerankPostprocessor(AnswerReranker(answer))
+    with pytest.raises(RerankResponseError, match="reranker AnswerReranker broke the Reranker contract") as sync:
+        postprocessor.postprocess_nodes(make_nodes()[:3], query_str=QUERY)
+    assert reason in str(sync.value)
+    with pytest.raises(RerankResponseError, match="AnswerReranker") as asynchronous:
+        await postprocessor.apostprocess_nodes(make_nodes()[:3], query_str=QUERY)
+    assert str(asynchronous.value) == str(sync.value)
+    assert [type(e) for e in recorder.events] == [ReRankStartEvent, ReRankStartEvent]  # no end event claims a result
 
 
 def test_a_missing_query_is_a_clear_error_and_fires_no_event(recorder: Recorder) -> None:
