@@ -20,6 +20,8 @@ __all__ = ["ACCEPT_ENCODING", "BodyReader"]
 ACCEPT_ENCODING = "gzip, deflate"
 """The ``Accept-Encoding`` every request sends: the encodings :class:`BodyReader` decodes."""
 
+_STEP = 1024 * 1024  # the most output one call to zlib may make
+
 _WBITS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
 
 
@@ -68,10 +70,10 @@ class BodyReader:
             self._keep(data)
             return
         pending = data
-        while pending and not self.full:
-            room = self._limit - self._size
+        while not self.full:
+            step = min(self._limit - self._size + 1, _STEP)  # small steps: memory stays near the cap
             try:
-                piece = self._inflater.decompress(pending, room + 1)
+                piece = self._inflater.decompress(pending, step)
             except zlib.error:
                 if self._first and self._wbits == zlib.MAX_WBITS:
                     # Some servers send raw deflate without the zlib header "deflate" means.
@@ -83,10 +85,10 @@ class BodyReader:
                 ) from None
             self._first = False
             self._keep(piece)
-            tail = self._inflater.unconsumed_tail
-            if not piece and tail == pending:
+            pending = self._inflater.unconsumed_tail
+            # A full step may have left output inside zlib even with no input left: ask again.
+            if not pending and len(piece) < step:
                 break
-            pending = tail
 
     def content(self) -> bytes:
         """The decoded body."""
