@@ -3,8 +3,10 @@
 :class:`MilvusRetriever` reads the collection's schema and indexes once, at construction, so it
 works on collections that other tools created: any field names, ``INT64`` or ``VARCHAR``
 primary keys, any dense metric. Each hit becomes a :class:`~milvus_rerank.types.Candidate`
-carrying the primary key, the text, the first-stage score exactly as Milvus reported it and
-the other output fields as metadata.
+carrying the primary key, the text, the first-stage score as Milvus reported it and the other
+output fields as metadata. The one exception: Milvus Lite reports BM25 scores negated, and the
+retriever gives them back their sign, so that a BM25 ``score`` means the same on Lite and on a
+server (larger is better, as :attr:`MilvusRetriever.higher_is_better` says for every mode).
 
 The module holds one concept, searching a collection, and reads best whole: the search options
 (:class:`SearchOptions`), the construction that reads the collection (its schema rules live in
@@ -369,7 +371,9 @@ class MilvusRetriever:
         """Whether a larger ``Candidate.score`` means a better hit.
 
         ``False`` only for distance metrics (``L2``) in dense or sparse mode without a ranker:
-        Milvus then reports the distance itself, and results still come closest first.
+        Milvus then reports the distance itself, and results still come closest first. BM25 scores
+        are positive similarities on Milvus Lite too (Lite reports them negated; the retriever
+        turns them back).
         """
         if self._ranker is not None or self.mode == "hybrid":
             return True
@@ -537,6 +541,9 @@ class MilvusRetriever:
         text_field = self._layout.text_field
         primary = self._layout.primary_field
         model_ranker = is_model_ranker(self._ranker)
+        # BM25 scores are never negative: Milvus Lite reports them negated (more negative is better),
+        # a Milvus server as they are. One rule serves both, without asking which backend answered.
+        bm25 = self.mode == "sparse" and self._ranker is None and (self._layout.sparse_metric or "").upper() == "BM25"
         get = dict.get
         candidates = []
         for position, hit in enumerate(hits, start=1):
@@ -551,6 +558,8 @@ class MilvusRetriever:
             metadata.pop(primary, None)
             distance: Any = get(hit, "distance")
             score = float(distance)
+            if bm25 and score < 0:
+                score = -score
             candidates.append(
                 Candidate(
                     id=key,

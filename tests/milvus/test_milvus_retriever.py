@@ -77,6 +77,32 @@ def test_modes_return_candidates_best_first(client: MilvusClient, minilm: Any, m
         assert len(candidates) == len(DOCS)
 
 
+def test_bm25_scores_are_positive_on_milvus_lite_too(client: MilvusClient, minilm: Any) -> None:
+    """Milvus Lite reports BM25 scores negated (a server does not); the candidates carry the positive score."""
+    query = "documents about energy: power from the sun and the wind, and a vector database"
+    raw = client.search(
+        "docs",
+        data=[query],
+        anns_field="sparse",
+        limit=50,
+        search_params={"metric_type": "BM25"},
+        output_fields=["text"],
+    )[0]
+    assert len(raw) >= 3
+    assert all(hit["distance"] < 0 for hit in raw)  # what Lite itself says; if this changes, so may the rule
+    sparse = MilvusRetriever(client, "docs", mode="sparse", limit=50)
+    candidates = sparse.retrieve(query)
+    assert [c.id for c in candidates] == [hit["id"] for hit in raw]
+    assert [c.score for c in candidates] == pytest.approx([-hit["distance"] for hit in raw])
+    assert all(c.score > 0 for c in candidates)
+    assert [c.score for c in candidates] == sorted((c.score for c in candidates), reverse=True)
+    assert sparse.higher_is_better
+    # The weighted hybrid with the BM25 leg alone ranks the same way: Lite's fusion already sees positive scores.
+    bm25_only = MilvusRetriever(client, "docs", embedding=minilm, fusion="weighted", weights=(0.0, 1.0), limit=50)
+    fused = [c for c in bm25_only.retrieve(query) if c.score > 0]
+    assert [c.id for c in fused] == [c.id for c in candidates]
+
+
 def test_mode_properties(client: MilvusClient, minilm: Any) -> None:
     dense = MilvusRetriever(client, "docs", mode="dense", embedding=minilm)
     sparse = MilvusRetriever(client, "docs", mode="sparse")
