@@ -106,6 +106,42 @@ class FailingReranker:
         return self.rerank(query, documents, top_n=top_n)
 
 
+class AnswerReranker:
+    """A user's own reranker whose answer is made by ``answer(documents)``: right or wrong, as a test needs."""
+
+    def __init__(self, answer: Callable[[Sequence[str]], Any]) -> None:
+        self.answer = answer
+
+    def rerank(self, query: str, documents: Sequence[str], *, top_n: int | None = None) -> Any:
+        return self.answer(documents)
+
+    async def arerank(self, query: str, documents: Sequence[str], *, top_n: int | None = None) -> Any:
+        return self.answer(documents)
+
+
+def _all(documents: Sequence[str], score: Any = 0.5) -> list[RerankResult]:
+    return [RerankResult(i, score) for i in range(len(documents))]
+
+
+BROKEN_ANSWERS: list[tuple[str, Callable[[Sequence[str]], Any], str]] = [
+    ("one-for-three", lambda docs: [RerankResult(0, 1.0)], "expected 3 results for 3 documents, got 1"),
+    ("one-too-many", lambda docs: [*_all(docs), RerankResult(0, 0.1)], "expected 3 results for 3 documents, got 4"),
+    ("none", lambda docs: [], "expected 3 results for 3 documents, got 0"),
+    ("nan-score", lambda docs: [*_all(docs)[:2], RerankResult(2, math.nan)], "has score nan, not a finite number"),
+    ("inf-score", lambda docs: [*_all(docs)[:2], RerankResult(2, math.inf)], "has score inf, not a finite number"),
+    ("bool-score", lambda docs: [*_all(docs)[:2], RerankResult(2, True)], "has score True, not a finite number"),
+    ("str-score", lambda docs: [*_all(docs)[:2], RerankResult(2, "0.9")], "has score '0.9', not a finite number"),
+    ("bool-index", lambda docs: [RerankResult(True, 0.5), *_all(docs)[1:]], "has index True, not an int"),
+    ("float-index", lambda docs: [RerankResult(0.0, 0.5), *_all(docs)[1:]], "has index 0.0, not an int"),
+    ("index-past-end", lambda docs: [*_all(docs)[:2], RerankResult(3, 0.5)], "has index 3, outside 0..2"),
+    ("negative-index", lambda docs: [RerankResult(-1, 0.5), *_all(docs)[1:]], "has index -1, outside 0..2"),
+    ("repeated-index", lambda docs: [*_all(docs)[:2], RerankResult(1, 0.4)], "index 1 appears more than once"),
+    ("not-a-list", lambda docs: iter(_all(docs)), "returned a list_iterator, not a list of RerankResult"),
+    ("tuples", lambda docs: [(i, 0.5) for i in range(len(docs))], "result 0 is a tuple, not a RerankResult"),
+]
+"""Answers of a user's reranker to three documents that break the Reranker contract, and what the error says."""
+
+
 class ListRetriever:
     """A user's own first stage over fixed candidates: cut to ``limit``, recording each call's options.
 

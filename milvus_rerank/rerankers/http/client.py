@@ -41,7 +41,7 @@ from typing import Any, ClassVar
 import httpx
 
 from milvus_rerank.errors import RerankError, RerankHTTPError
-from milvus_rerank.rerankers.contract import check_rerank_args
+from milvus_rerank.rerankers.contract import check_rerank_args, documents_to_score
 from milvus_rerank.rerankers.http.attempts import Attempts, http_error
 from milvus_rerank.rerankers.http.body import ACCEPT_ENCODING, BodyReader
 from milvus_rerank.rerankers.http.credentials import (
@@ -523,7 +523,8 @@ class HTTPReranker:
 
         Args:
             query: The search query.
-            documents: Texts to score; zero documents return ``[]`` without any request.
+            documents: Texts to score; zero documents return ``[]`` without any request. Empty and
+                whitespace-only ones are never sent: they score ``BLANK_SCORE`` and rank last.
             top_n: Keep only the best ``top_n``; ``None`` keeps all.
 
         Returns:
@@ -535,11 +536,12 @@ class HTTPReranker:
             RerankConnectionError: The server could not be reached.
             RerankResponseError: The answer was malformed (bad JSON, wrong indices, NaN scores).
         """
-        documents = check_rerank_args(query, documents, top_n)
-        if not documents:
-            return []
+        # Blank documents are never sent (the contract's policy): they score BLANK_SCORE, last.
+        to_score = documents_to_score(check_rerank_args(query, documents, top_n))
+        if not to_score.texts:
+            return to_score.results([], top_n)
         batch_size = self._discover()
-        requests = self._plan(query, documents, top_n, batch_size)
+        requests = self._plan(query, to_score.texts, top_n, batch_size)
         if len(requests) == 1:
             per_batch = [self._send(requests[0])]
         else:
@@ -549,7 +551,7 @@ class HTTPReranker:
             finally:
                 for future in futures:
                     future.cancel()
-        return merge_batches(requests, per_batch, top_n)
+        return to_score.results(merge_batches(requests, per_batch, top_n), top_n)
 
     # -- I/O: async (mirrors the sync path) -----------------------------------------------------
 
@@ -622,11 +624,11 @@ class HTTPReranker:
         Raises:
             RerankError: As :meth:`rerank`.
         """
-        documents = check_rerank_args(query, documents, top_n)
-        if not documents:
-            return []
+        to_score = documents_to_score(check_rerank_args(query, documents, top_n))
+        if not to_score.texts:
+            return to_score.results([], top_n)
         batch_size = await self._adiscover()
-        requests = self._plan(query, documents, top_n, batch_size)
+        requests = self._plan(query, to_score.texts, top_n, batch_size)
         if len(requests) == 1:
             per_batch = [await self._asend(requests[0])]
         else:
@@ -643,7 +645,7 @@ class HTTPReranker:
                 for task in tasks:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
-        return merge_batches(requests, per_batch, top_n)
+        return to_score.results(merge_batches(requests, per_batch, top_n), top_n)
 
     # -- lifecycle ------------------------------------------------------------------------------
 

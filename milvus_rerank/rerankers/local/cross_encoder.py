@@ -20,7 +20,7 @@ import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Literal
 
-from milvus_rerank.rerankers.contract import check_rerank_args, rank
+from milvus_rerank.rerankers.contract import check_rerank_args, documents_to_score
 from milvus_rerank.rerankers.local.engine import LoadedModel, PromptOptions, ScoringEngine
 from milvus_rerank.rerankers.local.loading import (
     import_torch,
@@ -242,7 +242,8 @@ class CrossEncoderReranker:
 
         Args:
             query: The search query.
-            documents: The candidate texts.
+            documents: The candidate texts. Empty and whitespace-only ones are not given to the model:
+                they score :data:`~milvus_rerank.rerankers.contract.BLANK_SCORE` and rank last.
             top_n: Keep only the best ``top_n`` results; ``None`` keeps all.
 
         Returns:
@@ -250,34 +251,33 @@ class CrossEncoderReranker:
 
         Raises:
             TypeError: ``query`` is not a str or a document is not a str.
-            ValueError: ``top_n`` is not a positive int.
+            ValueError: ``top_n`` is not a positive int, or a text holds a lone surrogate (the message
+                names which).
             ModelLoadError: The model cannot be loaded.
         """
         documents = check_rerank_args(query, documents, top_n)
-        if not documents:
-            return []
-        scores = self._score(query, documents)
-        return rank((RerankResult(index, score) for index, score in enumerate(scores)), top_n)
+        to_score = documents_to_score(documents)
+        scores = self._score(query, to_score.texts) if to_score.texts else []
+        return to_score.results((RerankResult(index, score) for index, score in enumerate(scores)), top_n)
 
     async def arerank(self, query: str, documents: Sequence[str], *, top_n: int | None = None) -> list[RerankResult]:
         """Async twin of :meth:`rerank`: the model runs in a worker thread, never on the event loop."""
         documents = check_rerank_args(query, documents, top_n)
-        if not documents:
-            return []
-        scores = await asyncio.to_thread(self._score, query, documents)
-        return rank((RerankResult(index, score) for index, score in enumerate(scores)), top_n)
+        to_score = documents_to_score(documents)
+        scores = await asyncio.to_thread(self._score, query, to_score.texts) if to_score.texts else []
+        return to_score.results((RerankResult(index, score) for index, score in enumerate(scores)), top_n)
 
     def score(self, query: str, documents: Sequence[str]) -> list[float]:
-        """Score each document against ``query``, in input order (no sorting, no cut).
+        """Score each document against ``query``, in input order (no sorting, no cut; blank ones ``BLANK_SCORE``).
 
         Raises:
             TypeError: ``query`` is not a str or a document is not a str.
+            ValueError: A text holds a lone surrogate.
             ModelLoadError: The model cannot be loaded.
         """
         documents = check_rerank_args(query, documents, None)
-        if not documents:
-            return []
-        return self._score(query, documents)
+        to_score = documents_to_score(documents)
+        return to_score.scores(self._score(query, to_score.texts) if to_score.texts else [])
 
     def _score(self, query: str, documents: Sequence[str]) -> list[float]:
         loaded, engine = self._model(), self._scoring_engine()
