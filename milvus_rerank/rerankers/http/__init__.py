@@ -4,10 +4,11 @@ One module per concept: :mod:`.endpoint` (URLs and their redaction), :mod:`.cred
 key and secret headers: checked at construction, blanked out of everything a server says),
 :mod:`.retry` (the retry decision, pure), :mod:`.attempts` (one request's retries, its deadline
 and its final error), :mod:`.body` (reading an answer under a cap on its decoded size),
-:mod:`.wire` (request bodies and response validation, pure), :mod:`.client`
-(:class:`HTTPReranker`: the I/O, sync and async alike), and one module per protocol
-(:mod:`.vllm`, :mod:`.tei`, :mod:`.cohere`) holding only what its server does differently. The
-Milvus server-side Functions these rerankers export are built in
+:mod:`.wire` (request bodies and response validation, pure), :mod:`.loops` (event-loop
+plumbing: a lock shared with threads, the deadline of an attempt, a client per loop that closes
+with it), :mod:`.client` (:class:`HTTPReranker`: the I/O, sync and async alike), and one module
+per protocol (:mod:`.vllm`, :mod:`.tei`, :mod:`.cohere`) holding only what its server does
+differently. The Milvus server-side Functions these rerankers export are built in
 :mod:`milvus_rerank.milvus.functions`.
 """
 

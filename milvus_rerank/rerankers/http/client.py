@@ -1,9 +1,10 @@
 """The HTTP client of the rerankers: batches, concurrency, retries and the clients' lifecycle.
 
 :class:`HTTPReranker` is the one place that does I/O. Everything it decides without I/O lives
-elsewhere and is shared by both paths: the URLs in :mod:`.endpoint`, when to retry in
-:mod:`.retry` and :mod:`.attempts`, the request bodies and the validation of answers in
-:mod:`.wire`. What is left here are the sync and async halves, which mirror each other line for
+elsewhere and is shared by both paths: the URLs in :mod:`.endpoint`, the secrets in
+:mod:`.credentials`, when to retry in :mod:`.retry` and :mod:`.attempts`, the request bodies and
+the validation of answers in :mod:`.wire`, the reading of bodies in :mod:`.body`, and the event
+loop plumbing in :mod:`.loops`. What is left here are the sync and async halves, which mirror each other line for
 line (``_send`` / ``_asend``, ``_get_json`` / ``_aget_json``, ``_discover`` / ``_adiscover``,
 ``rerank`` / ``arerank``), as httpx's ``Client`` and ``AsyncClient`` do. The module is long
 because it keeps them together: they read best side by side, where a change to one half shows
@@ -14,13 +15,12 @@ per event loop, ``rerank`` a small thread pool over one ``httpx.Client``. Indice
 results merged, sorted globally and cut to ``top_n`` on the client; ``top_n`` goes to the server
 only when a single batch covers every document.
 
-Every answer is read as a stream (:mod:`.body` caps its decoded size) and only while the
-request's deadline lasts: on the async path the whole attempt runs under ``asyncio.wait_for``;
-on the sync path each read is bounded by what is left of the deadline when the attempt starts,
-and the deadline is checked between reads. Redirects are followed only when the caller's own
-client follows them, and only within the endpoint's origin, so no credential reaches another
-host. An event loop's client is closed when that loop shuts down its async generators
-(``asyncio.run`` does), so calling ``asyncio.run(reranker.arerank(...))`` per request leaks
+Every answer is read as a stream, capped in its decoded size, and only while the request's
+deadline lasts: on the async path the whole attempt runs under it; on the sync path each read is
+bounded by what is left of the deadline when the attempt starts, and the deadline is checked
+between reads. Redirects are followed only when the caller's own client follows them, and only
+within the endpoint's origin, so no credential reaches another host. An event loop's client
+closes with that loop, so calling ``asyncio.run(reranker.arerank(...))`` per request leaks
 nothing.
 """
 
@@ -28,19 +28,17 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import json
-import math
 import ssl
 import threading
 import time
 import weakref
-from collections.abc import AsyncGenerator, AsyncIterator, Collection, Coroutine, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any, ClassVar
 
 import httpx
 
-from milvus_rerank.errors import RerankError, RerankHTTPError
+from milvus_rerank.errors import RerankHTTPError
 from milvus_rerank.rerankers.contract import check_rerank_args, documents_to_score
 from milvus_rerank.rerankers.http.attempts import Attempts, http_error
 from milvus_rerank.rerankers.http.body import ACCEPT_ENCODING, BodyReader
@@ -52,6 +50,7 @@ from milvus_rerank.rerankers.http.credentials import (
     guard_http_logs,
 )
 from milvus_rerank.rerankers.http.endpoint import Endpoint, redact_url
+from milvus_rerank.rerankers.http.loops import LoopClient, holding, within_deadline
 from milvus_rerank.rerankers.http.retry import RetryPolicy
 from milvus_rerank.rerankers.http.wire import (
     BatchRequest,
@@ -70,91 +69,6 @@ DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 _ERROR_BODY_BYTES = 64 * 1024  # an error body is read for its message only
 
 __all__ = ["HTTPReranker"]
-
-
-@contextlib.asynccontextmanager
-async def _holding(lock: threading.Lock) -> AsyncIterator[None]:
-    """Hold a ``threading.Lock`` in async code without blocking the event loop.
-
-    The lock is shared with the sync path, so a coroutine cannot simply wait on it: when it is
-    taken, a short-lived thread waits instead and the coroutine awaits that thread.
-    """
-    if not lock.acquire(blocking=False):
-        await _acquire_in_thread(lock)
-    try:
-        yield
-    finally:
-        lock.release()
-
-
-async def _acquire_in_thread(lock: threading.Lock) -> None:
-    acquired: concurrent.futures.Future[None] = concurrent.futures.Future()
-
-    def wait() -> None:
-        lock.acquire()
-        if not acquired.set_running_or_notify_cancel():
-            lock.release()  # the coroutine stopped waiting before we got it: nobody else will release it
-            return
-        acquired.set_result(None)
-
-    threading.Thread(target=wait, name="milvus-rerank-lock-wait", daemon=True).start()
-    try:
-        await asyncio.wrap_future(acquired)
-    except asyncio.CancelledError:
-        # Cancelled once the thread held the lock (too late to cancel the future): hand it back.
-        acquired.add_done_callback(lambda future: None if future.cancelled() else lock.release())
-        raise
-
-
-async def _within_deadline(
-    exchange: Coroutine[Any, Any, tuple[httpx.Response, bytes]], attempts: Attempts
-) -> tuple[httpx.Response, bytes]:
-    """Run one attempt, stopping it when the deadline passes, whatever the server trickles."""
-    remaining = attempts.remaining()
-    if math.isinf(remaining):
-        return await exchange
-    try:
-        return await asyncio.wait_for(exchange, max(remaining, 0.0))
-    except asyncio.TimeoutError as exc:
-        if isinstance(exc, RerankError):  # since 3.11, RerankTimeoutError is an asyncio.TimeoutError too
-            raise
-        raise attempts.out_of_time() from None
-
-
-class _LoopClient:
-    """The ``httpx.AsyncClient`` of one event loop, and the async generator that closes it with the loop.
-
-    The generator is started on its loop, so the loop's ``shutdown_asyncgens()`` (which
-    ``asyncio.run`` calls before closing it) finalises it, and it closes the client while the loop
-    still runs. A loop closed without that is past helping: the client is then abandoned.
-    """
-
-    def __init__(self, client: httpx.AsyncClient, clients: weakref.WeakKeyDictionary[Any, _LoopClient]) -> None:
-        self.client = client
-        self.abandoned = False
-        self.closer = self._close_with_loop(clients)
-
-    async def _close_with_loop(
-        self, clients: weakref.WeakKeyDictionary[Any, _LoopClient]
-    ) -> AsyncGenerator[None, None]:
-        try:
-            yield
-        finally:
-            if not self.abandoned:
-                loop = asyncio.get_running_loop()
-                if clients.get(loop) is self:
-                    del clients[loop]  # a closed client still refers to its loop: let both go
-                await self.client.aclose()
-
-    async def aclose(self) -> None:
-        """Close the client now (on its loop), finishing the generator."""
-        await self.closer.aclose()
-
-    def abandon(self) -> None:
-        """Finish the generator without touching the closed loop (no finaliser will run on it later)."""
-        self.abandoned = True
-        with contextlib.suppress(StopIteration, RuntimeError):
-            self.closer.aclose().send(None)
 
 
 class HTTPReranker:
@@ -265,7 +179,7 @@ class HTTPReranker:
         self._client = client
         self._owns_client = client is None
         self._user_async_client = async_client
-        self._loop_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopClient] = (
+        self._loop_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopClient] = (
             weakref.WeakKeyDictionary()
         )
         self._closing: set[concurrent.futures.Future[None]] = set()
@@ -426,7 +340,7 @@ class HTTPReranker:
         entry = self._loop_clients.get(loop)
         if entry is None or entry.client.is_closed:
             self._forget_closed_loops()
-            entry = _LoopClient(httpx.AsyncClient(limits=self._limits(), verify=self._tls()), self._loop_clients)
+            entry = LoopClient(httpx.AsyncClient(limits=self._limits(), verify=self._tls()), self._loop_clients)
             self._loop_clients[loop] = entry
             await entry.closer.asend(None)  # started on this loop, so its shutdown_asyncgens() finalises it
         return entry.client
@@ -563,7 +477,7 @@ class HTTPReranker:
         attempts = self._attempts(url, n_documents)
         while True:
             try:
-                response, body = await _within_deadline(
+                response, body = await within_deadline(
                     self._aexchange(client, method, url, content, attempts), attempts
                 )
             except httpx.HTTPError as exc:
@@ -608,7 +522,7 @@ class HTTPReranker:
     async def _adiscover(self) -> int:
         """Async twin of :meth:`_discover`, under the same lock, waited for off the event loop."""
         if self._needs_discovery():
-            async with _holding(self._discovery_lock):
+            async with holding(self._discovery_lock):
                 if self._needs_discovery():
                     try:
                         body = await self._aget_json(self._require_discovery_route())
