@@ -7,6 +7,7 @@
 - ``packed``: the padding-free forward pass of BERT-family encoders, which ``encoder`` uses.
 - ``loading``: device and dtype, loading a model and explaining why one does not load, the per-process cache.
 - ``causal``: the scoring engine of causal-LM (LLM) rerankers.
+- ``truncation``: cutting a long text before it is tokenized, so that its cost is bounded by ``max_length``.
 
 Importing this package imports neither torch nor transformers; the first model load does.
 """

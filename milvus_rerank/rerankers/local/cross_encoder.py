@@ -30,6 +30,7 @@ from milvus_rerank.rerankers.local.loading import (
     resolve_dtype,
     shared_model,
 )
+from milvus_rerank.rerankers.local.truncation import bounded_texts
 from milvus_rerank.rerankers.prompts import PromptFormat, check_prompt_options
 from milvus_rerank.types import RerankResult
 from milvus_rerank.validation import check_choice, check_int
@@ -103,7 +104,8 @@ class CrossEncoderReranker:
         batch_size: Most pairs in one forward pass.
         max_length: Most tokens of a (query, document) pair; longer pairs are truncated longest-first (LLM
             rerankers: the end of the document, keeping the prompt's ending), with a warning once per
-            instance. ``None`` means the model's own limit.
+            instance. ``None`` means the model's own limit. A text's cost is bounded by it: one far longer
+            is cut before it is tokenized, to the same tokens (:mod:`.truncation`).
         activation: ``"auto"`` scores exactly as sentence-transformers ``CrossEncoder.predict`` does for the
             model (the activation its config declares, else a sigmoid for one label); ``"sigmoid"`` and
             ``"none"`` (raw logits) force one. Two-label models score with the probability of label 1
@@ -282,6 +284,8 @@ class CrossEncoderReranker:
     def _score(self, query: str, documents: Sequence[str]) -> list[float]:
         loaded, engine = self._model(), self._scoring_engine()
         max_length = min(self.max_length or loaded.max_length, loaded.max_length)
+        if getattr(loaded.tokenizer, "truncation_side", "right") != "left":  # a left-truncating one keeps the end
+            query, documents = bounded_texts(engine, query, documents, max_length=max_length)
         pairs = engine.encode(query, documents, max_length=max_length)
         if pairs.truncated:
             self._warn_truncation(pairs.truncated, len(documents), max_length)
