@@ -69,6 +69,17 @@ class Reranker(Protocol):
     index, with ``index`` pointing into ``documents``. Zero documents return ``[]`` without
     any I/O or model load. ``top_n=None`` returns every document; a larger ``top_n`` than
     there are documents returns all of them.
+
+    The pipeline and both adapters hold every reranker's answer to this contract
+    (:func:`milvus_rerank.rerankers.contract.check_answer`): one result per document (``top_n``
+    of them when fewer), each ``index`` an int, unique and in range, each ``score`` a finite
+    number; an answer that breaks it raises ``RerankResponseError`` naming the reranker's class.
+
+    Our rerankers also keep two rules of input, the same on every backend: an empty or
+    whitespace-only document is never given to a model or server, and scores
+    :data:`~milvus_rerank.rerankers.contract.BLANK_SCORE` (the lowest finite float), so it ranks
+    last and falls below any ``score_threshold``; a query or document holding a lone surrogate
+    (which UTF-8 cannot encode) is refused with a ``ValueError`` that names it.
     """
 
     def rerank(self, query: str, documents: Sequence[str], *, top_n: int | None = None) -> list[RerankResult]:
