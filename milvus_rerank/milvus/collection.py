@@ -166,7 +166,9 @@ def ingest(
     """Embed documents and upsert them by id, in batches; flush at the end.
 
     Re-ingesting the same ids replaces those rows, so running an ingest twice is harmless.
-    Within one batch the last occurrence of an id wins.
+    Within one batch the last occurrence of an id wins. When ``documents`` is a sequence (a
+    list of chunks), every document is checked before the first one is embedded, so a bad one
+    fails the call before any work is done and nothing is written.
 
     Args:
         client: A ``pymilvus.MilvusClient``.
@@ -195,7 +197,8 @@ def ingest(
         SchemaError: A named field is missing, the key is auto-generated, or the embedding's
             dimension does not match the dense field.
         TypeError: A document or an id has the wrong shape or type.
-        ValueError: A metadata key clashes with a schema field, or a bad argument.
+        ValueError: A metadata key clashes with a schema field, a text is longer than the text
+            field's ``max_length``, or a bad argument.
         RetrievalError: Milvus refused an upsert or the flush.
     """
     from tqdm.auto import tqdm
@@ -213,10 +216,16 @@ def ingest(
         encode_sparse = as_sparse_document_encoder(sparse_embedding)
 
     total = len(documents) if isinstance(documents, Sized) else None
+    batches: Iterable[tuple[int, list[dict[str, Any]]]] = (
+        (len(batch), _rows(batch, layout, collection_name, text_field)) for batch in _batches(documents, batch_size)
+    )
+    if isinstance(documents, Sequence):
+        # Every document is checked (types, metadata keys, text length) before the first is embedded:
+        # a mistake in the last one must not surface after minutes of embedding, half ingested.
+        batches = list(batches)
     count = 0
-    with tqdm(total=total, unit="doc", desc=f"ingest {collection_name}", disable=not show_progress) as progress:
-        for batch in _batches(documents, batch_size):
-            rows = _rows(batch, layout, collection_name, text_field)
+    with tqdm(total=total, unit="chunk", desc=f"ingest {collection_name}", disable=not show_progress) as progress:
+        for size, rows in batches:
             texts = [row[text_field] for row in rows]
             vectors = embed(texts)
             for row, vector in zip(rows, vectors, strict=True):
@@ -235,7 +244,7 @@ def ingest(
                 message = str(getattr(exc, "message", "") or exc)
                 raise RetrievalError(f"upsert into collection {collection_name!r} failed: {message}") from exc
             count += len(rows)
-            progress.update(len(batch))
+            progress.update(size)
     if flush:
         try:
             client.flush(collection_name)
@@ -275,9 +284,11 @@ def _describe_for_ingest(
             )
     if fields[dense_field]["type"] != DataType.FLOAT_VECTOR:
         raise SchemaError(f"field {dense_field!r} of collection {collection_name!r} is not a FLOAT_VECTOR")
+    max_length = fields[text_field].get("params", {}).get("max_length")
     return {
         "primary": primary["name"],
         "int_key": primary["type"] == DataType.INT64,
+        "max_text_length": int(max_length) if max_length is not None else None,
         "dim": int(fields[dense_field]["params"]["dim"]),
         "has_sparse": sparse_field in fields,
         "sparse_is_bm25": sparse_field in bm25_sources(description),
@@ -313,6 +324,13 @@ def _rows(batch: Sequence[Document], layout: Mapping[str, Any], collection_name:
             )
         if not isinstance(text, str):
             raise TypeError(f"text of document {doc_id!r} must be a str, got {type(text).__name__}")
+        limit = layout["max_text_length"]
+        # Milvus Lite counts a VARCHAR's length in characters (measured: 100 "é" fit max_length=100).
+        if limit is not None and len(text) > limit:
+            raise ValueError(
+                f"text of document {doc_id!r} has {len(text)} characters, but field {text_field!r} of collection "
+                f"{collection_name!r} holds at most {limit}: cut it into chunks of at most {limit} characters"
+            )
         clash = layout["reserved"].intersection(metadata)
         if clash:
             raise ValueError(

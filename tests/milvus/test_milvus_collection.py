@@ -147,7 +147,7 @@ def test_ingest_generator_with_progress_bar(
     ingest(client, "docs", (doc for doc in DOCS), embedding=minilm, batch_size=2)
     err = capsys.readouterr().err
     assert "ingest docs" in err
-    assert "4doc" in err.replace(" ", "")
+    assert "4chunk" in err.replace(" ", "")
     ingest(client, "docs", DOCS, embedding=minilm, show_progress=False)
     assert capsys.readouterr().err == ""
 
@@ -182,6 +182,28 @@ def test_ingest_errors(client: MilvusClient, minilm: Any) -> None:
     create_rag_collection(client, "ints", dim=8, id_type="int64")
     with pytest.raises(TypeError, match="INT64 primary key"):
         ingest(client, "ints", [("a", "text")], embedding=tiny, show_progress=False)
+
+
+def test_a_bad_document_fails_the_ingest_before_any_is_embedded(client: MilvusClient) -> None:
+    """Issue 14 item 2: a text longer than the field's max_length fails at once, with nothing written."""
+    create_rag_collection(client, "docs", dim=2, max_text_length=100)
+    embedded: list[str] = []
+
+    def embed(text: str) -> list[float]:
+        embedded.append(text)
+        return [1.0, float(len(text))]
+
+    documents = [(f"d{i}", f"document {i}") for i in range(10)] + [("long", "é" * 101)]
+    with pytest.raises(ValueError, match=r"^text of document 'long' has 101 characters, but field 'text' of "):
+        ingest(client, "docs", documents, embedding=embed, batch_size=2, show_progress=False)
+    assert embedded == []
+    assert count(client, "docs") == 0
+    # Milvus Lite counts characters, not bytes: 100 two-byte characters fit.
+    assert ingest(client, "docs", [("fits", "é" * 100)], embedding=embed, show_progress=False) == 1
+    # A generator is checked batch by batch (it cannot be read twice).
+    with pytest.raises(ValueError, match="'long' has 101 characters"):
+        ingest(client, "docs", iter(documents), embedding=embed, batch_size=2, show_progress=False)
+    assert count(client, "docs") == 11
 
 
 def test_ingest_refuses_auto_id_collections(client: MilvusClient) -> None:
