@@ -41,6 +41,8 @@ DESCRIPTION = (
 )
 
 _KINDS = ", ".join(SUPPORTED_SUFFIXES)
+MAX_TEXT_LENGTH = 65_535
+"""The longest VARCHAR Milvus stores, and the text field's limit in the collections ingest creates."""
 
 
 @dataclass(frozen=True)
@@ -225,6 +227,10 @@ def run(args: argparse.Namespace) -> int:
     """Run the command; return its exit status."""
     from milvus_rerank.milvus import create_rag_collection, ingest
 
+    if args.chunk_size > MAX_TEXT_LENGTH:
+        raise CLIError(
+            f"--chunk-size {args.chunk_size}: a Milvus text field holds at most {MAX_TEXT_LENGTH} characters"
+        )
     if not 0 <= args.chunk_overlap < args.chunk_size:
         raise CLIError(f"--chunk-overlap must be at least 0 and below --chunk-size ({args.chunk_size})")
     if args.root is not None and not Path(args.root).is_dir():

@@ -142,18 +142,36 @@ def test_chunk_ids_do_not_depend_on_the_current_directory(tmp_path: Path) -> Non
 def test_a_failed_ingest_keeps_the_old_chunks_and_adds_no_collection(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    (tmp_path / "a.txt").write_text("Old text.\n", encoding="utf-8")
+    """Issue 14 item 2: a chunk longer than the text field fails before any embedding, in one line, cleanly."""
+    from pymilvus import MilvusClient
+
+    from milvus_rerank.milvus import create_rag_collection
+
     db = str(tmp_path / "kb.db")
-    common = ["--uri", db, "--embedding-model", EMBEDDING, "-q", "--chunk-size", "70000"]
+    client = MilvusClient(db)
+    create_rag_collection(client, "documents", dim=384, max_text_length=100)
+    client.close()
+    (tmp_path / "a.txt").write_text("Old text.\n", encoding="utf-8")
+    common = ["--uri", db, "--embedding-model", EMBEDDING, "-q", "--chunk-size", "500", "--chunk-overlap", "0"]
     assert run_cli(capsys, "ingest", str(tmp_path / "a.txt"), *common)[0] == 0
-    # One chunk longer than the text field holds (65,535 bytes): the ingest fails, in one line.
-    (tmp_path / "a.txt").write_text("x" * 66_000, encoding="utf-8")
+    (tmp_path / "a.txt").write_text("New text. " * 20, encoding="utf-8")  # one chunk of 199 characters
     code, out, err = run_cli(capsys, "ingest", str(tmp_path / "a.txt"), *common)
     assert code == 1
     assert out == ""
-    assert len(err.splitlines()) == 1, err
-    code, _, err = run_cli(capsys, "ingest", str(tmp_path / "a.txt"), *common, "--collection", "fresh")
+    assert err == (
+        "milvus-rerank ingest: error: text of document 'a.txt#0' has 199 characters, but field 'text' of "
+        "collection 'documents' holds at most 100: cut it into chunks of at most 100 characters\n"
+    )
+    # A chunk size no collection can hold is refused before anything is read.
+    code, _, err = run_cli(capsys, "ingest", str(tmp_path / "a.txt"), *common, "--chunk-size", "70000")
+    assert (
+        err == "milvus-rerank ingest: error: --chunk-size 70000: a Milvus text field holds at most 65535 characters\n"
+    )
+    # A collection made for a run that fails is not left behind.
+    (tmp_path / "b.jsonl").write_text('{"id": "b", "text": "Bee.", "dense": [1, 2]}\n', encoding="utf-8")
+    code, _, err = run_cli(capsys, "ingest", str(tmp_path / "b.jsonl"), *common, "--collection", "fresh")
     assert code == 1
+    assert "uses keys ['dense'] that are fields of collection 'fresh'" in err
     assert _rows_in_process(tmp_path / "kb.db") == ([("a.txt#0", "Old text.", "a.txt")], ["documents"])
 
 
