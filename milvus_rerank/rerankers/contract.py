@@ -162,23 +162,26 @@ def checked_results(
     Raises:
         ValueError: The first rule broken, described for a person.
     """
+    _check_pairs(items, n_documents=n_documents, expected=expected, score_name=score_name)
+    return [RerankResult(int(index), float(score)) for index, score in items]  # type: ignore[call-overload, arg-type]
+
+
+def _check_pairs(items: Sequence[tuple[object, object]], *, n_documents: int, expected: int, score_name: str) -> None:
     if len(items) != expected:
         raise ValueError(f"expected {expected} results for {n_documents} documents, got {len(items)}")
     seen: set[int] = set()
-    results = []
     for position, (index, score) in enumerate(items):
-        if isinstance(index, bool) or not isinstance(index, Integral):
+        # The exact types first: checks against the numbers ABCs cost ten times more, per result.
+        if type(index) is not int and (isinstance(index, bool) or not isinstance(index, Integral)):
             raise ValueError(f"result {position} has index {index!r}, not an int")
-        index = int(index)
-        if not 0 <= index < n_documents:
+        if not 0 <= index < n_documents:  # type: ignore[operator]
             raise ValueError(f"result {position} has index {index}, outside 0..{n_documents - 1}")
         if index in seen:
             raise ValueError(f"index {index} appears more than once")
-        seen.add(index)
-        if isinstance(score, bool) or not isinstance(score, Real) or not math.isfinite(score):
+        seen.add(index)  # type: ignore[arg-type]
+        real = type(score) is float or (isinstance(score, Real) and not isinstance(score, bool))
+        if not (real and math.isfinite(score)):  # type: ignore[arg-type]
             raise ValueError(f"result {position} (index {index}) has {score_name} {score!r}, not a finite number")
-        results.append(RerankResult(index=index, score=float(score)))
-    return results
 
 
 def check_answer(reranker: object, answer: object, *, n_documents: int, top_n: int | None) -> list[RerankResult]:
@@ -199,7 +202,7 @@ def check_answer(reranker: object, answer: object, *, n_documents: int, top_n: i
             if not (hasattr(result, "index") and hasattr(result, "score")):
                 raise ValueError(f"result {position} is a {type(result).__name__}, not a RerankResult")
             pairs.append((result.index, result.score))
-        return checked_results(pairs, n_documents=n_documents, expected=expected_count(n_documents, top_n))
+        _check_pairs(pairs, n_documents=n_documents, expected=expected_count(n_documents, top_n), score_name="score")
     except ValueError as exc:
         name = type(reranker).__name__
         raise RerankResponseError(
@@ -207,3 +210,10 @@ def check_answer(reranker: object, answer: object, *, n_documents: int, top_n: i
             f"fix {name}.rerank/arerank to return one RerankResult(index, score) per document (top_n of them "
             "when top_n is set), each index unique and pointing into the documents, each score a finite float"
         ) from None
+    # Results of the exact types are kept as they are (frozen); others become Python ints and floats.
+    return [
+        result
+        if type(result) is RerankResult and type(result.index) is int and type(result.score) is float
+        else RerankResult(int(result.index), float(result.score))
+        for result in answer
+    ]
