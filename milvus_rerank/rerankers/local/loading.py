@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from milvus_rerank.errors import ModelLoadError
-from milvus_rerank.hub import looks_like_path
+from milvus_rerank.hub import hub_unreachable_reason, in_hub_cache, looks_like_path
 from milvus_rerank.rerankers.local.engine import LoadedModel, ScoringEngine
 
 __all__ = [
@@ -217,6 +217,13 @@ def load_model(
     from milvus_rerank.rerankers.local.encoder import EncoderEngine
 
     is_dir = os.path.isdir(name)
+    if not is_dir and not local_files_only and not looks_like_path(name):
+        unreachable = hub_unreachable_reason()
+        if unreachable is not None:
+            if not in_hub_cache(name, revision=revision):
+                raise ModelLoadError(_not_found_message(name, unreachable))
+            # The hub cannot answer: its client would retry for half a minute before reading the cache.
+            local_files_only = True
     common: dict[str, Any] = {"trust_remote_code": trust_remote_code, "local_files_only": local_files_only}
     if revision is not None:
         common["revision"] = revision
@@ -291,8 +298,11 @@ def load_model(
     )
 
 
-def _not_found_message(name: str, exc: BaseException) -> str:
-    """Why ``name`` did not load when it is no model directory: a wrong path, or a hub id out of reach."""
+def _not_found_message(name: str, exc: BaseException | str) -> str:
+    """Why ``name`` did not load when it is no model directory: a wrong path, or a hub id out of reach.
+
+    ``exc`` is the hub client's error, or why the hub was not asked (:func:`hub_unreachable_reason`).
+    """
     if looks_like_path(name):
         if os.path.isfile(name):
             problem = "that path is a file, not a model directory"
@@ -309,7 +319,8 @@ def _not_found_message(name: str, exc: BaseException) -> str:
         f"the Hugging Face Hub (no network, or not in the local cache). Download it where there is network "
         f"(e.g. `hf download {name} --local-dir ./models/{folder}`), copy the directory here and pass "
         f"its path: CrossEncoderReranker('./models/{folder}'). Or point HF_HOME at a cache that "
-        f"holds it, and set HF_HUB_OFFLINE=1 to skip the network. (Hub client said: {first_line})"
+        f"holds it, and set HF_HUB_OFFLINE=1 to skip the network. "
+        + (f"(Hub client said: {first_line})" if isinstance(exc, BaseException) else f"({first_line}.)")
     )
 
 
