@@ -8,6 +8,7 @@
 - ``loading``: device and dtype, loading a model and explaining why one does not load, the per-process cache.
 - ``causal``: the scoring engine of causal-LM (LLM) rerankers.
 - ``truncation``: cutting a long text before it is tokenized, so that its cost is bounded by ``max_length``.
+- ``cpu``: whether this CPU computes bfloat16 natively, and its measured cost where it is emulated.
 
 Importing this package imports neither torch nor transformers; the first model load does.
 """

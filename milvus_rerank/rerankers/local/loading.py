@@ -21,12 +21,14 @@ import json
 import logging
 import os
 import threading
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from milvus_rerank.errors import ModelLoadError
 from milvus_rerank.hub import hub_unreachable_reason, in_hub_cache, looks_like_path
+from milvus_rerank.rerankers.local.cpu import emulated_bfloat16_warning
 from milvus_rerank.rerankers.local.engine import LoadedModel, ScoringEngine
 
 __all__ = [
@@ -111,7 +113,8 @@ def resolve_dtype(dtype: object, device: str) -> str:
     """The dtype name (``"float32"``, ``"bfloat16"`` or ``"float16"``) for ``dtype`` on ``device``.
 
     ``None`` means float32 on a CPU, bfloat16 on CUDA (float16 where bfloat16 is unsupported) and
-    float16 on MPS.
+    float16 on MPS. bfloat16 asked for on a CPU that emulates it warns (a ``RuntimeWarning`` with
+    the rates measured here, see :mod:`.cpu`): it is many times slower than float32 there.
 
     Raises:
         TypeError: ``dtype`` is not a str, a ``torch.dtype`` or None.
@@ -132,7 +135,12 @@ def resolve_dtype(dtype: object, device: str) -> str:
         raise TypeError(f"dtype must be a str, a torch.dtype or None, got {type(dtype).__name__}")
     if name not in _DTYPE_NAMES:
         raise ValueError(f"dtype {dtype!r} is not supported; use 'float32', 'bfloat16' or 'float16'")
-    return _DTYPE_NAMES[name]
+    resolved = _DTYPE_NAMES[name]
+    if resolved == "bfloat16" and device == "cpu":
+        warning = emulated_bfloat16_warning()
+        if warning is not None:
+            warnings.warn(warning, RuntimeWarning, stacklevel=3)  # at the caller of CrossEncoderReranker(...)
+    return resolved
 
 
 # --- the per-process cache -------------------------------------------------------------------------------
