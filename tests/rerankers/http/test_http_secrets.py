@@ -36,6 +36,14 @@ def secrets_in(text: str) -> list[str]:
     return [secret for secret in (KEY, HEADER_KEY, MARKED) if secret in text]
 
 
+@pytest.fixture
+def logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
+    """Every log at DEBUG, httpx's and httpcore's too (the command line quiets httpx in-process)."""
+    for name in (None, "httpx", "httpcore", "milvus_rerank"):
+        caplog.set_level(logging.DEBUG, logger=name)
+    return caplog
+
+
 # -- 1: keys and header values that cannot be sent are refused at construction, unseen ---------
 
 
@@ -105,8 +113,8 @@ def leaky(reranker_type: type[HTTPReranker], url: str, **options: Any) -> HTTPRe
     )
 
 
-def assert_nothing_leaks(error: BaseException, caplog: pytest.LogCaptureFixture, reranker: HTTPReranker) -> None:
-    texts = [str(error), repr(error), repr(reranker), caplog.text]
+def assert_nothing_leaks(error: BaseException, logs: pytest.LogCaptureFixture, reranker: HTTPReranker) -> None:
+    texts = [str(error), repr(error), repr(reranker), logs.text]
     texts += [str(getattr(error, attribute, "")) for attribute in ("server_message", "endpoint")]
     cause: BaseException | None = error
     while cause is not None:  # the chain a traceback prints
@@ -130,13 +138,12 @@ ECHOES: list[tuple[Fault, type[RerankError], int]] = [
 @pytest.mark.parametrize("reranker_type", PROTOCOLS)
 def test_a_server_that_echoes_the_headers_never_shows_a_secret(
     call: Caller,
-    caplog: pytest.LogCaptureFixture,
+    logs: pytest.LogCaptureFixture,
     reranker_type: type[HTTPReranker],
     fault: Fault,
     error: type[RerankError],
     requests: int,
 ) -> None:
-    caplog.set_level(logging.DEBUG)
     flavor = "tei" if reranker_type is TEIReranker else "vllm"
     with RerankTestServer(flavor=flavor) as server:  # type: ignore[arg-type]
         server.inject(fault, times=5)
@@ -149,18 +156,17 @@ def test_a_server_that_echoes_the_headers_never_shows_a_secret(
     if fault.headers:
         assert "Bearer ***" in str(caught.value)
         assert "x-trace=trace-77" in str(caught.value)  # the echo is quoted: only the secrets are blanked
-    assert_nothing_leaks(caught.value, caplog, reranker)
+    assert_nothing_leaks(caught.value, logs, reranker)
 
 
-def test_a_result_whose_fields_echo_the_key_is_quoted_blanked(call: Caller, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.DEBUG)
+def test_a_result_whose_fields_echo_the_key_is_quoted_blanked(call: Caller, logs: pytest.LogCaptureFixture) -> None:
     answer = {"results": [{"index": KEY, "relevance_score": 1.0}, {"index": 1, "relevance_score": HEADER_KEY}]}
     with RerankTestServer() as server:
         server.inject(Fault.respond(200, answer))
         reranker = leaky(VLLMReranker, server.url, model=server.model_name)
         with pytest.raises(RerankResponseError, match="not an int") as caught:
             call(reranker, QUERY, DOCS[:2])
-    assert_nothing_leaks(caught.value, caplog, reranker)
+    assert_nothing_leaks(caught.value, logs, reranker)
 
 
 @pytest.mark.parametrize(
@@ -171,12 +177,11 @@ def test_a_result_whose_fields_echo_the_key_is_quoted_blanked(call: Caller, capl
 @pytest.mark.parametrize(("reranker_type", "route"), [(VLLMReranker, "/v1/models"), (TEIReranker, "/info")])
 def test_discovery_answers_are_blanked_too(
     call: Caller,
-    caplog: pytest.LogCaptureFixture,
+    logs: pytest.LogCaptureFixture,
     reranker_type: type[HTTPReranker],
     route: str,
     fault: Fault,
 ) -> None:
-    caplog.set_level(logging.DEBUG)
     flavor = "tei" if reranker_type is TEIReranker else "vllm"
     with RerankTestServer(flavor=flavor) as server:  # type: ignore[arg-type]
         server.inject(fault, times=5, path=route)
@@ -189,13 +194,10 @@ def test_discovery_answers_are_blanked_too(
             call(reranker, QUERY, DOCS)
         assert server.requests[0].path == route
     assert route in str(caught.value)
-    assert_nothing_leaks(caught.value, caplog, reranker)
+    assert_nothing_leaks(caught.value, logs, reranker)
 
 
-def test_served_model_names_are_blanked_in_messages_logs_and_repr(
-    call: Caller, caplog: pytest.LogCaptureFixture
-) -> None:
-    caplog.set_level(logging.DEBUG)
+def test_served_model_names_are_blanked_in_messages_logs_and_repr(call: Caller, logs: pytest.LogCaptureFixture) -> None:
     listing = {"object": "list", "data": [{"id": f"model-for-{KEY}"}, {"id": "tiny-reranker"}]}
     with RerankTestServer() as server:
         server.inject(Fault.respond(200, listing), times=3, path="/v1/models")
@@ -203,13 +205,13 @@ def test_served_model_names_are_blanked_in_messages_logs_and_repr(
         with pytest.raises(RerankHTTPError) as refused:  # it adopts the first served name, which the server refuses
             call(discovered, QUERY, DOCS)
     assert discovered.model == f"model-for-{KEY}"
-    assert_nothing_leaks(refused.value, caplog, discovered)
+    assert_nothing_leaks(refused.value, logs, discovered)
     with RerankTestServer() as server:
         server.inject(Fault.respond(200, listing), times=3, path="/v1/models")
         reranker = leaky(VLLMReranker, server.url, model="no-such-model")
         with pytest.raises(RerankHTTPError, match="the server serves") as caught:
             call(reranker, QUERY, DOCS)
-    assert_nothing_leaks(caught.value, caplog, reranker)
+    assert_nothing_leaks(caught.value, logs, reranker)
 
 
 # -- 3: no credential in the endpoint URL, so none in httpx's request log ------------------------
@@ -217,9 +219,8 @@ def test_served_model_names_are_blanked_in_messages_logs_and_repr(
 
 @pytest.mark.parametrize("reranker_type", PROTOCOLS)
 def test_credentials_in_the_url_are_refused_before_httpx_could_log_them(
-    reranker_type: type[HTTPReranker], caplog: pytest.LogCaptureFixture
+    reranker_type: type[HTTPReranker], logs: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG)
     flavor = "tei" if reranker_type is TEIReranker else "vllm"
     with RerankTestServer(flavor=flavor) as server:  # type: ignore[arg-type]
         host = server.url.removeprefix("http://")
@@ -230,8 +231,8 @@ def test_credentials_in_the_url_are_refused_before_httpx_could_log_them(
         assert server.requests == []
         with reranker_type(server.url, api_key=KEY, model=server.model_name, max_batch_size=8) as reranker:
             reranker.rerank(QUERY, DOCS)
-    assert "HTTP Request: POST" in caplog.text  # httpx's own line, which prints the URL
-    assert secrets_in(caplog.text) == []
+    assert "HTTP Request: POST" in logs.text  # httpx's own line, which prints the URL
+    assert secrets_in(logs.text) == []
 
 
 # -- 4: caller credentials never go to another origin ---------------------------------------------
