@@ -23,7 +23,7 @@ from milvus_rerank.milvus.connection import connect
 if TYPE_CHECKING:
     from pymilvus import MilvusClient
 
-__all__ = ["check_uri", "database_path", "open_database"]
+__all__ = ["check_collection", "check_uri", "database_path", "open_database"]
 
 _SERVER_URI = re.compile(r"^[a-z][a-z0-9+.-]*://")
 
@@ -60,6 +60,22 @@ def open_database(uri: str, *, must_exist: bool) -> MilvusClient:
     if not _SERVER_URI.match(uri):
         Path(uri).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
     return connect(uri, token=os.environ.get(TOKEN_ENV) or None)
+
+
+def check_collection(client: MilvusClient, uri: str, collection: str) -> None:
+    """Refuse a collection that is not in the database, saying which ones are and how to make it.
+
+    Raises:
+        CLIError: ``collection`` does not exist at ``uri``.
+    """
+    if client.has_collection(collection):
+        return
+    existing = sorted(client.list_collections())
+    listed = f"its collections are {', '.join(map(repr, existing))}" if existing else "it has no collections"
+    raise CLIError(
+        f"no collection {collection!r} at {uri} ({listed}): pass --collection NAME, or fill it first with "
+        f"`milvus-rerank ingest PATH --uri {uri} --collection {collection}`"
+    )
 
 
 @contextmanager

@@ -13,7 +13,7 @@ from milvus_rerank.cli.answers import generate_answer
 from milvus_rerank.cli.corpus import DEMO_COLLECTION, DEMO_QUESTIONS, ingest_corpus
 from milvus_rerank.cli.database import database_path, open_database
 from milvus_rerank.cli.errors import CLIError
-from milvus_rerank.cli.models import load_embedding_model, make_reranker, reranker_label
+from milvus_rerank.cli.models import load_embedding_model, make_reranker, reranker_label, standin_warning
 from milvus_rerank.cli.options import add_demo_arguments
 from milvus_rerank.cli.output import format_table, one_line
 
@@ -56,6 +56,9 @@ def run(args: argparse.Namespace) -> int:
                 f"reranker: {reranker_label(args)}; top {args.top_n}; answers: "
                 + (f"LLM at {args.llm_endpoint}" if args.llm_endpoint else "extractive (no --llm-endpoint)")
             )
+            warning = standin_warning(args)
+            if warning:
+                print(warning)
             for number, question in enumerate(questions, start=1):
                 results = pipeline.rerank(question, retriever.retrieve(question))
                 print(f"\nQ{number}. {question}")

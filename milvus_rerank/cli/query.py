@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-from milvus_rerank.cli.database import open_database
+from milvus_rerank.cli.database import check_collection, open_database
 from milvus_rerank.cli.errors import CLIError
-from milvus_rerank.cli.models import load_embedding_model, make_reranker, reranker_label
+from milvus_rerank.cli.models import load_embedding_model, make_reranker, reranker_label, standin_warning
 from milvus_rerank.cli.options import MODES, add_milvus_arguments, add_model_arguments, positive_int
-from milvus_rerank.cli.output import CANDIDATE_HEADERS, candidate_rows, format_table, note
+from milvus_rerank.cli.output import CANDIDATE_HEADERS, candidate_rows, counted, format_table, note
 
 __all__ = ["DESCRIPTION", "HELP", "add_arguments", "run"]
 
@@ -52,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError("the query is empty")
     client = open_database(args.uri, must_exist=True)
     try:
+        check_collection(client, args.uri, args.collection)
         reranker = make_reranker(args)
         embedding = load_embedding_model(args.embedding_model) if args.mode != "sparse" else None
         mode = next(mode for mode in MODES if mode == args.mode)
@@ -62,9 +63,12 @@ def run(args: argparse.Namespace) -> int:
     finally:
         client.close()
     note(
-        f"{args.mode} search of {args.collection!r} at {args.uri}: {len(candidates)} candidates (first-stage "
-        f"scores are {scores}), reranked by {reranker_label(args)}; top {args.top_n}"
+        f"{args.mode} search of {args.collection!r} at {args.uri}: {counted(len(candidates), 'candidate')} "
+        f"(first-stage scores are {scores}), reranked by {reranker_label(args)}; top {args.top_n}"
     )
+    warning = standin_warning(args)
+    if warning:
+        note(warning)
     if not results:
         print("no results: the collection is empty or nothing matched")
         return 0

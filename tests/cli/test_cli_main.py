@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import run_cli
+from helpers import run_cli, run_command
 
 from milvus_rerank import RetrievalError
 from milvus_rerank.cli import build_parser, main
@@ -27,7 +27,8 @@ def test_help_everywhere(capsys: pytest.CaptureFixture[str], command: list[str])
     assert out.startswith(f"usage: milvus-rerank {' '.join(command)}".rstrip())
     assert "--debug" in out
     if command and command[0] in ("query", "eval", "demo"):
-        for flag in ("--reranker-model", "--embedding-model", "--vllm-endpoint"):
+        for flag in ("--reranker-model", "--embedding-model", "--vllm-endpoint", "--max-length", "--instruction",
+                     "--prompt-format"):  # fmt: skip
             assert flag in out
 
 
@@ -97,6 +98,35 @@ def test_bad_counts_are_usage_errors(capsys: pytest.CaptureFixture[str]) -> None
 def test_global_flags_work_before_and_after_the_command(argv: list[str], quiet: bool, debug: bool) -> None:
     args = build_parser().parse_args(argv)
     assert (args.quiet, args.debug) == (quiet, debug)
+
+
+def test_global_flags_before_the_command_through_the_entry_point(tmp_path: Path) -> None:
+    """Issue 14 item 1 (``-q`` before the command is in test_ingest_command): --debug there shows the traceback."""
+    debug = run_command("--debug", "ingest", str(tmp_path / "nonexistent"))
+    assert debug.returncode == 1
+    assert "Traceback (most recent call last)" in debug.stderr
+    assert f"CLIError: {tmp_path / 'nonexistent'}: no such file or folder" in debug.stderr
+    plain = run_command("ingest", str(tmp_path / "nonexistent"))
+    assert plain.stderr == f"milvus-rerank ingest: error: {tmp_path / 'nonexistent'}: no such file or folder\n"
+
+
+@pytest.mark.parametrize("command", ["ingest", "query", "eval", "demo"])
+def test_an_unknown_flag_shows_the_command_usage(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    positional = {"ingest": ["docs"], "query": ["q"], "eval": ["data"], "demo": []}[command]
+    with pytest.raises(SystemExit) as info:
+        main([command, *positional, "--no-such-flag", "x"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"usage: milvus-rerank {command} ")
+    assert err.endswith(f"milvus-rerank {command}: error: unrecognized arguments: --no-such-flag x\n")
+
+
+def test_an_unknown_flag_through_the_entry_point() -> None:
+    done = run_command("query", "q", "--topn", "3")
+    assert done.returncode == 2
+    assert done.stderr.startswith("usage: milvus-rerank query ")
+    assert "--top-n N" in done.stderr  # the command's own flags, to pick the right one from
+    assert done.stderr.splitlines()[-1] == "milvus-rerank query: error: unrecognized arguments: --topn 3"
 
 
 def test_error_line_prefixes_only_unexpected_errors() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import EMBEDDING, ChatRequest, ChatServer, run_cli, table_rows
+from helpers import EMBEDDING, ChatRequest, ChatServer, run_cli, run_command, table_rows
 
 from milvus_rerank.cli.corpus import DEMO_QUESTIONS, load_corpus
 from milvus_rerank.cli.options import (
@@ -69,6 +69,7 @@ def test_demo_with_vllm_reranker_and_llm_endpoint(
         url = chat.url
         rerank_url = rerank_server.url
         common = ["--embedding-model", EMBEDDING, "--vllm-endpoint", rerank_url, "--db", db, "-q"]
+        common += ["--prompt-format", "qwen3", "--instruction", "Answer observers' questions"]
         code, out, err = run_cli(
             capsys, "demo", *common, "--llm-endpoint", url, "--llm-model", "tiny-llm", "--question",
             DEMO_QUESTIONS[1], "--question", "FAIL please",
@@ -90,4 +91,25 @@ def test_demo_with_vllm_reranker_and_llm_endpoint(
     top_text = next(doc.text for doc in load_corpus() if doc.id == top_id)
     assert f"[1] {top_text}" in prompt
     assert len(rerank_server.rerank_requests) == 2
+    wrapped = rerank_server.rerank_requests[0].body["query"]
+    assert f"<Instruct>: Answer observers' questions\n<Query>: {DEMO_QUESTIONS[1]}\n" in wrapped
     assert "sk-must-not-leak" not in out + err
+    assert "RANDOM weights" not in out  # a real service is not called a stand-in
+
+
+def test_the_first_screen_says_that_a_stand_in_ranks_at_random(tmp_path: Path, tiny_model: Path) -> None:
+    """Issue 14 item 8: on stdout, in the header, before the first table."""
+    done = run_command(
+        "demo", "--reranker-model", str(tiny_model), "--embedding-model", EMBEDDING, "--db", str(tmp_path / "d.db"),
+        "--question", DEMO_QUESTIONS[0], "--top-n", "2", "--candidates", "5", "-q",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("Lumen Ridge Observatory handbook (fictional): ")
+    assert lines[1].startswith("first stage: hybrid dense + BM25 (RRF), 5 candidates; reranker: cross-encoder ")
+    assert lines[2] == (
+        f"NOTE: the reranker {tiny_model} is a stand-in with RANDOM weights (made offline, without the model hub): "
+        "its rerank order and scores are random. Pass --reranker-model with a real cross-encoder, or "
+        "--vllm-endpoint, for meaningful ones."
+    )
+    assert lines[4] == f"Q1. {DEMO_QUESTIONS[0]}"

@@ -103,3 +103,48 @@ def test_make_reranker_vllm_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
         assert isinstance(reranker, VLLMReranker)
         results = reranker.rerank("dome wind", ["lodge breakfast", "dome wind closure"])
     assert results[0].index == 1
+
+
+def test_reranker_options_reach_the_vllm_reranker(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 12 item 4: --instruction and --prompt-format; --max-length is truncate_prompt_tokens there."""
+    monkeypatch.delenv(VLLM_API_KEY_ENV, raising=False)
+    with RerankTestServer() as server:
+        wrapped = ["--vllm-endpoint", server.url, "--prompt-format", "qwen3", "--instruction", "Find the wind rule"]
+        make_reranker(demo_parser().parse_args(wrapped)).rerank("dome wind", ["lodge breakfast", "dome wind closure"])
+        plain = ["--vllm-endpoint", server.url, "--instruction", "Find the wind rule", "--max-length", "128"]
+        make_reranker(demo_parser().parse_args(plain)).rerank("dome wind", ["lodge breakfast"])
+        first, second = (request.body for request in server.rerank_requests)
+    # Wrapped on the client, for a server without --chat-template: the instruction is in the prompt.
+    assert first["query"].startswith("<|im_start|>system\n")
+    assert "<Instruct>: Find the wind rule\n<Query>: dome wind\n" in first["query"]
+    assert first["documents"][1].startswith("<Document>: dome wind closure<|im_end|>")
+    # Plain strings, for a server whose template takes the instruction field.
+    assert (second["query"], second["documents"]) == ("dome wind", ["lodge breakfast"])
+    assert second["instruction"] == "Find the wind rule"
+    assert second["truncate_prompt_tokens"] == 128
+
+
+def test_reranker_options_reach_the_local_reranker(tmp_path: Path) -> None:
+    """A plain causal-LM checkpoint needs --prompt-format; --instruction changes its scores as it should."""
+    from milvus_rerank.testing.causal_models import make_llm_reranker
+
+    texts = ["dome wind", "lodge breakfast", "dome wind closure", "Find the wind rule"]
+    path = make_llm_reranker(tmp_path / "qwen3", save_format="causal-lm", texts=texts, seed=3)
+    documents = ["lodge breakfast", "dome wind closure"]
+    args = demo_parser().parse_args(
+        ["--reranker-model", str(path), "--prompt-format", "qwen3", "--instruction", "Find the wind rule",
+         "--max-length", "64"]
+    )  # fmt: skip
+    ours = make_reranker(args)
+    expected = CrossEncoderReranker(path, prompt_format="qwen3", instruction="Find the wind rule", max_length=64)
+    assert ours.rerank("dome wind", documents) == expected.rerank("dome wind", documents)
+    other = CrossEncoderReranker(path, prompt_format="qwen3", instruction="Something else entirely")
+    assert ours.rerank("dome wind", documents) != other.rerank("dome wind", documents)
+    with pytest.raises(ModelLoadError, match="--reranker-model PATH"):
+        make_reranker(demo_parser().parse_args(["--reranker-model", str(path)]))  # no template, no format
+
+
+def test_unknown_prompt_format_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        demo_parser().parse_args(["--prompt-format", "llama9"])
+    assert "argument --prompt-format: invalid choice: 'llama9'" in capsys.readouterr().err

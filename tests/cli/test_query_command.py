@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from helpers import EMBEDDING, run_cli, table_rows
+from helpers import EMBEDDING, run_cli, run_command, table_rows
 
 from milvus_rerank import CrossEncoderReranker, MilvusRetriever
 from milvus_rerank.cli.corpus import load_corpus
@@ -73,6 +75,18 @@ def test_ingest_then_query(tmp_path: Path, capsys: pytest.CaptureFixture[str], t
     assert "hybrid search of 'documents'" in err
     assert "8 candidates" in err
 
+    # BM25 first-stage scores are positive, as the caption says (Milvus Lite reports them negated), and one
+    # candidate is "1 candidate".
+    code, out, err = run_cli(
+        capsys, "query", question, "--uri", uri, "--reranker-model", str(tiny_model), "--mode", "sparse",
+        "--candidates", "1",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "sparse search of 'documents'" in err
+    assert "1 candidate (first-stage scores are BM25 scores)" in err
+    (row,) = table_rows(out)
+    assert float(row[3]) > 0
+
     # The rerank scores are the tiny cross-encoder's own scores of the texts shown.
 
     retriever = MilvusRetriever(uri, "documents", embedding=load_embedding_model(EMBEDDING), limit=8)
@@ -86,16 +100,15 @@ def test_ingest_then_query(tmp_path: Path, capsys: pytest.CaptureFixture[str], t
         assert math.isclose(float(row[1]), expected, abs_tol=6e-5)
 
 
-def test_query_on_a_missing_collection(tmp_path: Path, capsys: pytest.CaptureFixture[str], tiny_model: Path) -> None:
-    from pymilvus import MilvusClient
-
-    uri = str(tmp_path / "empty.db")
-    MilvusClient(uri).close()
-    code, _, err = run_cli(
-        capsys, "query", "q", "--uri", uri, "--collection", "nope", "--reranker-model", str(tiny_model),
-        "--embedding-model", EMBEDDING,
-    )  # fmt: skip
-    assert code == 1
-    assert err.startswith("milvus-rerank query: error: ")
-    assert "nope" in err
-    assert len(err.splitlines()) == 1
+def test_query_on_a_missing_collection_says_how_to_fill_it(tmp_path: Path) -> None:
+    """Issue 14 item 6: the hint names the command and flag to use, not a Python module; before any model loads."""
+    uri = str(tmp_path / "kb.db")
+    # Made in another process: pymilvus keeps a Milvus Lite file locked until the process that opened it exits.
+    make = "import sys; from pymilvus import MilvusClient; MilvusClient(sys.argv[1]).create_collection('notes', 4)"
+    subprocess.run([sys.executable, "-c", make, uri], check=True, capture_output=True)
+    done = run_command("query", "q", "--uri", uri, "--collection", "nope", "--reranker-model", "/no/such/model")
+    assert done.returncode == 1
+    assert done.stderr == (
+        f"milvus-rerank query: error: no collection 'nope' at {uri} (its collections are 'notes'): pass "
+        f"--collection NAME, or fill it first with `milvus-rerank ingest PATH --uri {uri} --collection nope`\n"
+    )
