@@ -21,7 +21,7 @@ from milvus_rerank import MilvusRerankError, Reranker
 from milvus_rerank.cli.corpus import DEMO_COLLECTION, DEMO_QUESTIONS, ingest_corpus
 from milvus_rerank.cli.database import database_path
 from milvus_rerank.cli.errors import CLIError
-from milvus_rerank.cli.models import load_embedding_model, make_reranker
+from milvus_rerank.cli.models import load_embedding_model, make_reranker, standin_warning
 from milvus_rerank.cli.options import add_demo_arguments
 
 if TYPE_CHECKING:
@@ -81,6 +81,9 @@ def prepare_example(args: argparse.Namespace, db_path: str) -> tuple[SentenceTra
     print(f"Corpus: {count} passages of the Lumen Ridge Observatory handbook in Milvus Lite ({db_path})")
     print(f"First stage: hybrid search (dense {args.embedding_model} + BM25, RRF), {args.candidates} candidates")
     print(f"Reranker: {reranker!r}, keeping the top {args.top_n}")
+    warning = standin_warning(args)
+    if warning:
+        print(warning)
     print(f"LLM step: {args.llm_endpoint or 'none configured, offline extractive answer'}")
     return model, reranker
 

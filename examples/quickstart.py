@@ -19,7 +19,7 @@ from pymilvus import MilvusClient
 
 from milvus_rerank import MilvusRerankError, MilvusRetriever, RerankPipeline
 from milvus_rerank.cli.corpus import load_corpus
-from milvus_rerank.cli.models import load_embedding_model, make_reranker
+from milvus_rerank.cli.models import load_embedding_model, make_reranker, standin_warning
 from milvus_rerank.cli.options import add_model_arguments
 from milvus_rerank.milvus import create_rag_collection, ingest
 
@@ -39,6 +39,9 @@ def main() -> int:
 
             retriever = MilvusRetriever(client, "handbook", mode="hybrid", embedding=embedder, limit=20)
             pipeline = RerankPipeline(reranker, retriever=retriever, top_n=3)
+            warning = standin_warning(args)
+            if warning:
+                print(warning)
             print(f"Q: {args.question}")
             for c in pipeline.run(args.question):
                 print(
