@@ -174,7 +174,7 @@ def _check_unique_sources(files: Iterable[IngestFile]) -> None:
             )
 
 
-def read_chunks(
+def _read_chunks(
     files: Sequence[IngestFile], *, max_chars: int, overlap: int
 ) -> tuple[list[tuple[IngestFile, list[Chunk]]], list[SkippedFile]]:
     """Read each file into chunks; a file that cannot be read is skipped with the reason, not fatal."""
@@ -237,7 +237,7 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--root {args.root}: no such folder")
     check_uri(args.uri, must_exist=False)
     selection = collect_files(args.paths, root=args.root)
-    read, unreadable = read_chunks(selection.files, max_chars=args.chunk_size, overlap=args.chunk_overlap)
+    read, unreadable = _read_chunks(selection.files, max_chars=args.chunk_size, overlap=args.chunk_overlap)
     skipped = sorted([*selection.skipped, *unreadable], key=lambda file: file.path)
     _report_skipped(skipped, len(selection.files) + len(selection.skipped), strict=args.strict)
     if skipped and args.strict:
