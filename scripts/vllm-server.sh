@@ -15,7 +15,7 @@
 #   qwen3-chat-template  the same with --chat-template: the server renders the prompt from plain texts
 #
 # STATE is a directory of the server's own: its PID, port, log and an `env` file with the
-# variables the tests read (MILVUS_RERANK_VLLM_URL, _API_KEY, _MODEL_DIR, _MODEL). ARGS go to vLLM
+# variables the tests read (MILVUS_RERANK_TEST_VLLM_URL, _API_KEY, _MODEL_DIR, _MODEL). ARGS go to vLLM
 # as they are (e.g. --api-key KEY, --served-model-name NAME). vLLM lives in its own venv because it
 # pins torch and transformers to versions of its own; the project's .venv only talks to it over HTTP.
 set -euo pipefail
@@ -131,10 +131,10 @@ start() {
     echo $! >"$state/pid"
     echo "$port" >"$state/port"
     printf 'export %s=%q\n' \
-        MILVUS_RERANK_VLLM_URL "http://127.0.0.1:$port" \
-        MILVUS_RERANK_VLLM_API_KEY "$api_key" \
-        MILVUS_RERANK_VLLM_MODEL_DIR "$model_dir" \
-        MILVUS_RERANK_VLLM_MODEL "$served" >"$state/env"
+        MILVUS_RERANK_TEST_VLLM_URL "http://127.0.0.1:$port" \
+        MILVUS_RERANK_TEST_VLLM_API_KEY "$api_key" \
+        MILVUS_RERANK_TEST_VLLM_MODEL_DIR "$model_dir" \
+        MILVUS_RERANK_TEST_VLLM_MODEL "$served" >"$state/env"
     echo "vllm-server.sh: starting vLLM (PID $!) on http://127.0.0.1:$port, log $state/server.log"
 }
 

@@ -1,13 +1,13 @@
 """Real vLLM servers for the integration tests, found through the environment ``.ci/run`` sets.
 
 The shared server: ``bash scripts/vllm-server.sh serve reranker STATE`` writes ``STATE/env``;
-source it (or set ``MILVUS_RERANK_VLLM_URL`` and friends by hand, for a server of your own) and
-every test here runs against it. Without it they skip, saying so; with ``MILVUS_RERANK_VLLM_STATE``
+source it (or set ``MILVUS_RERANK_TEST_VLLM_URL`` and friends by hand, for a server of your own) and
+every test here runs against it. Without it they skip, saying so; with ``MILVUS_RERANK_TEST_VLLM_STATE``
 set (its state directory) the first test waits for it to come up, so CI starts it in the background
 and these tests run after every other test of the session.
 
 Servers with another model or other flags, and one to kill, come by name from
-:func:`vllm_server`: the one CI started under ``MILVUS_RERANK_VLLM_SERVERS/NAME``, else one started
+:func:`vllm_server`: the one CI started under ``MILVUS_RERANK_TEST_VLLM_SERVERS/NAME``, else one started
 here through the same script (70-140 s each), so there is one command line for vLLM.
 """
 
@@ -27,7 +27,7 @@ import pytest
 from milvus_rerank import CrossEncoderReranker
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "vllm-server.sh"
-URL_ENV = "MILVUS_RERANK_VLLM_URL"
+URL_ENV = "MILVUS_RERANK_TEST_VLLM_URL"
 STARTUP_LIMIT_S = 400
 """vLLM's CPU build took 70-140 s to start on a shared 2-core machine; twice that fails the test."""
 
@@ -65,9 +65,9 @@ def served_from(env: dict[str, str], state: Path | None = None) -> Served:
     """The server that a ``scripts/vllm-server.sh`` env file (or the process environment) describes."""
     return Served(
         url=env[URL_ENV],
-        api_key=env.get("MILVUS_RERANK_VLLM_API_KEY") or None,
-        model_dir=Path(env["MILVUS_RERANK_VLLM_MODEL_DIR"]),
-        model=env["MILVUS_RERANK_VLLM_MODEL"],
+        api_key=env.get("MILVUS_RERANK_TEST_VLLM_API_KEY") or None,
+        model_dir=Path(env["MILVUS_RERANK_TEST_VLLM_MODEL_DIR"]),
+        model=env["MILVUS_RERANK_TEST_VLLM_MODEL"],
         state=state,
     )
 
@@ -88,13 +88,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def vllm() -> Served:
-    """The shared server: skips without ``MILVUS_RERANK_VLLM_URL``, fails when it is set but not up."""
+    """The shared server: skips without ``MILVUS_RERANK_TEST_VLLM_URL``, fails when it is set but not up."""
     if not os.environ.get(URL_ENV):
         pytest.skip(f"no vLLM server: run 'bash .ci/run', or start one with {SCRIPT.name} and set {URL_ENV}")
-    missing = [name for name in ("MILVUS_RERANK_VLLM_MODEL_DIR", "MILVUS_RERANK_VLLM_MODEL") if name not in os.environ]
+    missing = [
+        name
+        for name in ("MILVUS_RERANK_TEST_VLLM_MODEL_DIR", "MILVUS_RERANK_TEST_VLLM_MODEL")
+        if name not in os.environ
+    ]
     if missing:
         pytest.fail(f"{URL_ENV} is set but {', '.join(missing)} is not: source the env file {SCRIPT.name} wrote")
-    state = os.environ.get("MILVUS_RERANK_VLLM_STATE")
+    state = os.environ.get("MILVUS_RERANK_TEST_VLLM_STATE")
     if state:  # started in the background: wait while it is alive, fail with its log if it died
         subprocess.run(["bash", str(SCRIPT), "wait", state, str(STARTUP_LIMIT_S)], check=True)
     served = served_from(dict(os.environ))
@@ -125,7 +129,7 @@ def vllm_server(vllm: Served, tmp_path_factory: pytest.TempPathFactory) -> Itera
     """
     servers: dict[str, Served] = {}
     started: list[Path] = []
-    prestarted = os.environ.get("MILVUS_RERANK_VLLM_SERVERS")
+    prestarted = os.environ.get("MILVUS_RERANK_TEST_VLLM_SERVERS")
 
     def get(name: str) -> Served:
         if name not in servers:
