@@ -192,7 +192,7 @@ COMMAND = str(Path(sys.executable).with_name("milvus-rerank"))
 def run_command(
     *argv: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 240
 ) -> subprocess.CompletedProcess[str]:
-    """Run the real ``milvus-rerank`` entry point in a subprocess, offline (``HF_HUB_OFFLINE=1``), with ``env`` added."""
+    """Run the real ``milvus-rerank`` entry point in a subprocess, offline, with ``env`` added."""
     environment = {k: v for k, v in os.environ.items() if not k.startswith("MILVUS_RERANK_")}
     environment["HF_HUB_OFFLINE"] = "1"
     environment.update(env or {})
