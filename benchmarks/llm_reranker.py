@@ -28,7 +28,7 @@ import torch
 from local_reranker import DEFAULT_DATA, load_passages, timed
 
 from milvus_rerank import CrossEncoderReranker
-from milvus_rerank.rerankers.local.causal import shared_prefix_length
+from milvus_rerank.rerankers.local.decoder import shared_prefix_length
 from milvus_rerank.testing.causal_models import QWEN3_H512_L8, make_llm_reranker
 
 
@@ -117,12 +117,10 @@ def main() -> int:
         "(other processes share the CPU)"
     )
     print()
-    header = (
-        f"| {'documents':<12} | {'tokens/prompt':>15} | {'shared':>6} | {'ST s':>7} | {'ours s':>7} | "
-        f"{'vs ST':>6} | {'work ratio':>10} | {'max |diff|':>10} |"
-    )
-    print(header)
-    print("|" + "|".join("-" * len(cell) for cell in header.split("|")[1:-1]) + "|")
+    widths = {"documents": 12, "tokens/prompt": 15, "shared": 6, "ST s": 7, "ours s": 7, "vs ST": 6}
+    widths |= {"work ratio": 10, "max abs diff": 12}
+    print("| " + " | ".join(f"{title:>{width}}" for title, width in widths.items()) + " |")
+    print("|" + "|".join("-" * (width + 2) for width in widths.values()) + "|")
     verdicts = []
     for name, stat in stats.items():
         st_time, our_time = statistics.median(stat.st), statistics.median(stat.ours)
@@ -130,7 +128,7 @@ def main() -> int:
         span = f"{min(stat.lengths)}..{max(stat.lengths)} ({statistics.mean(stat.lengths):.0f})"
         print(
             f"| {name:<12} | {span:>15} | {stat.shared:>6} | {st_time:>7.2f} | {our_time:>7.2f} | "
-            f"{st_time / our_time:>5.2f}x | {full / mine:>9.2f}x | {stat.diff:>10.1e} |"
+            f"{st_time / our_time:>5.2f}x | {full / mine:>9.2f}x | {stat.diff:>12.1e} |"
         )
         verdicts.append((name, st_time / our_time, full / mine, stat.diff))
     print()

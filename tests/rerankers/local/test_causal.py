@@ -6,6 +6,7 @@ sentence-transformers 6 save, a plain causal-LM checkpoint and a sequence-classi
 
 from __future__ import annotations
 
+import asyncio
 import importlib.metadata
 import logging
 from collections.abc import Sequence
@@ -18,12 +19,8 @@ from sentence_transformers import CrossEncoder
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
 from milvus_rerank import CrossEncoderReranker, ModelLoadError, PromptFormat
-from milvus_rerank.rerankers.local.causal import (
-    CausalScorer,
-    chat_template_prompt_format,
-    encode_prompts,
-    token_id,
-)
+from milvus_rerank.rerankers.local.causal import chat_template_prompt_format, encode_prompts, token_id
+from milvus_rerank.rerankers.local.decoder import CausalScorer
 from milvus_rerank.rerankers.prompts import QWEN3
 from milvus_rerank.testing.causal_models import LLM_ARCHITECTURES, make_llm_reranker
 
@@ -480,3 +477,35 @@ async def test_rerankers_with_different_prompts_share_one_model(models: dict[tup
     assert [r.index for r in results] == [r.index for r in await plain.arerank(QUERY, DOCUMENTS, top_n=3)]
     assert [r.score for r in results] == sorted((r.score for r in results), reverse=True)
     assert not close(plain.score(QUERY, DOCUMENTS), instructed.score(QUERY, DOCUMENTS))
+
+
+async def test_concurrent_calls_score_as_one_at_a_time(models: dict[tuple[str, str], Path]) -> None:
+    reranker = CrossEncoderReranker(models["llama", "sentence-transformers"], device="cpu", max_batch_tokens=64)
+    queries = [QUERY, "bananas", "cancer treatment", "vector search"]
+    expected = [reranker.score(query, DOCUMENTS) for query in queries]
+    results = await asyncio.gather(*(reranker.arerank(query, DOCUMENTS) for query in queries))
+    for scores, ranked in zip(expected, results, strict=True):
+        assert close([r.score for r in sorted(ranked, key=lambda r: r.index)], scores, tolerance=1e-6)
+
+
+def test_the_generated_tokenizer_holds_the_prompt_tokens(models: dict[tuple[str, str], Path]) -> None:
+    tokenizer = AutoTokenizer.from_pretrained(models["qwen3", "sentence-transformers"])
+    for token in ("<|im_start|>", "<|im_end|>", "<think>", "</think>", "yes", "no"):
+        assert tokenizer.tokenize(token) == [token]
+    assert tokenizer.pad_token == "<|endoftext|>"
+    # Byte-level: any text encodes, nothing is unknown, and decoding gives it back.
+    text = "Größe 42 — 人工知能 {x}"
+    assert tokenizer.decode(tokenizer(text, add_special_tokens=False)["input_ids"]) == text
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"architecture": "gpt2"}, "architecture must be one of"),
+        ({"save_format": "onnx"}, "unknown save_format"),
+        ({"save_format": "causal-lm", "prompts": {"a": "b"}}, "belong to a sentence-transformers save"),
+    ],
+)
+def test_the_model_maker_refuses_what_it_cannot_make(tmp_path: Path, options: dict[str, Any], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        make_llm_reranker(tmp_path / "m", **options)
