@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -182,27 +181,3 @@ def test_http_ranking_equals_the_local_cross_encoder(local: CrossEncoderReranker
         assert [r.index for r in got] == [r.index for r in want]
         assert [r.score for r in got] == pytest.approx([r.score for r in want], abs=1e-5)
     assert [r.index for r in top] == [r.index for r in want[:4]]
-
-
-# -- a real server, when one is configured --------------------------------------------------------
-
-
-@pytest.mark.live
-@pytest.mark.skipif(not os.environ.get("MILVUS_RERANK_VLLM_URL"), reason="set MILVUS_RERANK_VLLM_URL to run")
-def test_live_vllm_server() -> None:
-    endpoint = os.environ["MILVUS_RERANK_VLLM_URL"]
-    documents = [
-        "Milvus is an open-source vector database built for similarity search.",
-        "The capital of France is Paris.",
-        "Bananas are rich in potassium.",
-        "Vector databases index embeddings for nearest-neighbour search.",
-    ]
-    query = "what is a vector database?"
-    with VLLMReranker(
-        endpoint, api_key=os.environ.get("MILVUS_RERANK_VLLM_API_KEY"), max_batch_size=2, max_concurrency=2
-    ) as reranker:
-        batched = reranker.rerank(query, documents)
-        top = asyncio.run(reranker.arerank(query, documents, top_n=2))
-    assert sorted(r.index for r in batched) == [0, 1, 2, 3]
-    assert {batched[0].index, batched[1].index} == {0, 3}
-    assert [r.index for r in top] == [r.index for r in batched[:2]]
