@@ -9,13 +9,12 @@ the client-wrapped scores against sentence-transformers on the same weights.
 
 from __future__ import annotations
 
-import asyncio
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import pytest
+from helpers import Caller
 
 from milvus_rerank import VLLMReranker
 from milvus_rerank.rerankers.contract import check_rerank_args, rank
@@ -48,42 +47,6 @@ def card_query(query: str, instruction: str = CARD_DEFAULT_INSTRUCTION) -> str:
 
 def card_document(document: str) -> str:
     return f"<Document>: {document}{CARD_SUFFIX}"
-
-
-class Caller:
-    """Calls rerank or arerank (one event loop for the async calls) and closes the rerankers."""
-
-    def __init__(self, mode: str) -> None:
-        self.loop = asyncio.new_event_loop() if mode == "async" else None
-        self.used: list[VLLMReranker] = []
-
-    def __call__(self, reranker: VLLMReranker, query: str, documents: Sequence[str], **kw: Any) -> list[RerankResult]:
-        self.used.append(reranker)
-        if self.loop is None:
-            return reranker.rerank(query, documents, **kw)
-        return self.loop.run_until_complete(reranker.arerank(query, documents, **kw))
-
-    def close(self) -> None:
-        for reranker in self.used:
-            if self.loop is None:
-                reranker.close()
-            else:
-                self.loop.run_until_complete(reranker.aclose())
-        if self.loop is not None:
-            self.loop.close()
-
-
-@pytest.fixture(params=["sync", "async"])
-def call(request: pytest.FixtureRequest) -> Iterator[Caller]:
-    caller = Caller(str(request.param))
-    yield caller
-    caller.close()
-
-
-@pytest.fixture
-def server() -> Iterator[RerankTestServer]:
-    with RerankTestServer() as running:
-        yield running
 
 
 # -- what goes over the wire ----------------------------------------------------------------------
