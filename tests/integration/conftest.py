@@ -20,6 +20,7 @@ import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -84,6 +85,28 @@ HERE = Path(__file__).resolve().parent
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Move this folder's tests to the end of the run (a stable sort keeps every other order)."""
     items.sort(key=lambda item: item.path.resolve().is_relative_to(HERE))
+
+
+_OUTCOMES: dict[str, str] = {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Remember each of this folder's tests' outcome (a failed setup or teardown counts as failed)."""
+    if not Path(report.fspath).resolve().is_relative_to(HERE):
+        return
+    if report.when == "call" or report.outcome != "passed":
+        outcome = "xfailed" if hasattr(report, "wasxfail") and report.skipped else report.outcome
+        if _OUTCOMES.get(report.nodeid) in (None, "passed"):
+            _OUTCOMES[report.nodeid] = outcome
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """List every integration test with its outcome, so that a CI log shows what ran against vLLM."""
+    if all(outcome == "skipped" for outcome in _OUTCOMES.values()):
+        return  # no server: the skip reasons say so
+    terminalreporter.section("integration tests against real vLLM servers")
+    for nodeid, outcome in _OUTCOMES.items():
+        terminalreporter.line(f"{outcome.upper():8} {nodeid}")
 
 
 @pytest.fixture(scope="session")
