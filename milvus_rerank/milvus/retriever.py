@@ -8,21 +8,18 @@ output fields as metadata. The one exception: Milvus Lite reports BM25 scores ne
 retriever gives them back their sign, so that a BM25 ``score`` means the same on Lite and on a
 server (larger is better, as :attr:`MilvusRetriever.higher_is_better` says for every mode).
 
-The module holds one concept, searching a collection, and reads best whole: the search options
-(:class:`SearchOptions`), the construction that reads the collection (its schema rules live in
-:mod:`milvus_rerank.milvus.schema`), the per-mode search requests, and the conversion of hits,
-whose hot loop is kept next to the requests that shape the hits.
+The search options are :class:`~milvus_rerank.milvus.options.SearchOptions`; the Milvus calls
+that open the collection are in :mod:`milvus_rerank.milvus.inspection`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
-from milvus_rerank.errors import CollectionNotFoundError, RetrievalError, SchemaError
+from milvus_rerank.errors import SchemaError
 from milvus_rerank.milvus.connection import connect
 from milvus_rerank.milvus.embeddings import (
     QueryEmbedder,
@@ -31,9 +28,21 @@ from milvus_rerank.milvus.embeddings import (
     as_sparse_query_encoder,
 )
 from milvus_rerank.milvus.functions import check_ranker, is_model_ranker, ranker_for_query
-from milvus_rerank.milvus.schema import CollectionLayout, infer_layout, vector_fields
+from milvus_rerank.milvus.inspection import milvus_error, open_collection
+from milvus_rerank.milvus.options import (
+    DEFAULT_CANDIDATE_LIMIT,
+    DEFAULT_LIMIT,
+    DEFAULT_RRF_K,
+    MODES,
+    Fusion,
+    RetrievalMode,
+    SearchOptions,
+    check_filter,
+    check_limit,
+)
+from milvus_rerank.milvus.schema import CollectionLayout
 from milvus_rerank.types import Candidate
-from milvus_rerank.validation import check_choice, check_int, check_number
+from milvus_rerank.validation import check_choice
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -49,114 +58,9 @@ __all__ = [
     "SearchOptions",
 ]
 
-logger = logging.getLogger(__name__)
-
-RetrievalMode = Literal["dense", "sparse", "hybrid"]
-Fusion = Literal["rrf", "weighted"]
-
-DEFAULT_LIMIT = 50
-"""Candidates returned per query: enough for a reranker to find what the first stage ranked low."""
-
-DEFAULT_CANDIDATE_LIMIT = 100
-"""Floor of the per-leg depth in hybrid search: by default each leg fetches ``max(2 * limit, 100)``.
-
-Legs deeper than the fused list let RRF promote documents that both legs rank fairly well. On
-SciFact (limit 100): legs of 100 give nDCG@10 0.6865 / recall@100 0.954, legs of 200 give
-0.6888 / 0.962."""
-
-DEFAULT_RRF_K = 60
-"""The RRF constant of the original paper and Milvus's own default.
-
-A smaller k weights each leg's top ranks more: on SciFact's train split k=20 scored nDCG@10
-0.696 against 0.688 for k=60; we keep the well-tried 60 rather than a value fitted to one dataset."""
-
 # Metrics whose raw value is a distance (smaller is closer). COSINE, IP and BM25 are similarities.
 _LOWER_IS_BETTER = frozenset({"L2", "HAMMING", "JACCARD", "SUBSTRUCTURE", "SUPERSTRUCTURE"})
-_MAX_TOPK = 16384  # Milvus's ceiling on limit (topk) for one search
-_MODES = ("dense", "sparse", "hybrid")
-_FUSIONS = ("rrf", "weighted")
-_CONSISTENCY_LEVELS = ("Strong", "Bounded", "Session", "Eventually")
 _MISSING: Any = object()
-
-
-@dataclass(frozen=True)
-class SearchOptions:
-    """How every search of a :class:`MilvusRetriever` runs; each option is checked once, here.
-
-    The attributes are the retriever's options of the same names (see :class:`MilvusRetriever`).
-    Sequences and mappings are copied, so a caller's later change cannot reach the searches.
-    ``weights=None`` weighs both legs equally.
-
-    Raises:
-        TypeError: An option has the wrong type.
-        ValueError: An option is out of range, or ``weights`` comes without ``fusion="weighted"``.
-    """
-
-    limit: int = DEFAULT_LIMIT
-    candidate_limit: int | None = None
-    fusion: Fusion = "rrf"
-    rrf_k: int = DEFAULT_RRF_K
-    weights: tuple[float, float] | None = None
-    filter: str | None = None
-    filter_params: Mapping[str, Any] | None = None
-    partition_names: Sequence[str] | None = None
-    dense_search_params: Mapping[str, Any] | None = None
-    sparse_search_params: Mapping[str, Any] | None = None
-    consistency_level: str | None = None
-    timeout: float | None = None
-
-    def __post_init__(self) -> None:
-        _check_limit(self.limit)
-        if self.candidate_limit is not None:
-            _check_limit(self.candidate_limit, "candidate_limit")
-        check_choice(self.fusion, "fusion", _FUSIONS)
-        check_int(self.rrf_k, "rrf_k")
-        _check_filter(self.filter)
-        if self.consistency_level is not None:
-            check_choice(self.consistency_level, "consistency_level", _CONSISTENCY_LEVELS)
-        check_number(self.timeout, "timeout", inclusive=False, optional=True)
-        if self.weights is not None and self.fusion != "weighted":
-            raise ValueError("weights are only used with fusion='weighted'; pass fusion='weighted' too")
-        if isinstance(self.partition_names, str):
-            raise TypeError("partition_names must be a sequence of names, not a single str: wrap it in a list")
-        # A frozen dataclass normalises through object.__setattr__: the stored values are the checked copies.
-        normalised = {
-            "weights": _weights(self.weights),
-            "filter_params": dict(self.filter_params) if self.filter_params else None,
-            "partition_names": tuple(self.partition_names) if self.partition_names else None,
-            "dense_search_params": dict(self.dense_search_params or {}),
-            "sparse_search_params": dict(self.sparse_search_params or {}),
-        }
-        for name, value in normalised.items():
-            object.__setattr__(self, name, value)
-
-    def leg_depth(self, limit: int) -> int:
-        """Hits each hybrid leg fetches when ``limit`` candidates are returned."""
-        if self.candidate_limit is not None:
-            return self.candidate_limit
-        return min(max(DEFAULT_CANDIDATE_LIMIT, 2 * limit), _MAX_TOPK)
-
-
-def _check_limit(value: object, name: str = "limit") -> int:
-    return check_int(value, name, maximum=_MAX_TOPK)
-
-
-def _check_filter(value: object) -> str | None:
-    if value is not None and not isinstance(value, str):
-        raise TypeError(f"filter must be a str expression, got {type(value).__name__}")
-    return value
-
-
-def _weights(weights: Sequence[float] | None) -> tuple[float, float] | None:
-    if weights is None:
-        return None
-    values = tuple(weights) if isinstance(weights, Iterable) and not isinstance(weights, str) else ()
-    if len(values) != 2:
-        raise ValueError(f"weights must be two non-negative numbers (dense, sparse), got {weights!r}")
-    dense, sparse = (check_number(w, "each of weights") for w in values)
-    if not dense and not sparse:
-        raise ValueError(f"weights must not both be zero, got {weights!r}")
-    return (dense, sparse)
 
 
 class _Option:
@@ -290,7 +194,7 @@ class MilvusRetriever:
         timeout: float | None = None,
     ) -> None:
         # Everything that can be checked without Milvus is checked first, so a mistake costs no connection.
-        self.mode: RetrievalMode = check_choice(mode, "mode", _MODES)
+        self.mode: RetrievalMode = check_choice(mode, "mode", MODES)
         self.options = SearchOptions(
             limit=limit,
             candidate_limit=candidate_limit,
@@ -325,10 +229,17 @@ class MilvusRetriever:
         self._owns_client = isinstance(client, str)
         self.client: MilvusClient = connect(client, token=token, db_name=db_name) if isinstance(client, str) else client
         try:
-            self._layout = self._describe(text_field, dense_field, sparse_field)
+            self._layout = open_collection(
+                self.client,
+                collection_name,
+                mode=mode,
+                text_field=text_field,
+                dense_field=dense_field,
+                sparse_field=sparse_field,
+                timeout=self.timeout,
+            )
             self._encode_sparse = self._sparse_encoder(sparse_embedding)
             self._check_ranker_fields()
-            self._ensure_loaded()
         except BaseException:
             self.close()
             raise
@@ -420,8 +331,8 @@ class MilvusRetriever:
         """
         if not isinstance(query, str):
             raise TypeError(f"query must be a str, got {type(query).__name__}")
-        limit = self.limit if limit is None else _check_limit(limit)
-        expression = _combine_filters(self.filter, _check_filter(filter))
+        limit = self.limit if limit is None else check_limit(limit)
+        expression = _combine_filters(self.filter, check_filter(filter))
         hits = self._search(query, limit, expression)
         return self._to_candidates(hits)
 
@@ -509,7 +420,7 @@ class MilvusRetriever:
                     **kwargs,
                 )
         except Exception as exc:
-            raise self._wrap_milvus_error(exc, "search") from exc
+            raise milvus_error(exc, self.collection_name, "search") from exc
         return list(result[0]) if result else []
 
     def _fusion_ranker(self) -> Any:
@@ -583,65 +494,6 @@ class MilvusRetriever:
             f"text field {field!r} of collection {collection!r} is {type(text).__name__} for primary key {key!r}; "
             "every candidate needs a text"
         )
-
-    def _wrap_milvus_error(self, exc: Exception, action: str) -> RetrievalError:
-        message = str(getattr(exc, "message", "") or exc)
-        lowered = message.lower()
-        if getattr(exc, "code", None) == 100 or "collection not found" in lowered or "can't find collection" in lowered:
-            return CollectionNotFoundError(
-                f"collection {self.collection_name!r} does not exist (any more): create it or check the name"
-            )
-        return RetrievalError(f"Milvus {action} on collection {self.collection_name!r} failed: {message}")
-
-    def _describe(self, text_field: str | None, dense_field: str | None, sparse_field: str | None) -> CollectionLayout:
-        """Read the collection's description and the indexes of its vector fields, then infer the layout."""
-        name = self.collection_name
-        try:
-            exists = self.client.has_collection(name, timeout=self.timeout)
-        except Exception as exc:
-            raise self._wrap_milvus_error(exc, "has_collection") from exc
-        if not exists:
-            try:
-                known = sorted(self.client.list_collections())
-            except Exception:  # the listing only improves the message
-                known = []
-            raise CollectionNotFoundError(
-                f"collection {name!r} does not exist; existing collections: {known or 'none'}. "
-                "Create and fill it first (see milvus_rerank.milvus.collection)"
-            )
-        try:
-            description = self.client.describe_collection(name, timeout=self.timeout)
-        except Exception as exc:
-            raise self._wrap_milvus_error(exc, "describe_collection") from exc
-        indexes = []
-        try:
-            for field in vector_fields(description):
-                for index_name in self.client.list_indexes(name, field_name=field):
-                    index = self.client.describe_index(name, index_name)
-                    if index:
-                        indexes.append({"field_name": field, **index})
-        except Exception as exc:
-            raise self._wrap_milvus_error(exc, "describe_index") from exc
-        return infer_layout(
-            {**description, "collection_name": name},
-            indexes,
-            needs_dense=self.mode != "sparse",
-            needs_sparse=self.mode != "dense",
-            text_field=text_field,
-            dense_field=dense_field,
-            sparse_field=sparse_field,
-        )
-
-    def _ensure_loaded(self) -> None:
-        from pymilvus.client.types import LoadState
-
-        try:
-            state = self.client.get_load_state(self.collection_name)
-            if state.get("state") == LoadState.NotLoad:
-                logger.info("loading collection %r before searching it", self.collection_name)
-                self.client.load_collection(self.collection_name, timeout=self.timeout)
-        except Exception as exc:
-            raise self._wrap_milvus_error(exc, "load_collection") from exc
 
     def _sparse_encoder(self, sparse_embedding: object) -> Callable[[str], SparseVector] | None:
         """The query encoder of the sparse leg; ``None`` when there is none, or Milvus runs BM25 itself."""
