@@ -22,7 +22,7 @@ RUNTIME_EXTRAS = ("local", "langchain", "llamaindex", "cli")
 TORCH_PIN = "torch==2.13.0"
 """Not the declared floor: the only torch that installs here without CUDA wheels (see .ci/install)."""
 
-REQUIREMENT = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?\s*(?P<spec>[^;]*)(?:;.*)?$")
+REQUIREMENT = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?\s*(?P<spec>[^;]*)(?P<marker>;.*)?$")
 
 
 def floors(pyproject: dict) -> list[str]:
@@ -45,7 +45,8 @@ def floors(pyproject: dict) -> list[str]:
         floor = re.search(r">=\s*([^,\s]+)", match["spec"])
         if floor is None:
             raise SystemExit(f"{requirement!r} has no '>=' floor: declare the lowest version that works")
-        pins[name] = f"{name}=={floor[1]}"
+        # An environment marker stays on the pin: a floor for Python 3.10 only must not bind 3.11.
+        pins[name] = f"{name}=={floor[1]}{match['marker'] or ''}"
     return sorted(pins.values())
 
 

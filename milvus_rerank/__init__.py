@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from milvus_rerank.milvus.retriever import MilvusRetriever
     from milvus_rerank.pipeline import RerankPipeline
     from milvus_rerank.rerankers.http.cohere import CohereReranker
+    from milvus_rerank.rerankers.http.options import HTTPOptions
+    from milvus_rerank.rerankers.http.retry import RetryPolicy
     from milvus_rerank.rerankers.http.tei import TEIReranker
     from milvus_rerank.rerankers.http.vllm import VLLMReranker
     from milvus_rerank.rerankers.local.cross_encoder import CrossEncoderReranker
@@ -39,6 +41,8 @@ _LAZY = {
     "VLLMReranker": "milvus_rerank.rerankers.http.vllm",
     "TEIReranker": "milvus_rerank.rerankers.http.tei",
     "CohereReranker": "milvus_rerank.rerankers.http.cohere",
+    "HTTPOptions": "milvus_rerank.rerankers.http.options",
+    "RetryPolicy": "milvus_rerank.rerankers.http.retry",
     "MilvusRetriever": "milvus_rerank.milvus.retriever",
     "RerankPipeline": "milvus_rerank.pipeline",
     "PromptFormat": "milvus_rerank.rerankers.prompts",
@@ -49,6 +53,7 @@ __all__ = [
     "CohereReranker",
     "CollectionNotFoundError",
     "CrossEncoderReranker",
+    "HTTPOptions",
     "MilvusRerankError",
     "MilvusRetriever",
     "ModelLoadError",
@@ -61,6 +66,7 @@ __all__ = [
     "RerankResult",
     "RerankTimeoutError",
     "Reranker",
+    "RetryPolicy",
     "RetrievalError",
     "SchemaError",
     "TEIReranker",

@@ -28,13 +28,14 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import json
 import ssl
 import threading
 import time
 import weakref
 from collections.abc import Collection, Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import httpx
 
@@ -51,6 +52,7 @@ from milvus_rerank.rerankers.http.credentials import (
 )
 from milvus_rerank.rerankers.http.endpoint import Endpoint, redact_url
 from milvus_rerank.rerankers.http.loops import LoopClient, holding, within_deadline
+from milvus_rerank.rerankers.http.options import HTTPOptions, Unpack, check_option_names
 from milvus_rerank.rerankers.http.retry import RetryPolicy
 from milvus_rerank.rerankers.http.wire import (
     BatchRequest,
@@ -68,48 +70,33 @@ DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 
 _ERROR_BODY_BYTES = 64 * 1024  # an error body is read for its message only
 
-__all__ = ["HTTPReranker"]
+__all__ = ["DEFAULT_MAX_RESPONSE_BYTES", "HTTPReranker"]
+
+_RETRY_SHORTCUTS = ("max_retries", "backoff", "deadline")
+
+
+def _retry_policy(options: HTTPOptions) -> RetryPolicy:
+    """``retry=`` (or the default policy) with the ``max_retries=``, ``backoff=``, ``deadline=`` given put over it."""
+    policy = options.get("retry", RetryPolicy())
+    if not isinstance(policy, RetryPolicy):
+        raise TypeError(f"retry must be a RetryPolicy, got {type(policy).__name__}")
+    given = cast(Mapping[str, Any], options)
+    overrides = {name: given[name] for name in _RETRY_SHORTCUTS if name in given}
+    return dataclasses.replace(policy, **overrides) if overrides else policy
 
 
 class HTTPReranker:
     """Base of the HTTP rerankers: clients, batching, concurrency, retries and validation.
 
-    Use a subclass: :class:`~milvus_rerank.VLLMReranker`, :class:`~milvus_rerank.TEIReranker` or
-    :class:`~milvus_rerank.CohereReranker`. Each takes the options below, each as a keyword, and
-    documents only the ones it adds or reads in its own way. No connection is made until the
-    first request.
+    Use a subclass: :class:`~milvus_rerank.VLLMReranker`, :class:`~milvus_rerank.TEIReranker`,
+    :class:`~milvus_rerank.CohereReranker` and the others. Each declares its own options and
+    takes the shared ones of :class:`~milvus_rerank.HTTPOptions` as keywords. No connection is
+    made until the first request.
 
     Args:
         endpoint: Base URL (``http://host:8000``), versioned base (``.../v1``) or full rerank URL.
         model: Model name sent with every request; see the subclass for what ``None`` does.
-        api_key: Sent as ``Authorization: Bearer ...``; never shown in ``repr``, logs or errors,
-            and blanked out of anything quoted from a server. It must be one line of visible
-            ASCII (a key read from a file with its newline is refused, without being shown).
-        timeout: Seconds for one HTTP attempt.
-        max_batch_size: Documents per request; ``None`` takes the protocol's default.
-        max_concurrency: Requests in flight at once for one call (sync and async).
-        max_retries: Retries per request after the first attempt. A read timeout is resent only
-            if the deadline still covers one more full ``timeout``.
-        backoff: Base of the exponential backoff, in seconds.
-        deadline: Total seconds for one request including its retries, waits and the reading of
-            its answer. On the async path it holds exactly. On the sync path it is checked
-            between reads of the answer's body, so a trickling body ends at most one read (at
-            most ``timeout``) after it; a server that trickles even its status line and headers
-            is bounded there only by ``timeout`` per read.
-        headers: Extra headers sent with every request. Values must be one line of ASCII. Those
-            whose name says they carry a credential (``Authorization``, ``Cookie``, names with
-            ``key``, ``token``, ``secret``, ``auth``, ``password``, ``session``, ``credential``)
-            are treated as secrets, like ``api_key``.
-        secret_headers: Names of more ``headers`` whose values are secrets.
-        extra_body: Extra JSON fields merged into every request body (they cannot replace
-            the query or the documents).
-        max_response_bytes: The most bytes one answer may hold once decoded (a compressed body
-            is inflated only that far); a larger one is a ``RerankResponseError``.
-        client: An ``httpx.Client`` to use for the sync path; left open by :meth:`close`. Its
-            redirects are followed only when it follows redirects, and only within the
-            endpoint's origin.
-        async_client: An ``httpx.AsyncClient`` for the async path, used on whatever event loop
-            calls :meth:`arerank`; left open by :meth:`aclose`.
+        **options: The shared options, described on :class:`~milvus_rerank.HTTPOptions`.
 
     Raises:
         TypeError: An argument of the wrong type, or an option this reranker does not have.
@@ -126,40 +113,26 @@ class HTTPReranker:
     sends_top_n: ClassVar[bool] = True
     default_batch_size: ClassVar[int] = 64
 
-    def __init__(
-        self,
-        endpoint: str,
-        *,
-        model: str | None = None,
-        api_key: str | None = None,
-        timeout: float = 30.0,
-        max_batch_size: int | None = None,
-        max_concurrency: int = 8,
-        max_retries: int = 3,
-        backoff: float = 0.25,
-        deadline: float = 60.0,
-        headers: Mapping[str, str] | None = None,
-        secret_headers: Collection[str] = (),
-        extra_body: Mapping[str, Any] | None = None,
-        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
-        client: httpx.Client | None = None,
-        async_client: httpx.AsyncClient | None = None,
-    ) -> None:
+    def __init__(self, endpoint: str, *, model: str | None = None, **options: Unpack[HTTPOptions]) -> None:
         """Check and keep the options (described on the class)."""
+        check_option_names(type(self).__name__, options)
         self.endpoint = Endpoint.parse(endpoint, default_route=self.default_route, routes=self.routes)
         if model is not None and (not isinstance(model, str) or not model):
             raise ValueError(f"model must be a non-empty str or None, got {model!r}")
         self.model = model
-        self._api_key = check_api_key(api_key)
-        self.timeout = check_number(timeout, "timeout", inclusive=False, allow_infinity=True)
-        self._batch_size = check_int(max_batch_size, "max_batch_size", optional=True)
-        self.max_concurrency = check_int(max_concurrency, "max_concurrency")
-        self.max_response_bytes = check_int(max_response_bytes, "max_response_bytes")
-        self.retry_policy = RetryPolicy(max_retries=max_retries, backoff=backoff, deadline=deadline)
-        self._extra_body = self._check_extra_body(extra_body)
+        self._api_key = check_api_key(options.get("api_key"))
+        self.timeout = check_number(options.get("timeout", 30.0), "timeout", inclusive=False, allow_infinity=True)
+        self._batch_size = check_int(options.get("max_batch_size"), "max_batch_size", optional=True)
+        self.max_concurrency = check_int(options.get("max_concurrency", 8), "max_concurrency")
+        self.max_response_bytes = check_int(
+            options.get("max_response_bytes", DEFAULT_MAX_RESPONSE_BYTES), "max_response_bytes"
+        )
+        self.retry_policy = _retry_policy(options)
+        self._extra_body = self._check_extra_body(options.get("extra_body"))
+        secret_headers = options.get("secret_headers", ())
         if isinstance(secret_headers, str) or not isinstance(secret_headers, Collection):
             raise TypeError(f"secret_headers must be a collection of header names, got {type(secret_headers).__name__}")
-        own_headers = check_headers(headers)
+        own_headers = check_headers(options.get("headers"))
         if self._api_key is not None and any(name.lower() == "authorization" for name in own_headers):
             raise ValueError("api_key and headers={'Authorization': ...} both set the key: pass it once")
         self._headers = {
@@ -172,6 +145,7 @@ class HTTPReranker:
             self._headers["Authorization"] = f"Bearer {self._api_key}"
         self._redact = Redactor.of(api_key=self._api_key, headers=own_headers, secret_headers=list(secret_headers))
         guard_http_logs(self._redact)
+        client, async_client = options.get("client"), options.get("async_client")
         if client is not None and not isinstance(client, httpx.Client):
             raise TypeError(f"client must be an httpx.Client, got {type(client).__name__}")
         if async_client is not None and not isinstance(async_client, httpx.AsyncClient):

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
-import httpx
-
-from milvus_rerank.rerankers.http.client import DEFAULT_MAX_RESPONSE_BYTES, HTTPReranker
+from milvus_rerank.rerankers.http.client import HTTPReranker
+from milvus_rerank.rerankers.http.options import HTTPOptions, Unpack
 from milvus_rerank.validation import check_int
 
 if TYPE_CHECKING:
@@ -67,38 +66,10 @@ class CohereReranker(HTTPReranker):
         *,
         model: str | None = None,
         max_tokens_per_doc: int | None = None,
-        api_key: str | None = None,
-        timeout: float = 30.0,
-        max_batch_size: int | None = None,
-        max_concurrency: int = 8,
-        max_retries: int = 3,
-        backoff: float = 0.25,
-        deadline: float = 60.0,
-        headers: Mapping[str, str] | None = None,
-        secret_headers: Collection[str] = (),
-        extra_body: Mapping[str, Any] | None = None,
-        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
-        client: httpx.Client | None = None,
-        async_client: httpx.AsyncClient | None = None,
+        **options: Unpack[HTTPOptions],
     ) -> None:
         """Check and keep the options (described on the class); no request is made yet."""
-        super().__init__(
-            endpoint,
-            model=model,
-            api_key=api_key,
-            timeout=timeout,
-            max_batch_size=max_batch_size,
-            max_concurrency=max_concurrency,
-            max_retries=max_retries,
-            backoff=backoff,
-            deadline=deadline,
-            headers=headers,
-            secret_headers=secret_headers,
-            extra_body=extra_body,
-            max_response_bytes=max_response_bytes,
-            client=client,
-            async_client=async_client,
-        )
+        super().__init__(endpoint, model=model, **options)
         self.max_tokens_per_doc = check_int(max_tokens_per_doc, "max_tokens_per_doc", optional=True)
 
     def _build_payload(self, query: str, documents: Sequence[str], top_n: int | None) -> dict[str, Any]:

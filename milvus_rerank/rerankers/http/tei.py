@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
-import httpx
-
 from milvus_rerank.errors import RerankHTTPError
-from milvus_rerank.rerankers.http.client import DEFAULT_MAX_RESPONSE_BYTES, HTTPReranker
+from milvus_rerank.rerankers.http.client import HTTPReranker
+from milvus_rerank.rerankers.http.options import HTTPOptions, Unpack
 
 if TYPE_CHECKING:
     from pymilvus import Function
@@ -81,38 +80,10 @@ class TEIReranker(HTTPReranker):
         truncate: bool = False,
         truncation_direction: Literal["Left", "Right"] | None = None,
         model: str | None = None,
-        api_key: str | None = None,
-        timeout: float = 30.0,
-        max_batch_size: int | None = None,
-        max_concurrency: int = 8,
-        max_retries: int = 3,
-        backoff: float = 0.25,
-        deadline: float = 60.0,
-        headers: Mapping[str, str] | None = None,
-        secret_headers: Collection[str] = (),
-        extra_body: Mapping[str, Any] | None = None,
-        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
-        client: httpx.Client | None = None,
-        async_client: httpx.AsyncClient | None = None,
+        **options: Unpack[HTTPOptions],
     ) -> None:
         """Check and keep the options (described on the class); no request is made yet."""
-        super().__init__(
-            endpoint,
-            model=model,
-            api_key=api_key,
-            timeout=timeout,
-            max_batch_size=max_batch_size,
-            max_concurrency=max_concurrency,
-            max_retries=max_retries,
-            backoff=backoff,
-            deadline=deadline,
-            headers=headers,
-            secret_headers=secret_headers,
-            extra_body=extra_body,
-            max_response_bytes=max_response_bytes,
-            client=client,
-            async_client=async_client,
-        )
+        super().__init__(endpoint, model=model, **options)
         for name, flag in (("raw_scores", raw_scores), ("truncate", truncate)):
             if not isinstance(flag, bool):
                 raise TypeError(f"{name} must be a bool, got {type(flag).__name__}")

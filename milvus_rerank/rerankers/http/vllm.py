@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-import httpx
-
 from milvus_rerank.errors import RerankError, RerankHTTPError, RerankResponseError
-from milvus_rerank.rerankers.http.client import DEFAULT_MAX_RESPONSE_BYTES, HTTPReranker
+from milvus_rerank.rerankers.http.client import HTTPReranker
+from milvus_rerank.rerankers.http.options import HTTPOptions, Unpack
 from milvus_rerank.rerankers.prompts import PromptFormat, check_prompt_options
 from milvus_rerank.types import RerankResult
 
@@ -121,38 +120,10 @@ class VLLMReranker(HTTPReranker):
         raw_scores: bool = False,
         instruction: str | None = None,
         prompt_format: str | PromptFormat | None = None,
-        api_key: str | None = None,
-        timeout: float = 30.0,
-        max_batch_size: int | None = None,
-        max_concurrency: int = 8,
-        max_retries: int = 3,
-        backoff: float = 0.25,
-        deadline: float = 60.0,
-        headers: Mapping[str, str] | None = None,
-        secret_headers: Collection[str] = (),
-        extra_body: Mapping[str, Any] | None = None,
-        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
-        client: httpx.Client | None = None,
-        async_client: httpx.AsyncClient | None = None,
+        **options: Unpack[HTTPOptions],
     ) -> None:
         """Check and keep the options (described on the class); no request is made yet."""
-        super().__init__(
-            endpoint,
-            model=model,
-            api_key=api_key,
-            timeout=timeout,
-            max_batch_size=max_batch_size,
-            max_concurrency=max_concurrency,
-            max_retries=max_retries,
-            backoff=backoff,
-            deadline=deadline,
-            headers=headers,
-            secret_headers=secret_headers,
-            extra_body=extra_body,
-            max_response_bytes=max_response_bytes,
-            client=client,
-            async_client=async_client,
-        )
+        super().__init__(endpoint, model=model, **options)
         if truncate_prompt_tokens is not None and (
             isinstance(truncate_prompt_tokens, bool)
             or not isinstance(truncate_prompt_tokens, int)
@@ -167,7 +138,7 @@ class VLLMReranker(HTTPReranker):
         self.raw_scores = raw_scores
         self.prompt_format = check_prompt_options(prompt_format, instruction=instruction)
         self.instruction = instruction
-        self._check_llm_options(extra_body)
+        self._check_llm_options(self._extra_body)
         self._discovered = model is not None
 
     def _check_llm_options(self, extra_body: Mapping[str, Any] | None) -> None:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import email.utils
-import inspect
 import json
 import math
+from pathlib import Path
 
 import pytest
 
@@ -217,28 +217,42 @@ def test_split_batches_covers_every_index_once() -> None:
     assert split_batches(4, 4) == [range(0, 4)]
 
 
-# -- constructors: every option a typed keyword, the common ones alike in every protocol ----------
+# -- constructors: the shared options declared once (HTTPOptions), each protocol its own -----------
 
 PROTOCOLS = [VLLMReranker, TEIReranker, CohereReranker]
 
 
 @pytest.mark.parametrize("reranker_type", PROTOCOLS)
-def test_a_misspelt_option_fails_at_construction_naming_it(reranker_type: type[HTTPReranker]) -> None:
-    with pytest.raises(TypeError, match="'timout'"):
+def test_a_misspelt_option_fails_at_construction_naming_it_and_the_fix(reranker_type: type[HTTPReranker]) -> None:
+    with pytest.raises(TypeError, match=f"{reranker_type.__name__}.*'timout'; did you mean 'timeout'"):
         reranker_type("http://127.0.0.1:1", timout=5)  # type: ignore[call-arg]
 
 
-@pytest.mark.parametrize("reranker_type", PROTOCOLS)
-def test_every_protocol_declares_the_common_options_as_the_base_does(reranker_type: type[HTTPReranker]) -> None:
-    common = inspect.signature(HTTPReranker.__init__).parameters
-    own = inspect.signature(reranker_type.__init__).parameters
-    assert all(p.kind is not inspect.Parameter.VAR_KEYWORD for p in own.values())
-    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for name, p in own.items() if name not in ("self", "endpoint"))
-    for name, parameter in common.items():
-        if name in ("self", "endpoint"):
-            continue
-        assert name in own, f"{reranker_type.__name__} lacks the common option {name}"
-        assert (own[name].default, own[name].annotation) == (parameter.default, parameter.annotation), name
+def test_an_option_of_another_protocol_is_refused() -> None:
+    with pytest.raises(TypeError, match="'truncate_prompt_tokens'"):
+        TEIReranker("http://127.0.0.1:1", truncate_prompt_tokens=8)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="'truncate'"):
+        CohereReranker("http://127.0.0.1:1", truncate=True)  # type: ignore[call-arg]
+
+
+def test_a_type_checker_knows_every_shared_option(tmp_path: Path) -> None:
+    # PEP 692: what mypy (and an IDE's completion) reads from **options: Unpack[HTTPOptions].
+    api = pytest.importorskip("mypy.api")
+    snippet = tmp_path / "snippet.py"
+    snippet.write_text(
+        "from milvus_rerank import CohereReranker, RetryPolicy, TEIReranker, VLLMReranker\n"
+        "VLLMReranker('http://h', model='m', deadline=5.0, retry=RetryPolicy(max_backoff=1.0))\n"
+        "TEIReranker('http://h', timout=5)\n"
+        "CohereReranker('http://h', max_concurrency='8')\n",
+        encoding="utf-8",
+    )
+    out, _, status = api.run([str(snippet), "--no-error-summary", "--follow-imports=silent"])
+    assert status == 1, out
+    errors = [line for line in out.splitlines() if ": error:" in line]
+    assert len(errors) == 2, out
+    assert 'snippet.py:3: error: Unexpected keyword argument "timout"' in errors[0]
+    assert "snippet.py:4: error:" in errors[1]
+    assert '"max_concurrency"' in errors[1]
 
 
 def test_common_options_reach_the_base() -> None:
@@ -260,3 +274,15 @@ def test_common_options_reach_the_base() -> None:
         assert reranker._headers["X-A"] == "1"
         assert reranker._headers["Authorization"] == "Bearer k"
         assert reranker._extra_body == {"priority": 1}
+
+
+def test_a_whole_retry_policy_is_taken_and_the_shortcuts_override_its_fields() -> None:
+    policy = RetryPolicy(max_retries=5, backoff=1.0, max_backoff=2.0, max_retry_after=0.5, deadline=20.0)
+    assert VLLMReranker("http://127.0.0.1:1", retry=policy).retry_policy == policy
+    overridden = TEIReranker("http://127.0.0.1:1", retry=policy, max_retries=0, deadline=3.0).retry_policy
+    assert overridden == RetryPolicy(max_retries=0, backoff=1.0, max_backoff=2.0, max_retry_after=0.5, deadline=3.0)
+    assert CohereReranker("http://127.0.0.1:1").retry_policy == RetryPolicy()
+    with pytest.raises(TypeError, match="retry must be a RetryPolicy, got dict"):
+        VLLMReranker("http://127.0.0.1:1", retry={"max_retries": 1})  # type: ignore[typeddict-item]
+    with pytest.raises(ValueError, match="max_retries"):
+        VLLMReranker("http://127.0.0.1:1", max_retries=-1)

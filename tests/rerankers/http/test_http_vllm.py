@@ -21,6 +21,7 @@ from milvus_rerank import (
     RerankHTTPError,
     RerankResponseError,
     RerankTimeoutError,
+    RetryPolicy,
     VLLMReranker,
 )
 from milvus_rerank.testing.server import Fault, RerankTestServer, WordOverlapReranker
@@ -333,6 +334,18 @@ def test_transient_failures_are_retried(server: RerankTestServer, call: Caller, 
     reranker = VLLMReranker(server.url, model=server.model_name, **FAST)
     assert call(reranker, QUERY, DOCS[:5]) == expected(DOCS[:5])
     assert [record.status for record in server.rerank_requests] == [fault.status if fault.kind != "drop" else 0, 200]
+
+
+def test_the_retry_policys_caps_bound_the_waits(server: RerankTestServer, call: Caller) -> None:
+    # A server asking for 60 s and a backoff of 60 s: the policy's caps make both waits short.
+    server.inject(Fault.rate_limited(retry_after=60))
+    server.inject(Fault.server_error(503))
+    policy = RetryPolicy(backoff=60.0, max_backoff=0.01, max_retry_after=0.01)
+    reranker = VLLMReranker(server.url, model=server.model_name, retry=policy, timeout=10.0)
+    began = time.monotonic()
+    assert call(reranker, QUERY, DOCS[:5]) == expected(DOCS[:5])
+    assert time.monotonic() - began < 30
+    assert [record.status for record in server.rerank_requests] == [429, 503, 200]
 
 
 def test_retries_stop_at_the_limit(server: RerankTestServer, call: Caller) -> None:
