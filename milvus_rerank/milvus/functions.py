@@ -1,4 +1,4 @@
-"""Milvus rerank ``Function`` objects: the model rankers a Milvus server runs itself, and the ranker checks.
+"""Milvus rerank ``Function`` builders: the model rankers a Milvus server runs itself.
 
 A model ranker (``FunctionType.RERANK``, ``params["reranker"] == "model"``) makes Milvus call a
 rerank service during ``search`` / ``hybrid_search`` and use the returned score as each hit's
@@ -6,13 +6,9 @@ distance. :func:`vllm_ranker`, :func:`tei_ranker` and :func:`cohere_ranker` buil
 provider Milvus knows, from plain values; the HTTP rerankers' ``to_milvus_function`` methods pass
 their own settings here, and nothing here imports them. What Milvus sends to each provider, and
 what it leaves out, is in the builders' docstrings: it is why some of a reranker's settings
-cannot be carried over, and each builder warns about those.
-
-:func:`check_ranker` and :func:`ranker_for_query` are what :class:`~milvus_rerank.MilvusRetriever`
-does with a ranker it is given. Both sides meet in the same params (``reranker: "model"``, one
-query per search in ``queries``), which is why they share this module, and why it is kept whole
-although it is long: most of it is the builders' account of what Milvus does. pymilvus is imported
-where a ``Function`` is built or inspected, never at import time.
+cannot be carried over, and each builder warns about those. What a retriever does with a ranker
+it is given is in :mod:`milvus_rerank.milvus.rankers`. pymilvus is imported where a ``Function``
+is built, never at import time.
 """
 
 from __future__ import annotations
@@ -31,12 +27,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "check_function_args",
-    "check_ranker",
     "cohere_ranker",
-    "is_model_ranker",
     "milvus_endpoint",
     "model_ranker_function",
-    "ranker_for_query",
     "tei_ranker",
     "vllm_ranker",
 ]
@@ -425,66 +418,3 @@ def _caller_stacklevel() -> int:
         frame = frame.f_back
         level += 1
     return level
-
-
-# -- rankers handed to a retriever -----------------------------------------------------------------
-
-
-def check_ranker(ranker: object, mode: str) -> Any:
-    """Validate a retriever's ``ranker`` for a search ``mode``.
-
-    Args:
-        ranker: ``None``, a ``pymilvus.Function`` of type ``RERANK``, or (hybrid mode only) a legacy
-            ``RRFRanker`` / ``WeightedRanker``.
-        mode: The retriever's mode: ``"dense"``, ``"sparse"`` or ``"hybrid"``.
-
-    Returns:
-        The ranker itself, or ``None``.
-
-    Raises:
-        TypeError: ``ranker`` is none of the accepted kinds.
-        ValueError: A ``Function`` of another type, or a legacy ranker outside hybrid mode.
-    """
-    if ranker is None:
-        return None
-    from pymilvus import Function, FunctionType
-    from pymilvus.client.abstract import BaseRanker
-
-    if isinstance(ranker, Function):
-        if ranker.type != FunctionType.RERANK:
-            raise ValueError(f"ranker must be a Function of type RERANK, got {ranker.type!r}")
-        return ranker
-    if isinstance(ranker, BaseRanker):
-        if mode != "hybrid":
-            raise ValueError(f"{type(ranker).__name__} only fuses hybrid legs; use mode='hybrid' or a Function ranker")
-        return ranker
-    raise TypeError(
-        f"ranker must be a pymilvus Function of type RERANK (or RRFRanker/WeightedRanker in hybrid mode), "
-        f"got {type(ranker).__name__}"
-    )
-
-
-def is_model_ranker(ranker: object) -> bool:
-    """Whether ``ranker`` is a model-ranker ``Function`` (``params["reranker"] == "model"``)."""
-    params = getattr(ranker, "params", None)
-    return isinstance(params, Mapping) and str(params.get("reranker", "")).lower() == "model"
-
-
-def ranker_for_query(ranker: Any, query: str) -> Any:
-    """``ranker`` for one search of ``query``.
-
-    A model ranker scores against the query text, so each search gets a copy whose ``queries``
-    param holds that query; any other ranker is returned as it is.
-    """
-    if not is_model_ranker(ranker):
-        return ranker
-    from pymilvus import Function
-
-    return Function(
-        name=ranker.name,
-        function_type=ranker.type,
-        input_field_names=list(ranker.input_field_names),
-        output_field_names=list(ranker.output_field_names or []) or None,
-        description=ranker.description,
-        params={**ranker.params, "queries": [query]},
-    )
