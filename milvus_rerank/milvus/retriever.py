@@ -27,7 +27,6 @@ from milvus_rerank.milvus.embeddings import (
     as_query_embedder,
     as_sparse_query_encoder,
 )
-from milvus_rerank.milvus.rankers import check_ranker, is_model_ranker, ranker_for_query
 from milvus_rerank.milvus.inspection import milvus_error, open_collection
 from milvus_rerank.milvus.options import (
     DEFAULT_CANDIDATE_LIMIT,
@@ -40,6 +39,7 @@ from milvus_rerank.milvus.options import (
     check_filter,
     check_limit,
 )
+from milvus_rerank.milvus.rankers import check_ranker, is_model_ranker, ranker_for_query
 from milvus_rerank.milvus.schema import CollectionLayout
 from milvus_rerank.types import Candidate
 from milvus_rerank.validation import check_choice
