@@ -38,7 +38,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from milvus_rerank.rerankers.contract import check_rerank_args, rank
 from milvus_rerank.types import Reranker, RerankResult
@@ -251,6 +251,9 @@ class RerankTestServer:
     Use it as a context manager (or call :meth:`start` / :meth:`stop`).
     """
 
+    answer_routes: ClassVar[tuple[str, ...]] = _RERANK_ROUTES
+    """The POST routes that answer (faults without a path apply to them); another protocol's server sets its own."""
+
     def __init__(
         self,
         reranker: Reranker | None = None,
@@ -387,7 +390,7 @@ class RerankTestServer:
     @property
     def rerank_requests(self) -> list[RequestRecord]:
         """The rerank requests so far, in arrival order."""
-        return [record for record in self.requests if record.method == "POST" and record.path in _RERANK_ROUTES]
+        return [record for record in self.requests if record.method == "POST" and record.path in self.answer_routes]
 
     def max_in_flight(self) -> int:
         """The most rerank requests the server was handling at one moment (from its timestamps)."""
@@ -407,7 +410,7 @@ class RerankTestServer:
             return self._arrived
 
     def _take_fault(self, method: str, path: str) -> Fault | None:
-        rerank = method == "POST" and path in _RERANK_ROUTES
+        rerank = method == "POST" and path in self.answer_routes
         with self._lock:
             if rerank:
                 self._arrived += 1
@@ -471,15 +474,19 @@ class RerankTestServer:
             return _fault_reply(fault, headers)
         if not self._authorized(headers):
             return self._unauthorized()
-        tei = self.flavor == "tei" and path == "/rerank"
-        if not isinstance(body, dict):
-            return self._tei_error(422, "invalid JSON body") if tei else self._error(400, "Invalid JSON body")
-        reply = self._rerank_tei(body) if tei else self._rerank_vllm(body)
+        reply = self._rerank(path, body)
         if fault is not None and fault.kind in ("trickle", "trickle_headers"):
             return _trickled(reply, fault)
         if fault is not None and reply.status == 200:
-            reply = _corrupt(reply, fault, tei)
+            reply = _corrupt(reply, fault)
         return reply
+
+    def _rerank(self, path: str, body: Any) -> _Reply:
+        """The answer to an authorized rerank request (a subclass speaking another protocol replaces it)."""
+        tei = self.flavor == "tei" and path == "/rerank"
+        if not isinstance(body, dict):
+            return self._tei_error(422, "invalid JSON body") if tei else self._error(400, "Invalid JSON body")
+        return self._rerank_tei(body) if tei else self._rerank_vllm(body)
 
     def _tei_error(self, status: int, message: str, error_type: str = "Validation") -> _Reply:
         return _json_reply(status, {"error": message, "error_type": error_type})
@@ -585,12 +592,12 @@ def _json_reply(status: int, payload: Any) -> _Reply:
     return _Reply(status, json.dumps(payload).encode(), {"Content-Type": "application/json"})
 
 
-def _corrupt(reply: _Reply, fault: Fault, tei: bool) -> _Reply:
+def _corrupt(reply: _Reply, fault: Fault) -> _Reply:
     if fault.kind == "malformed_json":
         return replace(reply, body=b'{"results": [{"index": 0, "relevance_score": 0.5},')
     payload = json.loads(reply.body)
-    items = payload if tei else payload["results"]
-    score_key = "score" if tei else "relevance_score"
+    items = payload if isinstance(payload, list) else payload.get("results", payload.get("data"))
+    score_key = "score" if "score" in items[0] else "relevance_score"
     if fault.kind == "wrong_index":
         items[0]["index"] = len(items) + 7
     elif fault.kind == "duplicate_index" and len(items) > 1:

@@ -30,6 +30,7 @@ import asyncio
 import concurrent.futures
 import dataclasses
 import json
+import logging
 import ssl
 import threading
 import time
@@ -46,14 +47,17 @@ from milvus_rerank.rerankers.http.body import ACCEPT_ENCODING, BodyReader
 from milvus_rerank.rerankers.http.credentials import (
     REDACTED,
     Redactor,
+    Secret,
     check_api_key,
     check_headers,
     guard_http_logs,
 )
-from milvus_rerank.rerankers.http.endpoint import Endpoint, redact_url
+from milvus_rerank.rerankers.http.endpoint import redact_url
 from milvus_rerank.rerankers.http.loops import LoopClient, holding, within_deadline
 from milvus_rerank.rerankers.http.options import HTTPOptions, Unpack, check_option_names
+from milvus_rerank.rerankers.http.pool import CONNECTION_FAILURES, EndpointPool
 from milvus_rerank.rerankers.http.retry import RetryPolicy
+from milvus_rerank.rerankers.http.service import Protocol, RerankService
 from milvus_rerank.rerankers.http.wire import (
     BatchRequest,
     decode_json,
@@ -69,6 +73,8 @@ DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 """Default cap on one decoded answer: vLLM echoes every document, so an answer is about as large as its batch."""
 
 _ERROR_BODY_BYTES = 64 * 1024  # an error body is read for its message only
+
+logger = logging.getLogger("milvus_rerank.http")
 
 __all__ = ["DEFAULT_MAX_RESPONSE_BYTES", "HTTPReranker"]
 
@@ -94,7 +100,10 @@ class HTTPReranker:
     made until the first request.
 
     Args:
-        endpoint: Base URL (``http://host:8000``), versioned base (``.../v1``) or full rerank URL.
+        endpoint: Base URL (``http://host:8000``), versioned base (``.../v1``) or full rerank URL;
+            or a list of them, servers of the same model: each request goes to the one with the
+            fewest requests in flight, and one whose connection fails is left out for a while
+            (see :mod:`milvus_rerank.rerankers.http.pool`; behind a router, give its one URL).
         model: Model name sent with every request; see the subclass for what ``None`` does.
         **options: The shared options, described on :class:`~milvus_rerank.HTTPOptions`.
 
@@ -113,10 +122,13 @@ class HTTPReranker:
     sends_top_n: ClassVar[bool] = True
     default_batch_size: ClassVar[int] = 64
 
-    def __init__(self, endpoint: str, *, model: str | None = None, **options: Unpack[HTTPOptions]) -> None:
+    def __init__(
+        self, endpoint: str | Sequence[str], *, model: str | None = None, **options: Unpack[HTTPOptions]
+    ) -> None:
         """Check and keep the options (described on the class)."""
         check_option_names(type(self).__name__, options)
-        self.endpoint = Endpoint.parse(endpoint, default_route=self.default_route, routes=self.routes)
+        self._endpoints = EndpointPool.parse(endpoint, default_route=self.default_route, routes=self.routes)
+        self.endpoint = self._endpoints.endpoints[0]
         if model is not None and (not isinstance(model, str) or not model):
             raise ValueError(f"model must be a non-empty str or None, got {model!r}")
         self.model = model
@@ -187,6 +199,33 @@ class HTTPReranker:
             )
         return http_error(endpoint, status, message, tries, hint=hint)
 
+    # -- what this reranker calls, as plain data (for Milvus's model rankers) -------------------
+
+    protocol: ClassVar[Protocol]
+    """The wire protocol :meth:`describe` reports (``"vllm"``, ``"tei"``, ``"cohere"``, ...)."""
+
+    _api_key_source: str = "api_key"
+
+    def describe(self) -> RerankService:
+        """The service this reranker calls, as plain data; its key is a ``Secret`` that never shows.
+
+        :func:`milvus_rerank.milvus.functions.model_ranker` turns it into a Milvus model ranker.
+        """
+        key = None if self._api_key is None else Secret(self._api_key, source=self._api_key_source)
+        return RerankService(
+            protocol=self.protocol,
+            base_url=self.endpoint.base_url,
+            rerank_url=self.endpoint.rerank_url,
+            model=self.model,
+            batch_size=self._batch_size or self.default_batch_size,
+            api_key=key,
+            options=self._service_options(),
+        )
+
+    def _service_options(self) -> dict[str, Any]:
+        """The protocol's own settings for :meth:`describe`, by their constructor names."""
+        return {}
+
     # -- shared pure logic --------------------------------------------------------------------
 
     def _check_extra_body(self, extra_body: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -227,10 +266,14 @@ class HTTPReranker:
             redact=self._redact,
         )
 
+    def _request_policy(self) -> RetryPolicy:
+        """The retry policy of the next request: :attr:`retry_policy` (a subclass may shorten its deadline)."""
+        return self.retry_policy
+
     def _attempts(self, url: str, n_documents: int | None) -> Attempts:
         return Attempts(
             url,
-            policy=self.retry_policy,
+            policy=self._request_policy(),
             timeout=self.timeout,
             http_error=self._http_error,
             redact=self._redact,
@@ -246,6 +289,26 @@ class HTTPReranker:
             endpoint=redact_url(url),
             cut=not success,
         )
+
+    def _aim(self, attempts: Attempts, chosen: int, url: str) -> str:
+        """``url`` on the endpoint chosen for this attempt, which its errors will name."""
+        target = self._endpoints.url_on(chosen, url)
+        attempts.aim(target)
+        return target
+
+    def _resend_elsewhere(self, chosen: int, url: str, exc: httpx.HTTPError) -> bool:
+        """Whether a request whose connection failed goes at once to another of several endpoints."""
+        if len(self._endpoints.endpoints) == 1 or not isinstance(exc, CONNECTION_FAILURES):
+            return False
+        if not self._endpoints.connection_failed(chosen):
+            return False  # every endpoint is cooling down: the retry policy decides
+        logger.warning(
+            "request to %s failed (%s); resent to another endpoint, this one left out for %g s",
+            redact_url(url),
+            type(exc).__name__,
+            self._endpoints.cool_down,
+        )
+        return True
 
     @staticmethod
     def _next_hop(
@@ -352,14 +415,20 @@ class HTTPReranker:
         client = self._sync_client()
         attempts = self._attempts(url, n_documents)
         while True:
+            chosen = self._endpoints.acquire()
+            target = self._aim(attempts, chosen, url)
             try:
-                response, body = self._exchange(client, method, url, content, attempts)
+                response, body = self._exchange(client, method, target, content, attempts)
             except httpx.HTTPError as exc:
+                if self._resend_elsewhere(chosen, target, exc):
+                    continue
                 wait = attempts.failed(exc=exc)
             else:
                 if response.is_success:
                     return body
                 wait = attempts.failed(response=response, body=body)
+            finally:
+                self._endpoints.release(chosen)
             time.sleep(wait)
 
     def _exchange(
@@ -450,16 +519,22 @@ class HTTPReranker:
         client = await self._async_client()
         attempts = self._attempts(url, n_documents)
         while True:
+            chosen = self._endpoints.acquire()
+            target = self._aim(attempts, chosen, url)
             try:
                 response, body = await within_deadline(
-                    self._aexchange(client, method, url, content, attempts), attempts
+                    self._aexchange(client, method, target, content, attempts), attempts
                 )
             except httpx.HTTPError as exc:
+                if self._resend_elsewhere(chosen, target, exc):
+                    continue
                 wait = attempts.failed(exc=exc)
             else:
                 if response.is_success:
                     return body
                 wait = attempts.failed(response=response, body=body)
+            finally:
+                self._endpoints.release(chosen)
             await asyncio.sleep(wait)
 
     async def _aexchange(
@@ -586,7 +661,8 @@ class HTTPReranker:
     def __repr__(self) -> str:
         key = f"'{REDACTED}'" if self._api_key is not None else "None"
         model = self._redact(repr(self.model))  # a discovered name is server text
+        endpoint = self._endpoints.display if len(self._endpoints.endpoints) > 1 else repr(self.endpoint.display)
         return (
-            f"{type(self).__name__}(endpoint={self.endpoint.display!r}, model={model}, api_key={key}, "
+            f"{type(self).__name__}(endpoint={endpoint}, model={model}, api_key={key}, "
             f"max_batch_size={self._batch_size!r}, max_concurrency={self.max_concurrency})"
         )

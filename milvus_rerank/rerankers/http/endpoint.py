@@ -68,7 +68,8 @@ class Endpoint:
         version = re.search(r"/v\d+$", path)
         if version:
             base_path = path[: version.start()]
-            route = version.group(0) + "/rerank"
+            # The protocol's own route under the version the user wrote (``/v1`` + ``/chat/completions``).
+            route = version.group(0) + re.sub(r"^/v\d+", "", default_route)
         else:
             base_path, route = path, default_route
         return cls(_with_path(parts, base_path), _with_path(parts, base_path + route))
