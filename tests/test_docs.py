@@ -107,6 +107,29 @@ def test_every_page_with_code_is_found() -> None:
     assert "cross-encoder/ms-marco-MiniLM-L-6-v2" in _HUB_ID.findall(ROOT.joinpath("README.md").read_text())
 
 
+_LINK = re.compile(r"\]\(([^)\s]+)\)")
+_HEADING = re.compile(r"^#+ (.+)$", re.MULTILINE)
+
+
+def _anchors(page: Path) -> set[str]:
+    """The anchors GitHub gives a page's headings: lower case, punctuation dropped, spaces as hyphens."""
+    text = _BLOCK.sub("", page.read_text(encoding="utf-8"))
+    return {re.sub(r"[^\w\- ]", "", title.strip().lower()).replace(" ", "-") for title in _HEADING.findall(text)}
+
+
+@pytest.mark.parametrize("page", PAGES, ids=_name)
+def test_every_relative_link_resolves(page: Path) -> None:
+    broken = []
+    for target in _LINK.findall(page.read_text(encoding="utf-8")):
+        if re.match(r"[a-z]+:", target):
+            continue  # https://, mailto:
+        path, _, anchor = target.partition("#")
+        linked = (page.parent / path).resolve() if path else page
+        if not linked.exists() or (anchor and linked.suffix == ".md" and anchor not in _anchors(linked)):
+            broken.append(target)
+    assert not broken, f"{_name(page)} links to what does not exist: {broken}"
+
+
 @pytest.mark.parametrize("page", _TESTED, ids=_name)
 def test_every_python_block_of_the_page_runs(page: Path, offline: Offline, tmp_path: Path) -> None:
     name = _name(page)
