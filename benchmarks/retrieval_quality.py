@@ -123,7 +123,9 @@ def raw_search(
         AnnSearchRequest([vector], "dense", {"metric_type": "COSINE", "params": {}}, depth),
         AnnSearchRequest([query], "sparse", {"metric_type": "BM25", "params": {}}, depth),
     ]
-    ranker = RRFRanker(retriever.rrf_k) if mode == "hybrid_rrf" else WeightedRanker(*retriever.weights, norm_score=True)
+    options = retriever.options
+    weights = options.weights or (1.0, 1.0)
+    ranker = RRFRanker(options.rrf_k) if mode == "hybrid_rrf" else WeightedRanker(*weights, norm_score=True)
     hits = client.hybrid_search(COLLECTION, requests, ranker, limit=DEPTH, output_fields=fields)[0]
     return [(hit["id"], hit["distance"], hit["entity"]) for hit in hits]
 

@@ -8,7 +8,7 @@ the candidates themselves. Candidates become LangChain documents once, at the en
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
@@ -22,9 +22,13 @@ from langchain_milvus_rerank.compressor import (
     RETRIEVAL_SCORE_KEY,
     RerankCompressor,
 )
+from milvus_rerank.milvus.options import MilvusRetrieverOptions
 from milvus_rerank.milvus.retriever import MilvusRetriever
 from milvus_rerank.pipeline import CandidateRetriever, check_retriever, split_call_options
 from milvus_rerank.types import Candidate, Reranker
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["RETRIEVAL_RANK_KEY", "MilvusRerankRetriever", "candidate_to_document"]
 
@@ -105,8 +109,9 @@ class MilvusRerankRetriever(BaseRetriever):
         on_error: ``"raise"`` or ``"passthrough"`` (see :class:`RerankCompressor`).
         tags: LangChain tags for tracing.
         metadata: LangChain run metadata for tracing.
-        **milvus_kwargs: Further :class:`milvus_rerank.MilvusRetriever` options (``mode``,
-            ``embedding`` (a LangChain ``Embeddings`` works), ``limit``, ``filter``, field names...).
+        **milvus_options: The :class:`milvus_rerank.MilvusRetriever` options
+            (:class:`~milvus_rerank.milvus.MilvusRetrieverOptions`: ``mode``, ``embedding`` (a
+            LangChain ``Embeddings`` works), ``limit``, ``filter``, field names...), with ``client``.
 
     Raises:
         ValueError: Both or neither of ``retriever`` and ``client``/``collection_name`` were
@@ -135,7 +140,7 @@ class MilvusRerankRetriever(BaseRetriever):
         on_error: Literal["raise", "passthrough"] = "raise",
         tags: list[str] | None = None,
         metadata: dict[str, Any] | None = None,
-        **milvus_kwargs: Any,
+        **milvus_options: Unpack[MilvusRetrieverOptions],
     ) -> None:
         chosen = (top_n, score_threshold, document_template, on_error)
         if compressor is None:
@@ -161,12 +166,12 @@ class MilvusRerankRetriever(BaseRetriever):
                 raise ValueError(
                     "pass client= (a MilvusClient or URI) and collection_name=, or a first stage as retriever=..."
                 )
-            retriever = MilvusRetriever(client, collection_name, **milvus_kwargs)
-        elif client is not None or collection_name is not None or milvus_kwargs:
+            retriever = MilvusRetriever(client, collection_name, **milvus_options)
+        elif client is not None or collection_name is not None or milvus_options:
             given = [name for name, value in (("client", client), ("collection_name", collection_name)) if value]
             raise ValueError(
                 "pass either retriever=... or client=/collection_name= with MilvusRetriever options, not both "
-                f"(got retriever and {', '.join(given + sorted(milvus_kwargs))})"
+                f"(got retriever and {', '.join(given + sorted(milvus_options))})"
             )
         fields: dict[str, Any] = {
             "retriever": check_retriever(retriever),

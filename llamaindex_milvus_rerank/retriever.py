@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from llama_index.core.base.base_retriever import BaseRetriever
 from llama_index.core.callbacks import CallbackManager
@@ -20,6 +20,7 @@ from llama_index.core.vector_stores.utils import metadata_dict_to_node
 
 from llamaindex_milvus_rerank.postprocessor import RerankPostprocessor
 from milvus_rerank.errors import SchemaError
+from milvus_rerank.milvus.options import MilvusRetrieverOptions
 from milvus_rerank.milvus.retriever import MilvusRetriever
 from milvus_rerank.pipeline import (
     CandidateRetriever,
@@ -29,6 +30,9 @@ from milvus_rerank.pipeline import (
     with_retrieval_ranks,
 )
 from milvus_rerank.types import Candidate, Reranker
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["RETRIEVAL_RANK_KEY", "MilvusRerankRetriever", "candidate_to_node"]
 
@@ -125,9 +129,10 @@ class MilvusRerankRetriever(BaseRetriever):
         on_error: ``"raise"`` or ``"passthrough"`` (see :class:`RerankPostprocessor`).
         callback_manager: LlamaIndex callback manager, shared with the postprocessor it builds.
         verbose: LlamaIndex's retriever verbosity flag.
-        **milvus_kwargs: Further :class:`milvus_rerank.MilvusRetriever` options: ``mode``,
-            ``embedding`` (a LlamaIndex embedding works: it embeds the query for the dense leg),
-            ``limit``, ``filter``, field names...
+        **milvus_options: The :class:`milvus_rerank.MilvusRetriever` options
+            (:class:`~milvus_rerank.milvus.MilvusRetrieverOptions`: ``mode``, ``embedding`` (a
+            LlamaIndex embedding works: it embeds the query for the dense leg), ``limit``,
+            ``filter``, field names...), with ``client``.
 
     Raises:
         ValueError: Both or neither of ``retriever`` and ``client``/``collection_name`` were
@@ -152,7 +157,7 @@ class MilvusRerankRetriever(BaseRetriever):
         on_error: Literal["raise", "passthrough"] = "raise",
         callback_manager: CallbackManager | None = None,
         verbose: bool = False,
-        **milvus_kwargs: Any,
+        **milvus_options: Unpack[MilvusRetrieverOptions],
     ) -> None:
         chosen = (top_n, score_threshold, metadata_mode, keep_retrieval_score, on_error)
         if postprocessor is None:
@@ -180,12 +185,12 @@ class MilvusRerankRetriever(BaseRetriever):
                 raise ValueError(
                     "pass client= (a MilvusClient or URI) and collection_name=, or a first stage as retriever=..."
                 )
-            retriever = MilvusRetriever(client, collection_name, **milvus_kwargs)
-        elif client is not None or collection_name is not None or milvus_kwargs:
+            retriever = MilvusRetriever(client, collection_name, **milvus_options)
+        elif client is not None or collection_name is not None or milvus_options:
             given = [name for name, value in (("client", client), ("collection_name", collection_name)) if value]
             raise ValueError(
                 "pass either retriever=... or client=/collection_name= with MilvusRetriever options, not both "
-                f"(got retriever and {', '.join(given + sorted(milvus_kwargs))})"
+                f"(got retriever and {', '.join(given + sorted(milvus_options))})"
             )
         super().__init__(callback_manager=callback_manager, verbose=verbose)
         self._first_stage = check_retriever(retriever)

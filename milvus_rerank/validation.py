@@ -8,11 +8,12 @@ raises ``TypeError`` (``bool`` is never accepted as a number), a value out of ra
 
 from __future__ import annotations
 
+import difflib
 import math
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from typing import Literal, TypeVar, overload
 
-__all__ = ["check_choice", "check_int", "check_number", "check_top_n"]
+__all__ = ["check_choice", "check_int", "check_keywords", "check_number", "check_top_n"]
 
 _T = TypeVar("_T")
 
@@ -130,3 +131,22 @@ def check_top_n(top_n: object, *, name: str = "top_n") -> int | None:
         ValueError: ``top_n`` is zero or negative.
     """
     return check_int(top_n, name, optional=True)
+
+
+def check_keywords(owner: str, given: Iterable[str], known: Collection[str], *, where: str) -> None:
+    """Refuse a keyword ``owner`` does not take, as Python refuses one, for ``**options`` of a ``TypedDict``.
+
+    Args:
+        owner: The callable, as the message names it (``"MilvusRetriever"``).
+        given: The keywords passed.
+        known: The keywords accepted.
+        where: Where the accepted ones are listed, for the message (``"milvus_rerank.MilvusRetrieverOptions"``).
+
+    Raises:
+        TypeError: Naming the first unknown keyword and the closest known one.
+    """
+    for name in given:
+        if name not in known:
+            close = difflib.get_close_matches(name, sorted(known), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise TypeError(f"{owner}() got an unexpected keyword argument {name!r}{hint} (see {where})")

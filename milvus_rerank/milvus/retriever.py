@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from milvus_rerank.errors import SchemaError
@@ -33,49 +32,39 @@ from milvus_rerank.milvus.options import (
     DEFAULT_LIMIT,
     DEFAULT_RRF_K,
     MODES,
-    Fusion,
+    MilvusRetrieverOptions,
     RetrievalMode,
     SearchOptions,
     check_filter,
     check_limit,
+    search_options,
 )
 from milvus_rerank.milvus.rankers import check_ranker, is_model_ranker, ranker_for_query
 from milvus_rerank.milvus.schema import CollectionLayout
 from milvus_rerank.types import Candidate
-from milvus_rerank.validation import check_choice
+from milvus_rerank.validation import check_choice, check_keywords
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from pymilvus import MilvusClient
+    from typing_extensions import Unpack
 
 __all__ = [
     "DEFAULT_CANDIDATE_LIMIT",
     "DEFAULT_LIMIT",
     "DEFAULT_RRF_K",
     "MilvusRetriever",
+    "MilvusRetrieverOptions",
     "RetrievalMode",
     "SearchOptions",
 ]
 
+_OPTIONS_DOC = "milvus_rerank.milvus.MilvusRetrieverOptions"
+
 # Metrics whose raw value is a distance (smaller is closer). COSINE, IP and BM25 are similarities.
 _LOWER_IS_BETTER = frozenset({"L2", "HAMMING", "JACCARD", "SUBSTRUCTURE", "SUPERSTRUCTURE"})
 _MISSING: Any = object()
-
-
-class _Option:
-    """A retriever attribute that reads its :class:`SearchOptions` field; setting it checks the new value."""
-
-    def __set_name__(self, owner: type, name: str) -> None:
-        self.name = name
-
-    def __get__(self, retriever: MilvusRetriever | None, owner: type | None = None) -> Any:
-        if retriever is None:
-            return self
-        return getattr(retriever.options, self.name)
-
-    def __set__(self, retriever: MilvusRetriever, value: Any) -> None:
-        retriever.options = replace(retriever.options, **{self.name: value})
 
 
 class MilvusRetriever:
@@ -90,160 +79,114 @@ class MilvusRetriever:
     - ``"hybrid"`` (default): one ``AnnSearchRequest`` per leg, each fetching ``candidate_limit``
       hits, fused in Milvus by RRF (``rrf_k``) or by weights (``weights``), ``limit`` returned.
 
-    Field names default to ``None``, meaning "find it in the schema": a field named ``text`` /
-    ``dense`` / ``sparse`` of the right kind, else the input or output of the collection's BM25
-    function, else the only field of that kind. Ambiguity is an error that lists the choices.
-
-    Construction checks every option first, then connects, reads the collection's schema and
-    indexes and loads it: a wrong option costs no Milvus call, and a wrong collection or field
-    fails here, not at the first query. The search options are kept, checked, in
-    :attr:`options` (a :class:`SearchOptions`); the attributes of the same names read it, and
-    setting one (``retriever.limit = 20``) checks the new value.
+    Construction checks every option first; then, in one step
+    (:func:`~milvus_rerank.milvus.inspection.open_collection`), it reads the collection's schema
+    and indexes and loads it: a wrong option costs no Milvus call, and a wrong collection or field
+    fails here, not at the first query. With ``layout=`` (read before, e.g. another retriever's
+    :attr:`layout`) it makes no Milvus call at all. The search options are one checked value,
+    :attr:`options`.
 
     Example:
-        >>> retriever = MilvusRetriever("./rag.db", "docs", embedding=model)  # doctest: +SKIP
+        >>> retriever = MilvusRetriever("./rag.db", "docs", embedding=model, limit=20)  # doctest: +SKIP
         >>> [c.id for c in retriever.retrieve("what is BM25?")]  # doctest: +SKIP
 
     Args:
         client: A ``pymilvus.MilvusClient``, or a URI (``./file.db`` for Milvus Lite,
             ``http://host:19530`` for a server) from which one is made.
         collection_name: The collection to search.
-        mode: ``"dense"``, ``"sparse"`` or ``"hybrid"``.
-        embedding: Dense query embedding (needed by ``dense`` and ``hybrid``): a callable
-            ``str -> list[float]``, a LangChain ``Embeddings``, a LlamaIndex embedding or a
-            sentence-transformers model.
-        sparse_embedding: Sparse query encoder for a sparse field that is not a BM25 function
-            output: a callable ``str -> dict[int, float]``, or an object with ``encode_queries``
-            (pymilvus.model) or ``embed_query``.
-        text_field: The VARCHAR field holding the text the reranker reads.
-        dense_field: The dense vector field.
-        sparse_field: The sparse vector field.
-        limit: How many candidates to return per query.
-        candidate_limit: How many hits each hybrid leg fetches before fusion; default
-            ``max(2 * limit, 100)``: deeper legs than the final list make fusion better at finding
-            documents that both legs rank fairly high. Ignored by single-leg modes.
-        fusion: ``"rrf"`` (reciprocal rank fusion, default) or ``"weighted"``.
-        rrf_k: The RRF constant.
-        weights: ``(dense_weight, sparse_weight)`` for ``fusion="weighted"``; default equal.
-        ranker: A ``pymilvus.Function`` of type ``RERANK`` (or, in hybrid mode, a legacy
-            ``RRFRanker``/``WeightedRanker``) that Milvus applies instead of ``fusion``. A
-            model ranker (``params["reranker"] == "model"``) reranks on the server: its
-            ``queries`` parameter is set to each query, and its scores are recorded as both
-            ``score`` and ``rerank_score`` of the candidates.
-        filter: A boolean filter expression applied to every search (to every leg in hybrid).
-        filter_params: Values for ``{placeholders}`` in ``filter`` (filter templating: Milvus
-            2.5+ servers; Milvus Lite does not parse templates).
-        partition_names: Restrict the search to these partitions.
-        dense_search_params: Index search parameters of the dense leg, e.g. ``{"ef": 128}``.
-        sparse_search_params: Index search parameters of the sparse leg, e.g. ``{"drop_ratio_search": 0.2}``.
-        consistency_level: ``"Strong"``, ``"Bounded"``, ``"Session"`` or ``"Eventually"``;
-            ``None`` keeps the collection's own.
-        output_fields: Fields returned as metadata (the text field is always fetched); default:
-            every scalar field, plus dynamic fields when the collection has them.
-        token: Token (``"user:password"`` or an API key) when ``client`` is a URI. Never logged.
-        db_name: Database when ``client`` is a URI.
-        timeout: Seconds allowed for each Milvus call; ``None`` waits as long as pymilvus does.
+        **options: Keywords of :class:`~milvus_rerank.milvus.options.MilvusRetrieverOptions`:
+            ``mode``, ``embedding``, ``sparse_embedding``, ``text_field``, ``dense_field``,
+            ``sparse_field``, ``ranker``, ``output_fields``, ``token``, ``db_name``, ``layout``,
+            and the search options (the fields of :class:`SearchOptions`: ``limit``,
+            ``candidate_limit``, ``fusion``, ``rrf_k``, ``weights``, ``filter``, ``filter_params``,
+            ``partition_names``, ``dense_search_params``, ``sparse_search_params``,
+            ``consistency_level``, ``timeout``) or ``options=SearchOptions(...)``.
 
     Raises:
         CollectionNotFoundError: The collection does not exist.
         SchemaError: A field is missing, of the wrong type, or has no index; or the mode needs a
             field the collection lacks.
-        TypeError: An argument has the wrong type (e.g. an unsupported embedding object).
+        TypeError: An argument has the wrong type (e.g. an unsupported embedding object), or an
+            unknown keyword.
         ValueError: An argument has a wrong value (e.g. an unknown mode, a missing embedding).
         RetrievalError: Milvus could not be reached or refused to describe the collection.
     """
 
-    limit = _Option()
-    candidate_limit = _Option()
-    fusion = _Option()
-    rrf_k = _Option()
-    filter = _Option()
-    filter_params = _Option()
-    partition_names = _Option()
-    dense_search_params = _Option()
-    sparse_search_params = _Option()
-    consistency_level = _Option()
-    timeout = _Option()
-
     def __init__(
-        self,
-        client: MilvusClient | str,
-        collection_name: str,
-        *,
-        mode: RetrievalMode = "hybrid",
-        embedding: object = None,
-        sparse_embedding: object = None,
-        text_field: str | None = None,
-        dense_field: str | None = None,
-        sparse_field: str | None = None,
-        limit: int = DEFAULT_LIMIT,
-        candidate_limit: int | None = None,
-        fusion: Fusion = "rrf",
-        rrf_k: int = DEFAULT_RRF_K,
-        weights: Sequence[float] | None = None,
-        ranker: object = None,
-        filter: str | None = None,
-        filter_params: Mapping[str, Any] | None = None,
-        partition_names: Sequence[str] | None = None,
-        dense_search_params: Mapping[str, Any] | None = None,
-        sparse_search_params: Mapping[str, Any] | None = None,
-        consistency_level: str | None = None,
-        output_fields: Sequence[str] | None = None,
-        token: str | None = None,
-        db_name: str | None = None,
-        timeout: float | None = None,
+        self, client: MilvusClient | str, collection_name: str, **options: Unpack[MilvusRetrieverOptions]
     ) -> None:
         # Everything that can be checked without Milvus is checked first, so a mistake costs no connection.
-        self.mode: RetrievalMode = check_choice(mode, "mode", MODES)
-        self.options = SearchOptions(
-            limit=limit,
-            candidate_limit=candidate_limit,
-            fusion=fusion,
-            rrf_k=rrf_k,
-            weights=weights,  # type: ignore[arg-type]  # SearchOptions checks the sequence and makes it a pair
-            filter=filter,
-            filter_params=filter_params,
-            partition_names=partition_names,
-            dense_search_params=dense_search_params,
-            sparse_search_params=sparse_search_params,
-            consistency_level=consistency_level,
-            timeout=timeout,
-        )
-        self._ranker = check_ranker(ranker, mode)
+        check_keywords(type(self).__name__, options, MilvusRetrieverOptions.__optional_keys__, where=_OPTIONS_DOC)
+        mode: RetrievalMode = check_choice(options.get("mode", "hybrid"), "mode", MODES)
+        self.mode = mode
+        self._options = search_options(options)
+        self._ranker = check_ranker(options.get("ranker"), mode)
         if not isinstance(collection_name, str) or not collection_name:
             raise TypeError(f"collection_name must be a non-empty str, got {collection_name!r}")
         self.collection_name = collection_name
         self._embed: QueryEmbedder | None = None
         if mode != "sparse":
+            embedding = options.get("embedding")
             if embedding is None:
                 raise ValueError(
                     f"mode={mode!r} searches a dense vector field: pass embedding= "
                     "(a callable, LangChain Embeddings, LlamaIndex embedding or sentence-transformers model)"
                 )
             self._embed = as_query_embedder(embedding)
+        output_fields = options.get("output_fields")
         if isinstance(output_fields, str):
             raise TypeError("output_fields must be a sequence of field names, not a single str: wrap it in a list")
+        names = {
+            "text_field": options.get("text_field"),
+            "dense_field": options.get("dense_field"),
+            "sparse_field": options.get("sparse_field"),
+        }
+        layout = options.get("layout")
+        if layout is not None:
+            _check_layout(layout, collection_name, mode, names)
 
-        # Then the collection is read once, here, so a wrong name or schema fails at construction rather
-        # than at the first query, and every property (text_field, metric_type...) is known from the start.
         self._owns_client = isinstance(client, str)
-        self.client: MilvusClient = connect(client, token=token, db_name=db_name) if isinstance(client, str) else client
+        self.client: MilvusClient = (
+            connect(client, token=options.get("token"), db_name=options.get("db_name"))
+            if isinstance(client, str)
+            else client
+        )
         try:
-            self._layout = open_collection(
-                self.client,
-                collection_name,
-                mode=mode,
-                text_field=text_field,
-                dense_field=dense_field,
-                sparse_field=sparse_field,
-                timeout=self.timeout,
-            )
-            self._encode_sparse = self._sparse_encoder(sparse_embedding)
+            # The one step with Milvus calls: a wrong name or schema fails at construction rather than at
+            # the first query, and every property (text_field, metric_type...) is known from the start.
+            if layout is None:
+                layout = open_collection(
+                    self.client,
+                    collection_name,
+                    mode=mode,
+                    text_field=options.get("text_field"),
+                    dense_field=options.get("dense_field"),
+                    sparse_field=options.get("sparse_field"),
+                    timeout=self._options.timeout,
+                )
+            self._layout = layout
+            self._encode_sparse = self._sparse_encoder(options.get("sparse_embedding"))
             self._check_ranker_fields()
         except BaseException:
             self.close()
             raise
         self.output_fields = _output_fields(self._layout, output_fields)
+
+    @property
+    def options(self) -> SearchOptions:
+        """How every search runs; set a new :class:`SearchOptions` to change it (``dataclasses.replace``)."""
+        return self._options
+
+    @options.setter
+    def options(self, options: SearchOptions) -> None:
+        if not isinstance(options, SearchOptions):
+            raise TypeError(f"options must be a SearchOptions, got {type(options).__name__}")
+        self._options = options
+
+    @property
+    def layout(self) -> CollectionLayout:
+        """The fields searched and read, as found in the collection (``layout=`` of a new retriever)."""
+        return self._layout
 
     # ------------------------------------------------------------------ introspection
 
@@ -291,21 +234,16 @@ class MilvusRetriever:
         return (self.metric_type or "").upper() not in _LOWER_IS_BETTER
 
     @property
-    def weights(self) -> tuple[float, float]:
-        """``(dense_weight, sparse_weight)`` of ``fusion="weighted"``."""
-        return self.options.weights or (1.0, 1.0)
-
-    @property
     def effective_candidate_limit(self) -> int:
         """Hits fetched per leg in hybrid search."""
-        return self.options.leg_depth(self.limit)
+        return self._options.leg_depth(self._options.limit)
 
     def __repr__(self) -> str:
         layout = self._layout
         return (
             f"{type(self).__name__}(collection_name={self.collection_name!r}, mode={self.mode!r}, "
             f"text_field={layout.text_field!r}, dense_field={layout.dense_field!r}, "
-            f"sparse_field={layout.sparse_field!r}, limit={self.limit})"
+            f"sparse_field={layout.sparse_field!r}, limit={self._options.limit})"
         )
 
     # ------------------------------------------------------------------ retrieval
@@ -315,7 +253,7 @@ class MilvusRetriever:
 
         Args:
             query: The user's query text.
-            limit: Overrides the retriever's ``limit`` for this call.
+            limit: Overrides the ``limit`` of :attr:`options` for this call.
             filter: An extra filter expression for this call, combined with the retriever's
                 own ``filter`` by ``and`` (it can narrow the scope, never widen it).
 
@@ -331,8 +269,8 @@ class MilvusRetriever:
         """
         if not isinstance(query, str):
             raise TypeError(f"query must be a str, got {type(query).__name__}")
-        limit = self.limit if limit is None else check_limit(limit)
-        expression = _combine_filters(self.filter, check_filter(filter))
+        limit = self._options.limit if limit is None else check_limit(limit)
+        expression = _combine_filters(self._options.filter, check_filter(filter))
         hits = self._search(query, limit, expression)
         return self._to_candidates(hits)
 
@@ -363,48 +301,48 @@ class MilvusRetriever:
     def _search(self, query: str, limit: int, expression: str) -> list[Any]:
         from pymilvus import AnnSearchRequest
 
-        layout = self._layout
+        layout, options = self._layout, self._options
         ranker = ranker_for_query(self._ranker, query)
-        common: dict[str, Any] = {"output_fields": self.output_fields, "timeout": self.timeout}
-        if self.partition_names:
-            common["partition_names"] = list(self.partition_names)
-        if self.consistency_level is not None:
-            common["consistency_level"] = self.consistency_level
+        common: dict[str, Any] = {"output_fields": self.output_fields, "timeout": options.timeout}
+        if options.partition_names:
+            common["partition_names"] = list(options.partition_names)
+        if options.consistency_level is not None:
+            common["consistency_level"] = options.consistency_level
         dense_data = self._dense_query(query) if self.mode in ("dense", "hybrid") else None
         sparse_data = self._sparse_query(query) if self.mode in ("sparse", "hybrid") else None
         try:
             if self.mode == "hybrid":
-                depth = self.options.leg_depth(limit)
+                depth = options.leg_depth(limit)
                 requests = [
                     AnnSearchRequest(
                         data=[dense_data],
                         anns_field=layout.dense_field,
-                        param=_search_params(layout.dense_metric, self.dense_search_params),
+                        param=_search_params(layout.dense_metric, options.dense_search_params or {}),
                         limit=depth,
                         expr=expression or None,
-                        expr_params=self.filter_params,
+                        expr_params=options.filter_params,
                     ),
                     AnnSearchRequest(
                         data=[sparse_data],
                         anns_field=layout.sparse_field,
-                        param=_search_params(layout.sparse_metric, self.sparse_search_params),
+                        param=_search_params(layout.sparse_metric, options.sparse_search_params or {}),
                         limit=depth,
                         expr=expression or None,
-                        expr_params=self.filter_params,
+                        expr_params=options.filter_params,
                     ),
                 ]
                 result = self.client.hybrid_search(
                     self.collection_name,
                     requests,
-                    ranker if ranker is not None else self._fusion_ranker(),
+                    ranker if ranker is not None else _fusion_ranker(options),
                     limit=limit,
                     **common,
                 )
             else:
                 dense = self.mode == "dense"
                 kwargs = dict(common)
-                if self.filter_params:
-                    kwargs["filter_params"] = self.filter_params
+                if options.filter_params:
+                    kwargs["filter_params"] = options.filter_params
                 if ranker is not None:
                     kwargs["ranker"] = ranker
                 result = self.client.search(
@@ -415,20 +353,13 @@ class MilvusRetriever:
                     limit=limit,
                     search_params=_search_params(
                         layout.dense_metric if dense else layout.sparse_metric,
-                        self.dense_search_params if dense else self.sparse_search_params,
+                        (options.dense_search_params if dense else options.sparse_search_params) or {},
                     ),
                     **kwargs,
                 )
         except Exception as exc:
             raise milvus_error(exc, self.collection_name, "search") from exc
         return list(result[0]) if result else []
-
-    def _fusion_ranker(self) -> Any:
-        from pymilvus import RRFRanker, WeightedRanker
-
-        if self.fusion == "weighted":
-            return WeightedRanker(*self.weights, norm_score=True)
-        return RRFRanker(self.rrf_k)
 
     def _dense_query(self, query: str) -> list[float]:
         assert self._embed is not None
@@ -514,6 +445,34 @@ class MilvusRetriever:
             raise SchemaError(
                 f"the ranker Function reads field {unknown[0]!r}, which collection {self.collection_name!r} lacks; "
                 f"build it with input_field={self._layout.text_field!r}"
+            )
+
+
+def _fusion_ranker(options: SearchOptions) -> Any:
+    from pymilvus import RRFRanker, WeightedRanker
+
+    if options.fusion == "weighted":
+        return WeightedRanker(*(options.weights or (1.0, 1.0)), norm_score=True)
+    return RRFRanker(options.rrf_k)
+
+
+def _check_layout(layout: object, collection_name: str, mode: RetrievalMode, names: Mapping[str, object]) -> None:
+    """Check that an injected layout is one of ``collection_name``, with the fields ``mode`` searches."""
+    if not isinstance(layout, CollectionLayout):
+        raise TypeError(f"layout must be a CollectionLayout, got {type(layout).__name__}")
+    given = sorted(role for role, name in names.items() if name is not None)
+    if given:
+        raise ValueError(f"pass either layout= or field names ({', '.join(given)}), not both: the layout names them")
+    if layout.collection_name != collection_name:
+        raise ValueError(
+            f"layout describes collection {layout.collection_name!r}, not {collection_name!r}: "
+            "pass the layout of the collection searched"
+        )
+    for leg, field in (("dense", layout.dense_field), ("sparse", layout.sparse_field)):
+        if field is None and mode in (leg, "hybrid"):
+            raise ValueError(
+                f"mode={mode!r} searches a {leg} vector field, and the layout has none: "
+                f"read the layout for mode={mode!r} (open_collection(..., mode={mode!r}))"
             )
 
 

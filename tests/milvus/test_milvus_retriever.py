@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from pymilvus import AnnSearchRequest, DataType, Function, FunctionType, MilvusC
 from milvus_rerank.errors import CollectionNotFoundError, RetrievalError, SchemaError
 from milvus_rerank.milvus.collection import create_rag_collection, ingest
 from milvus_rerank.milvus.retriever import MilvusRetriever, SearchOptions
+from milvus_rerank.milvus.schema import CollectionLayout
 from milvus_rerank.types import Candidate
 
 DOCS = [
@@ -151,7 +153,7 @@ def test_limits(client: MilvusClient, minilm: Any) -> None:
     retriever = MilvusRetriever(client, "docs", embedding=minilm, limit=2)
     assert len(retriever.retrieve(SOLAR_QUERY)) == 2
     assert len(retriever.retrieve(SOLAR_QUERY, limit=5)) == 5
-    assert retriever.limit == 2  # a per-call limit does not stick
+    assert retriever.options.limit == 2  # a per-call limit does not stick
     assert retriever.effective_candidate_limit == 100
     assert MilvusRetriever(client, "docs", embedding=minilm, limit=80).effective_candidate_limit == 160
     assert MilvusRetriever(client, "docs", embedding=minilm, candidate_limit=7).effective_candidate_limit == 7
@@ -493,20 +495,102 @@ def test_search_options_are_one_checked_value(client: MilvusClient, minilm: Any)
     assert retriever.options == SearchOptions(
         limit=3, fusion="weighted", weights=(0.7, 0.3), dense_search_params={"ef": 64}
     )
-    assert (retriever.weights, retriever.dense_search_params, retriever.limit) == ((0.7, 0.3), {"ef": 64}, 3)
     assert len(retriever.retrieve(SOLAR_QUERY)) == 3
-    retriever.limit = 5  # setting an option checks it and takes effect
+    retriever.options = replace(retriever.options, limit=5)  # a new value is checked and takes effect
     assert len(retriever.retrieve(SOLAR_QUERY)) == 5
     with pytest.raises(ValueError, match="limit must be an int between 1 and 16384"):
-        retriever.limit = 0
+        replace(retriever.options, limit=0)
     with pytest.raises(ValueError, match="fusion='weighted'"):
-        retriever.fusion = "rrf"  # the weights only make sense with weighted fusion
-    assert (retriever.limit, retriever.fusion) == (5, "weighted")
-    assert MilvusRetriever(client, "docs", embedding=minilm).weights == (1.0, 1.0)
+        replace(retriever.options, fusion="rrf")  # the weights only make sense with weighted fusion
+    with pytest.raises(TypeError, match="options must be a SearchOptions, got dict"):
+        retriever.options = {"limit": 5}  # type: ignore[assignment]
+    assert (retriever.options.limit, retriever.options.fusion) == (5, "weighted")
+    # The same value given whole: the fields then cannot come beside it.
+    whole = MilvusRetriever(client, "docs", embedding=minilm, options=SearchOptions(limit=2, rrf_k=1))
+    assert whole.options == SearchOptions(limit=2, rrf_k=1)
+    assert [c.id for c in whole.retrieve(SOLAR_QUERY)] == [
+        c.id for c in MilvusRetriever(client, "docs", embedding=minilm, limit=2, rrf_k=1).retrieve(SOLAR_QUERY)
+    ]
+    with pytest.raises(ValueError, match=r"either options=SearchOptions\(...\) or its fields \(limit, rrf_k\)"):
+        MilvusRetriever(client, "docs", embedding=minilm, options=SearchOptions(), limit=2, rrf_k=1)
+    with pytest.raises(TypeError, match="options must be a SearchOptions, got dict"):
+        MilvusRetriever(client, "docs", embedding=minilm, options={"limit": 2})  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="must not both be zero"):
         SearchOptions(fusion="weighted", weights=(0, 0))
     with pytest.raises(TypeError, match="each of weights must be a number"):
         SearchOptions(fusion="weighted", weights=("a", 1))
+
+
+def test_a_misspelt_keyword_is_a_type_error_naming_it() -> None:
+    # Refused before connecting: nothing listens on port 9.
+    with pytest.raises(
+        TypeError, match=r"MilvusRetriever\(\) got an unexpected keyword argument 'limt'; did you mean 'limit'"
+    ):
+        MilvusRetriever("http://127.0.0.1:9", "docs", mode="sparse", limt=3)  # type: ignore[call-arg]
+    with pytest.raises(
+        TypeError, match=r"unexpected keyword argument 'k' \(see milvus_rerank.milvus.MilvusRetrieverOptions\)"
+    ):
+        MilvusRetriever("http://127.0.0.1:9", "docs", mode="sparse", k=3)  # type: ignore[call-arg]
+
+
+# ---------------------------------------------------------------- an injected layout
+
+
+class CountingClient:
+    """A real Milvus Lite client that counts the calls which read a collection's schema."""
+
+    def __init__(self, client: MilvusClient) -> None:
+        self.client = client
+        self.reads: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        if name in {"has_collection", "describe_collection", "list_indexes", "describe_index", "get_load_state"}:
+            self.reads.append(name)
+        return getattr(self.client, name)
+
+
+def test_an_injected_layout_makes_no_milvus_call_and_searches_the_same(client: MilvusClient, minilm: Any) -> None:
+    read = MilvusRetriever(client, "docs", embedding=minilm, limit=5)
+    counting = CountingClient(client)
+    injected = MilvusRetriever(counting, "docs", embedding=minilm, limit=5, layout=read.layout)
+    assert counting.reads == []
+    assert injected.layout is read.layout
+    assert injected.retrieve(SOLAR_QUERY) == read.retrieve(SOLAR_QUERY)
+    assert (injected.text_field, injected.primary_field) == ("text", "id")
+    # A layout written by hand, as a test of a foreign schema would: the fields it names are the ones read.
+    by_hand = CollectionLayout(
+        collection_name="docs",
+        primary_field="id",
+        text_field="text",
+        dense_field=None,
+        dense_dim=None,
+        dense_metric=None,
+        sparse_field="sparse",
+        sparse_is_bm25=True,
+        sparse_metric="BM25",
+        scalar_fields=("topic",),
+        dynamic=False,
+    )
+    sparse = MilvusRetriever(counting, "docs", mode="sparse", layout=by_hand)
+    assert counting.reads == []
+    assert sparse.output_fields == ["text", "topic"]
+    top = sparse.retrieve("photovoltaic cells")[0]
+    assert (top.id, top.metadata) == ("solar", {"topic": "energy"})
+    assert top.score is not None
+    assert top.score > 0  # a BM25 layout: Lite's negated scores turned back
+
+
+def test_an_injected_layout_is_checked(client: MilvusClient, minilm: Any) -> None:
+    sparse_only = MilvusRetriever(client, "docs", mode="sparse").layout
+    unreachable = "http://127.0.0.1:9"  # every check comes before connecting
+    with pytest.raises(ValueError, match=r"mode='hybrid' searches a dense vector field, and the layout has none"):
+        MilvusRetriever(unreachable, "docs", embedding=minilm, layout=sparse_only)
+    with pytest.raises(ValueError, match=r"layout describes collection 'docs', not 'other'"):
+        MilvusRetriever(unreachable, "other", mode="sparse", layout=sparse_only)
+    with pytest.raises(ValueError, match=r"either layout= or field names \(text_field\)"):
+        MilvusRetriever(unreachable, "docs", mode="sparse", layout=sparse_only, text_field="text")
+    with pytest.raises(TypeError, match="layout must be a CollectionLayout, got dict"):
+        MilvusRetriever(unreachable, "docs", mode="sparse", layout={"text_field": "text"})  # type: ignore[arg-type]
 
 
 def test_bm25_function_is_not_a_ranker(client: MilvusClient) -> None:
