@@ -22,10 +22,14 @@ class RerankResult:
         index: Position of the document in the sequence passed to ``rerank``.
         score: Relevance score (a Python ``float``); higher means more relevant. Scores of
             different models or backends are not comparable.
+        span: ``(start, end)``: the characters ``documents[index][start:end]`` of the window that gave the
+            score, when the reranker split the document into windows (``long_documents="windows"``);
+            ``None`` when it scored the document whole (or truncated it).
     """
 
     index: int
     score: float
+    span: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -110,7 +110,7 @@ class DocumentsToScore:
         positions = self.positions
         if len(positions) == self.n_documents:
             return rank(scored, top_n)
-        results = [RerankResult(positions[result.index], result.score) for result in scored]
+        results = [RerankResult(positions[result.index], result.score, result.span) for result in scored]
         sent = set(positions)
         results.extend(RerankResult(index, BLANK_SCORE) for index in range(self.n_documents) if index not in sent)
         return rank(results, top_n)
@@ -214,6 +214,13 @@ def check_answer(reranker: object, answer: object, *, n_documents: int, top_n: i
     return [
         result
         if type(result) is RerankResult and type(result.index) is int and type(result.score) is float
-        else RerankResult(int(result.index), float(result.score))
+        else RerankResult(int(result.index), float(result.score), _span(getattr(result, "span", None)))
         for result in answer
     ]
+
+
+def _span(span: object) -> tuple[int, int] | None:
+    """A result's ``span`` as a tuple of two ints, or ``None`` where it is not one (a user's own result type)."""
+    if isinstance(span, (tuple, list)) and len(span) == 2 and all(isinstance(x, int) for x in span):
+        return (int(span[0]), int(span[1]))
+    return None

@@ -39,6 +39,7 @@ from milvus_rerank.errors import ModelLoadError
 from milvus_rerank.rerankers.local.decoder import CausalScorer
 from milvus_rerank.rerankers.local.engine import BatchPlan, EncodedPairs, PromptOptions, ScoringEngine
 from milvus_rerank.rerankers.prompts import PromptFormat, RenderedPrompts, prompt_format_from_chat_template
+from milvus_rerank.rerankers.windows import token_offsets
 
 __all__ = [
     "CausalEngine",
@@ -240,6 +241,11 @@ class CausalEngine:
         rendered = fmt.render(query, documents, instruction=prompting.instruction)
         with self._llm.lock:
             return encode_prompts(self._llm.tokenizer, rendered, suffix=fmt.document_suffix, max_length=max_length)
+
+    def document_offsets(self, documents: Sequence[str]) -> list[list[tuple[int, int]]]:
+        """Each document's tokens alone as ``(start, end)`` characters, where long-document windows are cut."""
+        with self._llm.lock:
+            return token_offsets(self._llm.tokenizer, documents)
 
     def logits(self, pairs: EncodedPairs, plan: BatchPlan) -> torch.Tensor:
         """Logits ``[pairs, num_labels]``, float32 on the CPU, in input order (see :class:`CausalScorer`)."""

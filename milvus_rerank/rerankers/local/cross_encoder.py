@@ -32,6 +32,13 @@ from milvus_rerank.rerankers.local.loading import (
 )
 from milvus_rerank.rerankers.local.truncation import bounded_texts
 from milvus_rerank.rerankers.prompts import PromptFormat, check_prompt_options
+from milvus_rerank.rerankers.windows import (
+    DEFAULT_MAX_WINDOWS,
+    LongDocumentPolicy,
+    WindowedCall,
+    plan_windows,
+    window_options,
+)
 from milvus_rerank.types import RerankResult
 from milvus_rerank.validation import check_choice, check_int
 
@@ -126,6 +133,12 @@ class CrossEncoderReranker:
             (``"yes"``) or, with a chat template, the save's ``LogitScore`` token.
         false_token: LLM rerankers: the opposing token; ``None`` uses the format's (``"no"``) or the save's. To
             score ``logit(true)`` alone, pass a ``PromptFormat`` with ``false_token=None``.
+        long_documents: What happens to a document whose pair is longer than ``max_length``: ``"truncate"``
+            scores its first tokens (with a warning once); ``"windows"`` splits it into overlapping windows of
+            its tokens, scores each with the whole query (LLM rerankers: inside the whole prompt) and keeps
+            the best, whose characters the result's ``span`` gives. Documents that fit score the same either way.
+        window_overlap: Tokens shared by consecutive windows; ``None`` means a quarter of the window.
+        max_windows: Most windows per document (a longer document's end is not read, with a warning).
 
     Raises:
         ValueError: An option has an invalid value.
@@ -149,6 +162,9 @@ class CrossEncoderReranker:
         instruction: str | None = None,
         true_token: str | None = None,
         false_token: str | None = None,
+        long_documents: LongDocumentPolicy = "truncate",
+        window_overlap: int | None = None,
+        max_windows: int = DEFAULT_MAX_WINDOWS,
     ) -> None:
         if isinstance(model_name_or_path, os.PathLike):
             model_name_or_path = os.fspath(model_name_or_path)
@@ -163,6 +179,7 @@ class CrossEncoderReranker:
                 f"max_length must leave room for the query, the document and special tokens, got {max_length}"
             )
         self._prompt = _prompt_options(prompt_format, instruction, true_token, false_token)
+        self.windows = window_options(long_documents, window_overlap, max_windows)
         self.model_name_or_path = model_name_or_path
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
@@ -184,6 +201,8 @@ class CrossEncoderReranker:
         self._loaded: LoadedModel | None = None
         self._engine: ScoringEngine | None = None
         self._warned_truncation = False
+        self._warned_cap = False
+        self._pairs_scored = 0
         self._lock = threading.Lock()
 
     @property
@@ -196,12 +215,23 @@ class CrossEncoderReranker:
         """The instruction given at construction (LLM rerankers), or ``None`` for the default."""
         return self._prompt.instruction
 
+    @property
+    def long_documents(self) -> LongDocumentPolicy:
+        """The long-document policy: ``"truncate"`` or ``"windows"``."""
+        return self.windows.policy
+
+    @property
+    def pairs_scored(self) -> int:
+        """How many (query, text) pairs this reranker has given its model so far, windows included: its cost."""
+        return self._pairs_scored
+
     def __repr__(self) -> str:
         fmt = self._prompt.prompt_format
         prompt = "" if fmt is None else f", prompt_format={fmt.name or 'custom'!r}"
+        windows = "" if not self.windows.windows else ", long_documents='windows'"
         return (
             f"{type(self).__name__}({self.model_name_or_path!r}, device={self.device!r}, dtype={self.dtype!r}, "
-            f"activation={self.activation!r}{prompt})"
+            f"activation={self.activation!r}{prompt}{windows})"
         )
 
     def _model(self) -> LoadedModel:
@@ -259,15 +289,15 @@ class CrossEncoderReranker:
         """
         documents = check_rerank_args(query, documents, top_n)
         to_score = documents_to_score(documents)
-        scores = self._score(query, to_score.texts) if to_score.texts else []
-        return to_score.results((RerankResult(index, score) for index, score in enumerate(scores)), top_n)
+        scores, spans = self._score(query, to_score.texts) if to_score.texts else ([], [])
+        return to_score.results(map(RerankResult, range(len(scores)), scores, spans), top_n)
 
     async def arerank(self, query: str, documents: Sequence[str], *, top_n: int | None = None) -> list[RerankResult]:
         """Async twin of :meth:`rerank`: the model runs in a worker thread, never on the event loop."""
         documents = check_rerank_args(query, documents, top_n)
         to_score = documents_to_score(documents)
-        scores = await asyncio.to_thread(self._score, query, to_score.texts) if to_score.texts else []
-        return to_score.results((RerankResult(index, score) for index, score in enumerate(scores)), top_n)
+        scores, spans = await asyncio.to_thread(self._score, query, to_score.texts) if to_score.texts else ([], [])
+        return to_score.results(map(RerankResult, range(len(scores)), scores, spans), top_n)
 
     def score(self, query: str, documents: Sequence[str]) -> list[float]:
         """Score each document against ``query``, in input order (no sorting, no cut; blank ones ``BLANK_SCORE``).
@@ -279,16 +309,24 @@ class CrossEncoderReranker:
         """
         documents = check_rerank_args(query, documents, None)
         to_score = documents_to_score(documents)
-        return to_score.scores(self._score(query, to_score.texts) if to_score.texts else [])
+        return to_score.scores(self._score(query, to_score.texts)[0] if to_score.texts else [])
 
-    def _score(self, query: str, documents: Sequence[str]) -> list[float]:
+    def _score(self, query: str, documents: Sequence[str]) -> tuple[list[float], list[tuple[int, int] | None]]:
+        """Each document's score and, where it was split into windows, the best window's span."""
         loaded, engine = self._model(), self._scoring_engine()
         max_length = min(self.max_length or loaded.max_length, loaded.max_length)
+        windowed = self.windows.windows
         if getattr(loaded.tokenizer, "truncation_side", "right") != "left":  # a left-truncating one keeps the end
-            query, documents = bounded_texts(engine, query, documents, max_length=max_length)
-        pairs = engine.encode(query, documents, max_length=max_length)
+            # With windows, a text is read up to max_windows windows of max_length tokens.
+            reach = max_length * (self.windows.max_windows if windowed else 1)
+            query, documents = bounded_texts(engine, query, documents, max_length=reach)
+        call = self._windows(engine, query, documents, max_length) if windowed else None
+        texts = documents if call is None else call.texts
+        pairs = engine.encode(query, texts, max_length=max_length)
+        with self._lock:
+            self._pairs_scored += len(texts)
         if pairs.truncated:
-            self._warn_truncation(pairs.truncated, len(documents), max_length)
+            self._warn_truncation(pairs.truncated, len(texts), max_length)
         plan = functools.partial(
             plan_batches,
             max_pairs=self.batch_size,
@@ -297,7 +335,51 @@ class CrossEncoderReranker:
         )
         logits = engine.logits(pairs, plan)
         scores: list[float] = self._activate(loaded, engine, logits).tolist()
-        return scores
+        if call is None:
+            return scores, [None] * len(scores)
+        return call.best(scores, len(documents))
+
+    def _windows(self, engine: ScoringEngine, query: str, documents: Sequence[str], max_length: int) -> WindowedCall:
+        """The call's texts under the windows policy (:mod:`~milvus_rerank.rerankers.windows`), its cost logged."""
+
+        def pair_lengths(query: str, texts: Sequence[str], limit: int) -> list[int]:
+            return [len(ids) for ids in engine.encode(query, texts, max_length=limit).input_ids]
+
+        call = plan_windows(
+            query,
+            documents,
+            max_length=max_length,
+            options=self.windows,
+            pair_lengths=pair_lengths,
+            token_offsets=engine.document_offsets,
+        )
+        if call.split:
+            logger.debug(
+                "%s: %d of %d documents were longer than %d tokens with the query and were split into %d windows "
+                "(%d pairs scored in all)",
+                self.model_name_or_path,
+                call.split,
+                len(documents),
+                max_length,
+                call.windows,
+                len(call.texts),
+            )
+        if call.capped:
+            with self._lock:
+                first_time = not self._warned_cap
+                self._warned_cap = True
+            if first_time:
+                logger.warning(
+                    "%d of %d documents were longer than max_windows=%d windows of %d tokens and their end was not "
+                    "scored for %s; pass max_windows=... or shorter chunks to control this. This warning is shown "
+                    "once per reranker.",
+                    call.capped,
+                    len(documents),
+                    self.windows.max_windows,
+                    max_length,
+                    self.model_name_or_path,
+                )
+        return call
 
     def _warn_truncation(self, truncated: int, count: int, max_length: int) -> None:
         with self._lock:
@@ -306,8 +388,9 @@ class CrossEncoderReranker:
         if first_time:
             logger.warning(
                 "%d of %d (query, document) pairs were longer than %d tokens and were truncated (longest first; "
-                "LLM rerankers: the end of the document) for %s; pass max_length=... or shorter chunks to control "
-                "this. This warning is shown once per reranker.",
+                "LLM rerankers: the end of the document) for %s; pass max_length=..., shorter chunks, or "
+                "long_documents='windows' to score every part of a long document. This warning is shown once per "
+                "reranker.",
                 truncated,
                 count,
                 max_length,

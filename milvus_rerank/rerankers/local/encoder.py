@@ -19,6 +19,7 @@ import torch
 from milvus_rerank.errors import ModelLoadError
 from milvus_rerank.rerankers.local.engine import BatchPlan, EncodedPairs, PromptOptions
 from milvus_rerank.rerankers.local.packed import PackedEncoder
+from milvus_rerank.rerankers.windows import token_offsets
 
 __all__ = ["EncoderEngine"]
 
@@ -102,6 +103,11 @@ class EncoderEngine:
                 truncated = sum(1 for ids in untruncated if len(ids) > max_length)
         token_type_ids = encoded["token_type_ids"] if self.uses_token_type_ids else None
         return EncodedPairs(input_ids, token_type_ids, truncated)
+
+    def document_offsets(self, documents: Sequence[str]) -> list[list[tuple[int, int]]]:
+        """Each document's tokens alone as ``(start, end)`` characters, where long-document windows are cut."""
+        with self._tokenizer_lock:
+            return token_offsets(self.tokenizer, documents)
 
     def logits(self, pairs: EncodedPairs, plan: BatchPlan) -> torch.Tensor:
         """Logits ``[pairs, num_labels]``, float32 on the CPU, in input order: one forward pass per planned batch."""

@@ -105,6 +105,14 @@ class ScoringEngine(Protocol):
         """Logits ``[pairs, num_labels]``, float32 on the CPU, in input order, computed batch by batch of ``plan``."""
         ...
 
+    def document_offsets(self, documents: Sequence[str]) -> list[list[tuple[int, int]]]:
+        """Each document's tokens alone (no special tokens) as ``(start, end)`` characters: where windows are cut.
+
+        Raises:
+            ModelLoadError: The tokenizer gives no character offsets (not a fast tokenizer).
+        """
+        ...
+
     def prompted(self, options: PromptOptions) -> ScoringEngine:
         """The engine of the same model with a reranker's prompt ``options``.
 
