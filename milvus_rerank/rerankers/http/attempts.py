@@ -82,6 +82,11 @@ class Attempts:
         self._retries = 0
         self._retried_500 = False
 
+    def aim(self, url: str) -> None:
+        """The next attempt goes to ``url`` (another endpoint of the same deployment): errors name it."""
+        self._url = url
+        self._endpoint = redact_url(url)
+
     def remaining(self) -> float:
         """Seconds left of the deadline (``inf`` without one)."""
         return self._policy.deadline - (self._clock() - self._started)
@@ -149,7 +154,7 @@ class Attempts:
             raise self._error(exc, response, body, cut_short=cut_short)
         what = f"HTTP {status}" if status is not None else type(exc).__name__
         logger.warning(
-            "rerank request to %s failed (%s); retry %d/%d in %.2f s",
+            "request to %s failed (%s); retry %d/%d in %.2f s",
             self._endpoint,
             what,
             self._retries + 1,

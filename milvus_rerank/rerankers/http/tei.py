@@ -5,14 +5,11 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from milvus_rerank.errors import RerankHTTPError
 from milvus_rerank.rerankers.http.client import HTTPReranker
 from milvus_rerank.rerankers.http.options import HTTPOptions, Unpack
-
-if TYPE_CHECKING:
-    from pymilvus import Function
 
 __all__ = ["TEIReranker", "build_tei_payload"]
 
@@ -56,13 +53,14 @@ class TEIReranker(HTTPReranker):
     process with :class:`~milvus_rerank.CrossEncoderReranker`.
 
     Args:
-        endpoint: ``http://host:8080`` or ``http://host:8080/rerank``.
+        endpoint: ``http://host:8080`` or ``http://host:8080/rerank``; or a list of servers of the same model.
         raw_scores: Ask for raw logits instead of the sigmoid.
         truncate: Let TEI truncate inputs longer than its ``max_input_length`` instead of failing.
         truncation_direction: ``"Left"`` or ``"Right"`` (TEI's default) when truncating.
         model: Informational only: TEI serves one model and takes no model name.
     """
 
+    protocol = "tei"
     default_route = "/rerank"
     routes = ("/rerank",)
     score_key = "score"
@@ -74,7 +72,7 @@ class TEIReranker(HTTPReranker):
 
     def __init__(
         self,
-        endpoint: str,
+        endpoint: str | Sequence[str],
         *,
         raw_scores: bool = False,
         truncate: bool = False,
@@ -140,47 +138,11 @@ class TEIReranker(HTTPReranker):
         )
         self._batch_size = self.default_batch_size
 
-    # -- Milvus server-side export --------------------------------------------------------------
+    # -- what Milvus's model ranker needs (see HTTPReranker.describe) ----------------------------
 
-    def to_milvus_function(
-        self,
-        queries: str | Sequence[str],
-        *,
-        input_field: str = "text",
-        name: str = "tei_semantic_ranker",
-        credential: str | None = None,
-    ) -> Function:
-        """The Milvus 2.6 model-ranker ``Function`` that makes a Milvus server call this TEI service.
-
-        It carries this reranker's endpoint, batch size and truncation settings; what Milvus sends
-        is described at :func:`~milvus_rerank.milvus.functions.tei_ranker`. Milvus Lite has no
-        ``tei`` provider: use :class:`~milvus_rerank.CohereReranker` there.
-
-        Args:
-            queries: One query string per search query (``nq`` of the search).
-            input_field: The single VARCHAR field whose text is reranked.
-            name: Name of the function.
-            credential: Name of a credential defined in ``milvus.yaml`` holding the API key.
-
-        Returns:
-            A ``pymilvus.Function`` of type ``RERANK``.
-
-        Raises:
-            TypeError: A wrong argument type.
-            ValueError: No query, an empty query, or an invalid field name.
-        """
-        # Imported here: a reranker that is never exported does not load the Milvus package.
-        from milvus_rerank.milvus.functions import tei_ranker
-
-        return tei_ranker(
-            queries,
-            base_url=self.endpoint.base_url,
-            input_field=input_field,
-            name=name,
-            max_client_batch_size=self._batch_size or self.default_batch_size,
-            truncate=self.truncate,
-            truncation_direction=self.truncation_direction,
-            credential=credential,
-            has_api_key=self._api_key is not None,
-            raw_scores=self.raw_scores,
-        )
+    def _service_options(self) -> dict[str, Any]:
+        return {
+            "raw_scores": self.raw_scores,
+            "truncate": self.truncate,
+            "truncation_direction": self.truncation_direction,
+        }

@@ -5,16 +5,13 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from milvus_rerank.errors import RerankError, RerankHTTPError, RerankResponseError
 from milvus_rerank.rerankers.http.client import HTTPReranker
 from milvus_rerank.rerankers.http.options import HTTPOptions, Unpack
 from milvus_rerank.rerankers.prompts import PromptFormat, check_prompt_options
 from milvus_rerank.types import RerankResult
-
-if TYPE_CHECKING:
-    from pymilvus import Function
 
 __all__ = ["VLLMReranker", "build_vllm_payload", "served_models"]
 
@@ -72,7 +69,8 @@ class VLLMReranker(HTTPReranker):
     every HTTP reranker: see :class:`~milvus_rerank.rerankers.http.HTTPReranker`.
 
     Args:
-        endpoint: ``http://host:8000``, ``http://host:8000/v1`` or a full ``.../rerank`` URL.
+        endpoint: ``http://host:8000``, ``http://host:8000/v1`` or a full ``.../rerank`` URL; or a
+            list of servers of the same model, each batch to the least busy (one router URL is better at scale).
         model: Served model name. ``None`` asks ``GET /v1/models`` once and uses the first
             served model (vLLM 0.7.x requires the field); a server without that route gets
             requests without ``model``.
@@ -106,6 +104,7 @@ class VLLMReranker(HTTPReranker):
         >>> reranker.rerank("what is milvus?", ["a vector database", "a bird"], top_n=1)  # doctest: +SKIP
     """
 
+    protocol = "vllm"
     default_route = "/v1/rerank"
     default_batch_size = 64
     discovery_route = "/v1/models"
@@ -113,7 +112,7 @@ class VLLMReranker(HTTPReranker):
 
     def __init__(
         self,
-        endpoint: str,
+        endpoint: str | Sequence[str],
         *,
         model: str | None = None,
         truncate_prompt_tokens: int | None = None,
@@ -256,56 +255,15 @@ class VLLMReranker(HTTPReranker):
         except RerankError:
             return None
 
-    # -- Milvus server-side export --------------------------------------------------------------
+    # -- what Milvus's model ranker needs (see HTTPReranker.describe) ----------------------------
 
-    def to_milvus_function(
-        self,
-        queries: str | Sequence[str],
-        *,
-        input_field: str = "text",
-        name: str = "vllm_semantic_ranker",
-        credential: str | None = None,
-    ) -> Function:
-        """The Milvus 2.6 model-ranker ``Function`` that makes a Milvus server call this vLLM service.
-
-        Pass it as ``ranker=`` to ``MilvusClient.search`` or ``hybrid_search``; it carries this
-        reranker's endpoint, batch size and ``truncate_prompt_tokens``. What Milvus sends is described
-        at :func:`~milvus_rerank.milvus.functions.vllm_ranker`. Milvus Lite has no ``vllm`` provider:
-        use :class:`~milvus_rerank.CohereReranker` there. Milvus sends the raw texts and no
-        instruction, so an LLM reranker ranks well through it only on a server that applies the
-        prompt itself (``--chat-template``), with the template's default instruction: this
-        reranker's ``prompt_format`` and ``instruction`` are not carried over, and a warning says so.
-
-        Args:
-            queries: One query string per search query (``nq`` of the search).
-            input_field: The single VARCHAR field whose text is reranked.
-            name: Name of the function.
-            credential: Name of a credential defined in ``milvus.yaml`` holding the API key (Milvus
-                never takes a raw key in a Function).
-
-        Returns:
-            A ``pymilvus.Function`` of type ``RERANK``.
-
-        Raises:
-            TypeError: A wrong argument type.
-            ValueError: No query, an empty query, or an invalid field name.
-        """
-        # Imported here: a reranker that is never exported does not load the Milvus package.
-        from milvus_rerank.milvus.functions import vllm_ranker
-
-        return vllm_ranker(
-            queries,
-            base_url=self.endpoint.base_url,
-            input_field=input_field,
-            name=name,
-            max_client_batch_size=self._batch_size or self.default_batch_size,
-            truncate_prompt_tokens=self.truncate_prompt_tokens,
-            credential=credential,
-            has_api_key=self._api_key is not None,
-            raw_scores=self.raw_scores,
-            prompt_format=self._prompt_format_label(),
-            has_instruction=self.instruction is not None,
-        )
+    def _service_options(self) -> dict[str, Any]:
+        return {
+            "truncate_prompt_tokens": self.truncate_prompt_tokens,
+            "raw_scores": self.raw_scores,
+            "prompt_format": self._prompt_format_label(),
+            "instruction": self.instruction,
+        }
 
     def _prompt_format_label(self) -> str | None:
         """How a warning names this reranker's prompt format: its name, or ``"custom"``."""
