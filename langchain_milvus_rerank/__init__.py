@@ -18,8 +18,15 @@ except ModuleNotFoundError as exc:
         name=exc.name,
     ) from exc
 
-from langchain_milvus_rerank.compressor import PRIMARY_KEY, RELEVANCE_SCORE_KEY, RETRIEVAL_SCORE_KEY, RerankCompressor
-from langchain_milvus_rerank.retriever import RETRIEVAL_RANK_KEY, MilvusRerankRetriever, candidate_to_document
+from langchain_milvus_rerank.compressor import RerankCompressor
+from langchain_milvus_rerank.documents import (
+    PRIMARY_KEY,
+    RELEVANCE_SCORE_KEY,
+    RETRIEVAL_RANK_KEY,
+    RETRIEVAL_SCORE_KEY,
+    candidate_to_document,
+)
+from langchain_milvus_rerank.retriever import MilvusRerankRetriever
 
 __all__ = [
     "PRIMARY_KEY",

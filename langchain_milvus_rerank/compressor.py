@@ -7,7 +7,6 @@ and the error policy all live in :class:`milvus_rerank.pipeline.RerankPipeline`.
 
 from __future__ import annotations
 
-import math
 import string
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from functools import partial
@@ -17,21 +16,12 @@ from langchain_core.callbacks import AsyncCallbackManager, CallbackManager, Call
 from langchain_core.documents import BaseDocumentCompressor, Document
 from pydantic import ConfigDict, Field
 
-from milvus_rerank.pipeline import RerankPipeline, strict_key
+from langchain_milvus_rerank.documents import document_identity, first_stage_score, scored_copies
+from milvus_rerank.pipeline import RerankPipeline
 from milvus_rerank.types import Candidate, Reranker
 
-__all__ = ["PRIMARY_KEY", "RELEVANCE_SCORE_KEY", "RETRIEVAL_SCORE_KEY", "RerankCompressor"]
+__all__ = ["RerankCompressor"]
 
-RELEVANCE_SCORE_KEY = "relevance_score"
-"""Metadata key of the rerank score (the key LangChain's own rerankers use)."""
-
-RETRIEVAL_SCORE_KEY = "retrieval_score"
-"""Metadata key of the first-stage (Milvus) score."""
-
-PRIMARY_KEY = "pk"
-"""Metadata key of the Milvus primary key (where langchain-milvus and ``MilvusRerankRetriever`` put it)."""
-
-_FALLBACK_SCORE_KEY = "score"  # a first-stage score some retrievers leave in metadata
 _PLAIN_TEMPLATE = "{page_content}"
 
 
@@ -150,7 +140,7 @@ class RerankCompressor(BaseDocumentCompressor):
             candidates,
             texts=texts,
             inputs={"query": query, "documents": list(documents)},
-            to_documents=partial(_to_documents, documents),
+            to_documents=partial(scored_copies, documents),
             callbacks=callbacks,
         )
 
@@ -169,7 +159,7 @@ class RerankCompressor(BaseDocumentCompressor):
             candidates,
             texts=texts,
             inputs={"query": query, "documents": list(documents)},
-            to_documents=partial(_to_documents, documents),
+            to_documents=partial(scored_copies, documents),
             callbacks=callbacks,
         )
 
@@ -271,9 +261,9 @@ class RerankCompressor(BaseDocumentCompressor):
                 raise TypeError(
                     f"documents[{position}] must be a langchain_core.documents.Document, got {type(document).__name__}"
                 )
-            identity = first_position.setdefault(_identity(document, position), position)
+            identity = first_position.setdefault(document_identity(document, position), position)
             candidates.append(
-                Candidate(id=identity, text=document.page_content, score=_first_stage_score(document.metadata))
+                Candidate(id=identity, text=document.page_content, score=first_stage_score(document.metadata))
             )
         texts = self._rerank_texts((d.page_content, d.metadata, f"documents[{i}]") for i, d in enumerate(documents))
         return candidates, texts
@@ -306,37 +296,3 @@ def _template_fields(template: object) -> frozenset[str]:
             )
         fields.add(name)
     return frozenset(fields)
-
-
-def _identity(document: Document, position: int) -> Hashable:
-    # Type-strict: pk 1, True and 1.0 are three documents, although Python finds them equal.
-    primary_key = document.metadata.get(PRIMARY_KEY)
-    if primary_key is not None and isinstance(primary_key, Hashable):
-        return (PRIMARY_KEY, strict_key(primary_key))
-    if document.id is not None:
-        return ("id", strict_key(document.id))
-    return ("position", position)
-
-
-def _first_stage_score(metadata: Mapping[str, Any]) -> float | None:
-    for key in (RETRIEVAL_SCORE_KEY, _FALLBACK_SCORE_KEY):
-        value = metadata.get(key)
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-            return float(value)
-    return None
-
-
-def _to_documents(documents: Sequence[Document], selected: Sequence[Candidate]) -> list[Document]:
-    """Copy the selected documents, best first, writing the scores into their metadata."""
-    result = []
-    for candidate in selected:
-        original = documents[int(candidate.id)]  # ids are positions, set in _to_candidates
-        metadata = dict(original.metadata)
-        if candidate.score is not None:
-            metadata.setdefault(RETRIEVAL_SCORE_KEY, candidate.score)
-        if candidate.rerank_score is None:
-            metadata.pop(RELEVANCE_SCORE_KEY, None)  # passthrough: a stale score would lie
-        else:
-            metadata[RELEVANCE_SCORE_KEY] = candidate.rerank_score
-        result.append(original.model_copy(update={"metadata": metadata}))
-    return result

@@ -15,13 +15,8 @@ from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict, Field
 
-from langchain_milvus_rerank.compressor import (
-    _PLAIN_TEMPLATE,
-    PRIMARY_KEY,
-    RELEVANCE_SCORE_KEY,
-    RETRIEVAL_SCORE_KEY,
-    RerankCompressor,
-)
+from langchain_milvus_rerank.compressor import _PLAIN_TEMPLATE, RerankCompressor
+from langchain_milvus_rerank.documents import candidate_to_document, document_metadata
 from milvus_rerank.milvus.options import MilvusRetrieverOptions
 from milvus_rerank.milvus.retriever import MilvusRetriever
 from milvus_rerank.pipeline import CandidateRetriever, check_retriever, split_call_options
@@ -30,36 +25,7 @@ from milvus_rerank.types import Candidate, Reranker
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-__all__ = ["RETRIEVAL_RANK_KEY", "MilvusRerankRetriever", "candidate_to_document"]
-
-RETRIEVAL_RANK_KEY = "retrieval_rank"
-"""Metadata key of the 1-based position in the first-stage results."""
-
-
-def candidate_to_document(candidate: Candidate) -> Document:
-    """Turn a candidate into a LangChain ``Document``.
-
-    The document's ``id`` is ``str(candidate.id)``; its metadata holds the candidate's metadata
-    (the collection's other output fields), then ``pk`` (the primary key, as Milvus typed it),
-    ``retrieval_score``, ``retrieval_rank`` and, for a reranked candidate, ``relevance_score``,
-    which override fields of the same names. An unscored candidate carries no
-    ``relevance_score``: a field of that name would pass for a rerank score.
-    """
-    return Document(id=str(candidate.id), page_content=candidate.text, metadata=_document_metadata(candidate))
-
-
-def _document_metadata(candidate: Candidate) -> dict[str, Any]:
-    metadata = dict(candidate.metadata)
-    metadata[PRIMARY_KEY] = candidate.id
-    if candidate.score is not None:
-        metadata[RETRIEVAL_SCORE_KEY] = candidate.score
-    if candidate.retrieval_rank is not None:
-        metadata[RETRIEVAL_RANK_KEY] = candidate.retrieval_rank
-    if candidate.rerank_score is None:
-        metadata.pop(RELEVANCE_SCORE_KEY, None)
-    else:
-        metadata[RELEVANCE_SCORE_KEY] = candidate.rerank_score
-    return metadata
+__all__ = ["MilvusRerankRetriever"]
 
 
 def _to_documents(selected: Sequence[Candidate]) -> list[Document]:
@@ -216,5 +182,5 @@ class MilvusRerankRetriever(BaseRetriever):
     def _rerank_texts(self, candidates: Sequence[Candidate]) -> list[str] | None:
         # The template sees a candidate as it will be returned: its metadata with pk, retrieval_score...
         return self.compressor._rerank_texts(
-            (c.text, _document_metadata(c), f"the candidate with primary key {c.id!r}") for c in candidates
+            (c.text, document_metadata(c), f"the candidate with primary key {c.id!r}") for c in candidates
         )

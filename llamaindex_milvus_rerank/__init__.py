@@ -14,8 +14,9 @@ except ModuleNotFoundError as exc:
         name=exc.name,
     ) from exc
 
-from llamaindex_milvus_rerank.postprocessor import RETRIEVAL_SCORE_KEY, RerankPostprocessor
-from llamaindex_milvus_rerank.retriever import RETRIEVAL_RANK_KEY, MilvusRerankRetriever, candidate_to_node
+from llamaindex_milvus_rerank.nodes import RETRIEVAL_RANK_KEY, RETRIEVAL_SCORE_KEY, candidate_to_node
+from llamaindex_milvus_rerank.postprocessor import RerankPostprocessor
+from llamaindex_milvus_rerank.retriever import MilvusRerankRetriever
 
 __all__ = [
     "RETRIEVAL_RANK_KEY",

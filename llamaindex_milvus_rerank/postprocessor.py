@@ -17,15 +17,13 @@ from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRan
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 
+from llamaindex_milvus_rerank.nodes import RETRIEVAL_SCORE_KEY, scored_copy
 from milvus_rerank.pipeline import RerankPipeline, dedupe_key, strict_key
 from milvus_rerank.types import Candidate, Reranker
 
-__all__ = ["RETRIEVAL_SCORE_KEY", "RerankPostprocessor"]
+__all__ = ["RerankPostprocessor"]
 
 dispatcher = get_dispatcher(__name__)
-
-RETRIEVAL_SCORE_KEY = "retrieval_score"
-"""Metadata key holding the first-stage score on returned nodes (when ``keep_retrieval_score``)."""
 
 
 def _model_name(reranker: object) -> str:
@@ -35,27 +33,6 @@ def _model_name(reranker: object) -> str:
         if isinstance(value, str) and value:
             return value
     return type(reranker).__name__
-
-
-def _copy_with_score(original: NodeWithScore, score: float | None, extra_metadata: dict[str, Any]) -> NodeWithScore:
-    """Return a new ``NodeWithScore`` over a copy of the node, so the caller's objects stay untouched."""
-    node = original.node
-    # Fresh containers: a later change to the returned node (metadata, exclusions, relationships)
-    # must not reach the caller's node. The keys we add are bookkeeping, kept out of the LLM prompt
-    # and of re-embedding.
-    update: dict[str, Any] = {
-        "metadata": {**node.metadata, **extra_metadata},
-        "excluded_llm_metadata_keys": [
-            *node.excluded_llm_metadata_keys,
-            *(k for k in extra_metadata if k not in node.excluded_llm_metadata_keys),
-        ],
-        "excluded_embed_metadata_keys": [
-            *node.excluded_embed_metadata_keys,
-            *(k for k in extra_metadata if k not in node.excluded_embed_metadata_keys),
-        ],
-        "relationships": dict(node.relationships),
-    }
-    return NodeWithScore(node=node.model_copy(update=update), score=score)
 
 
 class RerankPostprocessor(BaseNodePostprocessor):
@@ -292,7 +269,7 @@ class RerankPostprocessor(BaseNodePostprocessor):
                 extra[RETRIEVAL_SCORE_KEY] = original.score
             # Unscored (on_error="passthrough"): keep the first-stage score, which matches the order returned.
             score = candidate.rerank_score if candidate.reranked else original.score
-            result.append(_copy_with_score(original, score, extra))
+            result.append(scored_copy(original, score, extra))
         return result
 
     def _start(self, pipeline: RerankPipeline, nodes: Sequence[NodeWithScore], query_bundle: QueryBundle) -> None:

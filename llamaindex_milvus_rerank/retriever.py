@@ -15,11 +15,10 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from llama_index.core.base.base_retriever import BaseRetriever
 from llama_index.core.callbacks import CallbackManager
-from llama_index.core.schema import BaseNode, MetadataMode, NodeWithScore, QueryBundle, QueryType, TextNode
-from llama_index.core.vector_stores.utils import metadata_dict_to_node
+from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle, QueryType
 
+from llamaindex_milvus_rerank.nodes import candidate_to_node
 from llamaindex_milvus_rerank.postprocessor import RerankPostprocessor
-from milvus_rerank.errors import SchemaError
 from milvus_rerank.milvus.options import MilvusRetrieverOptions
 from milvus_rerank.milvus.retriever import MilvusRetriever
 from milvus_rerank.pipeline import (
@@ -34,13 +33,7 @@ from milvus_rerank.types import Candidate, Reranker
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-__all__ = ["RETRIEVAL_RANK_KEY", "MilvusRerankRetriever", "candidate_to_node"]
-
-RETRIEVAL_RANK_KEY = "retrieval_rank"
-"""Metadata key of the 1-based position in the first-stage results."""
-
-# Fields in which llama-index-vector-stores-milvus keeps the whole serialized node.
-_NODE_CONTENT_FIELDS = ("_node_content", "_node_type")
+__all__ = ["MilvusRerankRetriever"]
 
 # LlamaIndex's retrieve() passes only the query on to _retrieve(), so the options of one call travel
 # beside it: a context variable is private to its thread and its asyncio task, so concurrent calls
@@ -48,43 +41,6 @@ _NODE_CONTENT_FIELDS = ("_node_content", "_node_type")
 _CALL: ContextVar[tuple[object, RerankPipeline, dict[str, Any]] | None] = ContextVar(
     "llamaindex_milvus_rerank_call", default=None
 )
-
-
-def candidate_to_node(candidate: Candidate) -> NodeWithScore:
-    """Turn a first-stage candidate into a LlamaIndex ``NodeWithScore``.
-
-    The node id is ``str(candidate.id)``, the Milvus primary key, so nodes from the same row are
-    recognised as one (``MilvusVectorStore`` uses the node id as primary key, so its nodes keep
-    their ids). When the row was written by ``MilvusVectorStore`` (it holds ``_node_content``),
-    the original node is restored: its class, metadata, exclusions and relationships. Otherwise a
-    ``TextNode`` holds the text and the row's other fields as metadata. The score is the
-    first-stage score; ``metadata["retrieval_rank"]`` (excluded from the LLM and embedding text)
-    holds the first-stage position.
-
-    Raises:
-        SchemaError: The row holds a ``_node_content`` that is not a serialized LlamaIndex node.
-    """
-    metadata = dict(candidate.metadata)
-    node: BaseNode
-    if metadata.get("_node_content") is not None:
-        try:
-            node = metadata_dict_to_node(metadata, text=candidate.text)
-        except Exception as exc:
-            raise SchemaError(
-                f"row {candidate.id!r} has a _node_content field that is not a serialized LlamaIndex node ({exc}); "
-                "pass output_fields=... without it to read the row as plain text and metadata"
-            ) from exc
-        node.id_ = str(candidate.id)
-    else:
-        for key in _NODE_CONTENT_FIELDS:
-            metadata.pop(key, None)
-        node = TextNode(id_=str(candidate.id), text=candidate.text, metadata=metadata)
-    if candidate.retrieval_rank is not None:
-        node.metadata[RETRIEVAL_RANK_KEY] = candidate.retrieval_rank
-        for excluded in (node.excluded_llm_metadata_keys, node.excluded_embed_metadata_keys):
-            if RETRIEVAL_RANK_KEY not in excluded:
-                excluded.append(RETRIEVAL_RANK_KEY)
-    return NodeWithScore(node=node, score=candidate.score)
 
 
 class MilvusRerankRetriever(BaseRetriever):
