@@ -24,13 +24,18 @@ from milvus_rerank.errors import (
 from milvus_rerank.types import Candidate, Reranker, RerankResult
 
 if TYPE_CHECKING:
+    from milvus_rerank.milvus.functions import model_ranker
     from milvus_rerank.milvus.retriever import MilvusRetriever
     from milvus_rerank.pipeline import RerankPipeline
+    from milvus_rerank.rerankers.http.chat import ChatListwiseReranker
     from milvus_rerank.rerankers.http.cohere import CohereReranker
+    from milvus_rerank.rerankers.http.jina import JinaReranker
     from milvus_rerank.rerankers.http.options import HTTPOptions
     from milvus_rerank.rerankers.http.retry import RetryPolicy
     from milvus_rerank.rerankers.http.tei import TEIReranker
     from milvus_rerank.rerankers.http.vllm import VLLMReranker
+    from milvus_rerank.rerankers.http.voyage import VoyageReranker
+    from milvus_rerank.rerankers.listwise import ListwiseStats
     from milvus_rerank.rerankers.local.cross_encoder import CrossEncoderReranker
     from milvus_rerank.rerankers.prompts import PromptFormat
 
@@ -41,6 +46,11 @@ _LAZY = {
     "VLLMReranker": "milvus_rerank.rerankers.http.vllm",
     "TEIReranker": "milvus_rerank.rerankers.http.tei",
     "CohereReranker": "milvus_rerank.rerankers.http.cohere",
+    "VoyageReranker": "milvus_rerank.rerankers.http.voyage",
+    "JinaReranker": "milvus_rerank.rerankers.http.jina",
+    "model_ranker": "milvus_rerank.milvus.functions",
+    "ChatListwiseReranker": "milvus_rerank.rerankers.http.chat",
+    "ListwiseStats": "milvus_rerank.rerankers.listwise",
     "HTTPOptions": "milvus_rerank.rerankers.http.options",
     "RetryPolicy": "milvus_rerank.rerankers.http.retry",
     "MilvusRetriever": "milvus_rerank.milvus.retriever",
@@ -50,10 +60,13 @@ _LAZY = {
 
 __all__ = [
     "Candidate",
+    "ChatListwiseReranker",
     "CohereReranker",
     "CollectionNotFoundError",
     "CrossEncoderReranker",
     "HTTPOptions",
+    "JinaReranker",
+    "ListwiseStats",
     "MilvusRerankError",
     "MilvusRetriever",
     "ModelLoadError",
@@ -66,12 +79,14 @@ __all__ = [
     "RerankResult",
     "RerankTimeoutError",
     "Reranker",
-    "RetryPolicy",
     "RetrievalError",
+    "RetryPolicy",
     "SchemaError",
     "TEIReranker",
     "VLLMReranker",
+    "VoyageReranker",
     "__version__",
+    "model_ranker",
 ]
 
 
