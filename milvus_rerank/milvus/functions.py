@@ -2,9 +2,10 @@
 
 A model ranker (``FunctionType.RERANK``, ``params["reranker"] == "model"``) makes Milvus call a
 rerank service during ``search`` / ``hybrid_search`` and use the returned score as each hit's
-distance. :func:`vllm_ranker`, :func:`tei_ranker` and :func:`cohere_ranker` build the one for each
-provider Milvus knows, from plain values; the HTTP rerankers' ``to_milvus_function`` methods pass
-their own settings here, and nothing here imports them. What Milvus sends to each provider, and
+distance. :func:`model_ranker` builds it for an HTTP reranker, from the plain description its
+``describe()`` returns; :func:`vllm_ranker`, :func:`tei_ranker`, :func:`cohere_ranker` and
+:func:`voyage_ranker` build the one for each provider Milvus knows, from plain values. Nothing
+here imports the rerankers, and they do not import this. What Milvus sends to each provider, and
 what it leaves out, is in the builders' docstrings: it is why some of a reranker's settings
 cannot be carried over, and each builder warns about those. What a retriever does with a ranker
 it is given is in :mod:`milvus_rerank.milvus.rankers`. pymilvus is imported where a ``Function``
@@ -17,7 +18,7 @@ import os
 import sys
 import warnings
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
@@ -25,13 +26,18 @@ if TYPE_CHECKING:
 
     from pymilvus import Function
 
+    from milvus_rerank.rerankers.http.service import RerankService
+
 __all__ = [
+    "Describable",
     "check_function_args",
     "cohere_ranker",
     "milvus_endpoint",
+    "model_ranker",
     "model_ranker_function",
     "tei_ranker",
     "vllm_ranker",
+    "voyage_ranker",
 ]
 
 _PLACEHOLDER_KEY = "no-key"  # Milvus Lite refuses a cohere ranker without a key, even for a keyless server
@@ -265,10 +271,11 @@ def cohere_ranker(
             params["api_key"] = _PLACEHOLDER_KEY
         elif include_api_key:
             params["api_key"] = api_key
-        elif not os.environ.get("COHERE_API_KEY"):
+        elif os.environ.get("COHERE_API_KEY", "").strip() != api_key:
             raise ValueError(
-                "this reranker has an api_key, which Milvus Lite needs: pass include_api_key=True (the "
-                "Function's params then hold the key) or set COHERE_API_KEY in the environment"
+                "this reranker has an api_key, which Milvus Lite reads from COHERE_API_KEY, and that variable "
+                "holds another key or none: pass include_api_key=True (the Function's params then hold the key) "
+                "or set COHERE_API_KEY to the reranker's key"
             )
         return model_ranker_function(name, field, params)
     if target == "server":
@@ -298,6 +305,205 @@ def cohere_ranker(
     raise ValueError(f"target must be 'lite' or 'server', got {target!r}")
 
 
+def voyage_ranker(
+    queries: str | Sequence[str],
+    *,
+    input_field: str | Sequence[str],
+    name: str,
+    model: str,
+    max_client_batch_size: int,
+    truncation: bool | None = None,
+    credential: str | None = None,
+    has_api_key: bool = False,
+    rerank_url: str | None = None,
+) -> Function:
+    """The model ranker (provider ``voyageai``) with which a Milvus 2.6 server calls Voyage AI.
+
+    The server posts ``{"query", "documents", "model", "truncation"}`` to the ``voyageai`` URL of
+    its ``milvus.yaml`` (Voyage's API unless changed there), never to a URL in the Function, in
+    batches of ``max_client_batch_size`` (Milvus's default is 128; Voyage takes up to 1,000). Its
+    key is the ``credential`` label defined in ``milvus.yaml``, or the server's own
+    ``VOYAGE_API_KEY``; a raw key never goes into the Function. Milvus Lite has no ``voyageai``
+    provider: a search with this Function fails there with ``Unknown rerank provider``.
+
+    Args:
+        queries: One query string per search query (``nq`` of the search).
+        input_field: The single VARCHAR field whose text is reranked.
+        name: Name of the function.
+        model: The Voyage reranker (``rerank-2.5``).
+        max_client_batch_size: Documents per request the server sends.
+        truncation: Voyage's ``truncation`` flag, passed on when set.
+        credential: Name of a credential defined in ``milvus.yaml`` holding the key.
+        has_api_key: Whether the caller holds a key (a warning then says how the server gets one).
+        rerank_url: The URL the caller reranks on; a warning says so when it is not Voyage's.
+
+    Returns:
+        A ``pymilvus.Function`` of type ``RERANK``.
+
+    Raises:
+        TypeError: A wrong argument type.
+        ValueError: No query, an empty query, an invalid field name, or no model.
+    """
+    if not isinstance(model, str) or not model:
+        raise ValueError(f"model must name a Voyage reranker such as 'rerank-2.5', got {model!r}")
+    fields: dict[str, Any] = {"model_name": model}
+    if truncation is not None:
+        fields["truncation"] = truncation
+    function = _server_ranker(
+        "voyageai",
+        queries,
+        input_field=input_field,
+        name=name,
+        endpoint=None,
+        max_client_batch_size=max_client_batch_size,
+        fields=fields,
+        credential=credential,
+        has_api_key=has_api_key,
+        key_variable="VOYAGE_API_KEY",
+    )
+    if rerank_url is not None and urlsplit(rerank_url).hostname != "api.voyageai.com":
+        warnings.warn(
+            "a Milvus server calls the voyageai URL set in milvus.yaml "
+            "(function.rerank.model.providers.voyageai.url), not this reranker's endpoint",
+            UserWarning,
+            stacklevel=_caller_stacklevel(),
+        )
+    return function
+
+
+# -- from a reranker's description ---------------------------------------------------------------
+
+
+def model_ranker(
+    reranker: Describable | RerankService,
+    queries: str | Sequence[str],
+    *,
+    input_field: str = "text",
+    name: str | None = None,
+    target: Literal["lite", "server"] | None = None,
+    credential: str | None = None,
+    include_api_key: bool = False,
+) -> Function:
+    """The Milvus model ranker that calls the same service as ``reranker``, for ``search(ranker=...)``.
+
+    It reads ``reranker.describe()`` (a :class:`~milvus_rerank.rerankers.http.service.RerankService`,
+    which may also be passed itself) and builds the provider's Function:
+
+    ========================  ===================  =====================================
+    reranker                  provider             where
+    ========================  ===================  =====================================
+    ``VLLMReranker``          ``vllm``             Milvus server (:func:`vllm_ranker`)
+    ``TEIReranker``           ``tei``              Milvus server (:func:`tei_ranker`)
+    ``CohereReranker``        ``cohere``           Milvus Lite or server (:func:`cohere_ranker`)
+    ``JinaReranker``          ``cohere``           Milvus Lite or server (Jina speaks Cohere's request)
+    ``VoyageReranker``        ``voyageai``         Milvus server (:func:`voyage_ranker`)
+    ========================  ===================  =====================================
+
+    What each builder carries over, and what Milvus leaves out (with a warning), is in its
+    docstring.
+
+    Args:
+        reranker: An HTTP reranker, or its description.
+        queries: One query string per search query (``nq`` of the search).
+        input_field: The single VARCHAR field whose text is reranked.
+        name: Name of the function; default ``<provider>_semantic_ranker``.
+        target: ``"lite"`` or ``"server"`` for the ``cohere`` provider (default ``"lite"``); the
+            other providers exist on a Milvus server only, so ``"lite"`` is refused for them.
+        credential: Name of a credential in ``milvus.yaml`` holding the key (a Milvus server).
+        include_api_key: Put the reranker's key into the Function (Milvus Lite only; its params
+            then hold the secret: do not log them).
+
+    Returns:
+        A ``pymilvus.Function`` of type ``RERANK``.
+
+    Raises:
+        TypeError: ``reranker`` has no description, or a wrong argument type.
+        ValueError: A target the provider does not have, or what the builder refuses.
+    """
+    service = reranker.describe() if hasattr(reranker, "describe") else reranker
+    protocol = getattr(service, "protocol", None)
+    if protocol not in _PROVIDERS:
+        raise TypeError(
+            f"model_ranker needs an HTTP reranker of milvus_rerank (or its describe()), got {type(reranker).__name__}"
+        )
+    provider = _PROVIDERS[protocol]
+    label = name if name is not None else f"{protocol}_semantic_ranker"
+    options = service.options
+    key = service.api_key
+    if provider != "cohere" and target == "lite":
+        raise ValueError(
+            f"Milvus Lite has the cohere provider only, not {provider!r}: use a Milvus server, or rerank on the "
+            "client (a Cohere-compatible service, such as vLLM on /v2/rerank, is reachable from Lite through "
+            "CohereReranker)"
+        )
+    if provider != "cohere" and include_api_key:
+        raise ValueError("a Milvus server never takes a raw key: pass credential='<name from milvus.yaml>'")
+    if protocol == "vllm":
+        return vllm_ranker(
+            queries,
+            base_url=service.base_url,
+            input_field=input_field,
+            name=label,
+            max_client_batch_size=service.batch_size,
+            truncate_prompt_tokens=options.get("truncate_prompt_tokens"),
+            credential=credential,
+            has_api_key=key is not None,
+            raw_scores=bool(options.get("raw_scores")),
+            prompt_format=options.get("prompt_format"),
+            has_instruction=options.get("instruction") is not None,
+        )
+    if protocol == "tei":
+        return tei_ranker(
+            queries,
+            base_url=service.base_url,
+            input_field=input_field,
+            name=label,
+            max_client_batch_size=service.batch_size,
+            truncate=bool(options.get("truncate")),
+            truncation_direction=options.get("truncation_direction"),
+            credential=credential,
+            has_api_key=key is not None,
+            raw_scores=bool(options.get("raw_scores")),
+        )
+    if protocol == "voyage":
+        return voyage_ranker(
+            queries,
+            input_field=input_field,
+            name=label,
+            model=service.model or "",
+            max_client_batch_size=service.batch_size,
+            truncation=options.get("truncation"),
+            credential=credential,
+            has_api_key=key is not None,
+            rerank_url=service.rerank_url,
+        )
+    return cohere_ranker(
+        queries,
+        rerank_url=service.rerank_url,
+        input_field=input_field,
+        name=label,
+        target=target or "lite",
+        model=service.model,
+        max_client_batch_size=service.batch_size,
+        max_tokens_per_doc=options.get("max_tokens_per_doc"),
+        api_key=None if key is None else key.reveal(),
+        include_api_key=include_api_key,
+        credential=credential,
+    )
+
+
+_PROVIDERS = {"vllm": "vllm", "tei": "tei", "cohere": "cohere", "jina": "cohere", "voyage": "voyageai"}
+"""The Milvus provider that calls each reranker protocol's service."""
+
+
+class Describable(Protocol):
+    """Anything that describes its rerank service, as the HTTP rerankers do."""
+
+    def describe(self) -> RerankService:
+        """The service, as plain data."""
+        ...
+
+
 # -- the parts every provider shares -------------------------------------------------------------
 
 
@@ -313,10 +519,12 @@ def _server_ranker(
     credential: str | None,
     has_api_key: bool,
     raw_scores: bool = False,
+    key_variable: str | None = None,
 ) -> Function:
     """The model ranker for a Milvus 2.6 server: the params every provider shares, then ``fields``.
 
-    ``endpoint`` is left out when the provider's URL comes from ``milvus.yaml``.
+    ``endpoint`` is left out when the provider's URL comes from ``milvus.yaml``; ``key_variable``
+    names the variable a server reads the provider's key from when no ``credential`` is given.
     """
     query_list, field = check_function_args(queries, input_field)
     params: dict[str, Any] = {"reranker": "model", "provider": provider, "queries": query_list}
@@ -327,9 +535,10 @@ def _server_ranker(
     if credential is not None:
         params["credential"] = credential
     elif has_api_key:
+        fallback = f" (or set {key_variable} where the Milvus server runs)" if key_variable else ""
         warnings.warn(
             "this reranker has an api_key, but a Milvus server takes keys only as a credential defined in "
-            "milvus.yaml: pass credential='<name>'",
+            f"milvus.yaml: pass credential='<name>'{fallback}",
             UserWarning,
             stacklevel=_caller_stacklevel(),
         )

@@ -11,7 +11,7 @@ import pytest
 from pymilvus import AnnSearchRequest, DataType, MilvusClient
 from pymilvus.exceptions import MilvusException
 
-from milvus_rerank import CohereReranker, RerankHTTPError, VLLMReranker
+from milvus_rerank import CohereReranker, RerankHTTPError, VLLMReranker, model_ranker
 
 pytestmark = pytest.mark.integration
 
@@ -80,7 +80,7 @@ def expected_hits(vllm, texts: list[str], limit: int) -> list[tuple[str, float]]
 
 def test_milvus_lite_reranks_a_search_through_the_real_server(vllm, lite: MilvusClient) -> None:
     reranker = CohereReranker(vllm.url + "/v2/rerank", model=vllm.model, api_key=vllm.api_key)
-    ranker = reranker.to_milvus_function(QUERY, input_field="text", include_api_key=vllm.api_key is not None)
+    ranker = model_ranker(reranker, QUERY, input_field="text", include_api_key=vllm.api_key is not None)
     (hits,) = lite.search("docs", data=[[1.0, 0.0]], anns_field="v", limit=4, output_fields=["text"], ranker=ranker)
     # Measured: Milvus Lite reranks about 10 x limit nearest candidates (here every row), not just `limit`.
     want = expected_hits(vllm, TEXTS, limit=4)
@@ -91,7 +91,7 @@ def test_milvus_lite_reranks_a_search_through_the_real_server(vllm, lite: Milvus
 def test_milvus_lite_reranks_a_hybrid_search_through_the_real_server(vllm, lite: MilvusClient) -> None:
     legs = [AnnSearchRequest([[1.0, 0.0]], "v", {}, limit=3), AnnSearchRequest([[0.0, 1.0]], "v", {}, limit=3)]
     reranker = CohereReranker(vllm.url, model=vllm.model, api_key=vllm.api_key)
-    ranker = reranker.to_milvus_function([QUERY], include_api_key=vllm.api_key is not None)
+    ranker = model_ranker(reranker, [QUERY], include_api_key=vllm.api_key is not None)
     (hits,) = lite.hybrid_search("docs", legs, ranker=ranker, limit=3, output_fields=["text"])
     # The candidates are the union of the legs: the three rows nearest [1, 0] and the three nearest [0, 1].
     candidates = TEXTS[:3] + TEXTS[-3:]
@@ -102,7 +102,7 @@ def test_milvus_lite_reranks_a_hybrid_search_through_the_real_server(vllm, lite:
 
 def test_milvus_lite_fails_the_search_when_the_server_refuses(vllm, lite: MilvusClient) -> None:
     reranker = CohereReranker(vllm.url, model="no-such-model", api_key=vllm.api_key)
-    ranker = reranker.to_milvus_function([QUERY], include_api_key=vllm.api_key is not None)
+    ranker = model_ranker(reranker, [QUERY], include_api_key=vllm.api_key is not None)
     with pytest.raises(MilvusException) as caught:
         lite.search("docs", data=[[1.0, 0.0]], anns_field="v", limit=2, ranker=ranker)
     # Milvus Lite passes the server's own answer through: "Cohere API error 404: ... does not exist."

@@ -12,7 +12,7 @@ import pytest
 from pymilvus import AnnSearchRequest, DataType, FunctionType, MilvusClient
 from pymilvus.exceptions import MilvusException
 
-from milvus_rerank import CohereReranker, TEIReranker, VLLMReranker
+from milvus_rerank import CohereReranker, TEIReranker, VLLMReranker, model_ranker
 from milvus_rerank.milvus.functions import cohere_ranker, milvus_endpoint, tei_ranker, vllm_ranker
 from milvus_rerank.testing.server import Fault, RerankTestServer, WordOverlapReranker
 
@@ -34,7 +34,7 @@ def test_vllm_function_params() -> None:
     reranker = VLLMReranker("http://vllm.internal:8000/v1/rerank", truncate_prompt_tokens=-1, max_batch_size=16)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a standard route is no loss: no warning
-        fn = reranker.to_milvus_function(["q1", "q2"], input_field="document")
+        fn = model_ranker(reranker, ["q1", "q2"], input_field="document")
     assert fn.name == "vllm_semantic_ranker"
     assert fn.type == FunctionType.RERANK
     assert fn.input_field_names == ["document"]
@@ -50,7 +50,7 @@ def test_vllm_function_params() -> None:
 
 def test_tei_function_params() -> None:
     reranker = TEIReranker("https://tei.internal/rerank", truncate=True, truncation_direction="Left")
-    fn = reranker.to_milvus_function("one query", name="tei_ranker", credential="tei_key")
+    fn = model_ranker(reranker, "one query", name="tei_ranker", credential="tei_key")
     assert fn.name == "tei_ranker"
     assert fn.input_field_names == ["text"]
     assert fn.params == {
@@ -77,7 +77,7 @@ def test_milvus_endpoint_is_the_origin_with_an_explicit_port() -> None:
 def test_a_dropped_path_prefix_warns() -> None:
     reranker = VLLMReranker("http://gateway:8080/models/reranker/v1")
     with pytest.warns(UserWarning, match="prefix '/models/reranker' of the endpoint is dropped") as caught:
-        fn = reranker.to_milvus_function(["q"])
+        fn = model_ranker(reranker, ["q"])
     assert fn.params["endpoint"] == "http://gateway:8080"
     assert caught[0].filename == __file__
 
@@ -105,9 +105,9 @@ def test_the_builders_take_plain_values() -> None:
 @pytest.mark.parametrize(
     ("export", "match"),
     [
-        (lambda: VLLMReranker("http://h:1/prefix").to_milvus_function(["q"]), "prefix"),
-        (lambda: TEIReranker("http://h:1", api_key="k").to_milvus_function(["q"]), "credential"),
-        (lambda: CohereReranker("http://h:1", model="m").to_milvus_function(["q"], target="server"), "milvus.yaml"),
+        (lambda: model_ranker(VLLMReranker("http://h:1/prefix"), ["q"]), "prefix"),
+        (lambda: model_ranker(TEIReranker("http://h:1", api_key="k"), ["q"]), "credential"),
+        (lambda: model_ranker(CohereReranker("http://h:1", model="m"), ["q"], target="server"), "milvus.yaml"),
         (
             lambda: vllm_ranker(["q"], base_url="http://h:1/p", input_field="t", name="n", max_client_batch_size=1),
             "prefix",
@@ -132,14 +132,14 @@ def test_the_function_export_imports_no_reranker() -> None:
 def test_an_api_key_without_credential_warns_and_never_enters_the_function() -> None:
     reranker = VLLMReranker("http://vllm:8000", api_key="sk-secret-1")
     with pytest.warns(UserWarning, match="credential"):
-        fn = reranker.to_milvus_function(["q"])
+        fn = model_ranker(reranker, ["q"])
     assert "sk-secret-1" not in str(fn.params)
 
 
 @pytest.mark.parametrize("reranker_type", [VLLMReranker, TEIReranker])
 def test_raw_scores_are_not_carried_over_and_say_so(reranker_type: type[VLLMReranker | TEIReranker]) -> None:
     with pytest.warns(UserWarning, match="raw_scores=True is not carried over") as caught:
-        reranker_type("http://server:8000", raw_scores=True).to_milvus_function(["q"])
+        model_ranker(reranker_type("http://server:8000", raw_scores=True), ["q"])
     assert caught[0].filename == __file__  # the warning points at the caller's line
 
 
@@ -156,13 +156,13 @@ def test_raw_scores_are_not_carried_over_and_say_so(reranker_type: type[VLLMRera
 def test_function_arguments_are_validated(queries: object, field: object, error: type, match: str) -> None:
     for reranker in (VLLMReranker("http://h:1"), TEIReranker("http://h:1"), CohereReranker("http://h:1", model="m")):
         with pytest.raises(error, match=match):
-            reranker.to_milvus_function(queries, input_field=field)  # type: ignore[arg-type]
+            model_ranker(reranker, queries, input_field=field)  # type: ignore[arg-type]
 
 
 def test_cohere_function_for_a_milvus_server() -> None:
     reranker = CohereReranker(model="rerank-v3.5", max_tokens_per_doc=512, max_batch_size=50)
     with pytest.warns(UserWarning, match=r"milvus\.yaml"):
-        fn = reranker.to_milvus_function(["q"], target="server", credential="cohere_key")
+        fn = model_ranker(reranker, ["q"], target="server", credential="cohere_key")
     assert fn.params == {
         "reranker": "model",
         "provider": "cohere",
@@ -173,11 +173,11 @@ def test_cohere_function_for_a_milvus_server() -> None:
         "credential": "cohere_key",
     }
     with pytest.raises(ValueError, match="model"):
-        CohereReranker().to_milvus_function(["q"], target="server")
+        model_ranker(CohereReranker(), ["q"], target="server")
     with pytest.raises(ValueError, match="raw key"):
-        reranker.to_milvus_function(["q"], target="server", include_api_key=True)
+        model_ranker(reranker, ["q"], target="server", include_api_key=True)
     with pytest.raises(ValueError, match="target"):
-        reranker.to_milvus_function(["q"], target="cloud")  # type: ignore[arg-type]
+        model_ranker(reranker, ["q"], target="cloud")  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("target", ["lite", "server"])
@@ -188,7 +188,7 @@ def test_a_cohere_function_needs_the_model_instead_of_failing_inside_every_searc
         reranker = CohereReranker(server.url)
         assert [r.index for r in reranker.rerank(QUERY, TEXTS[:3])] == [0, 2, 1]
         with pytest.raises(ValueError, match=r"model='<served name>'.*/v1/models"):
-            reranker.to_milvus_function([QUERY], target=target)  # type: ignore[arg-type]
+            model_ranker(reranker, [QUERY], target=target)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="model"):
         cohere_ranker(
             [QUERY],
@@ -227,7 +227,7 @@ def ranked_ids(hits: list[dict]) -> list[int]:
 def test_lite_search_with_the_cohere_function_calls_the_server(lite: MilvusClient) -> None:
     with RerankTestServer() as server:
         reranker = CohereReranker(server.url, model=server.model_name)
-        fn = reranker.to_milvus_function([QUERY], input_field="text")
+        fn = model_ranker(reranker, [QUERY], input_field="text")
         assert fn.params["base_url"] == server.url + "/v2"
         (hits,) = lite.search("docs", data=[[1.0, 0.0]], anns_field="v", limit=3, output_fields=["text"], ranker=fn)
         (record,) = server.rerank_requests
@@ -249,7 +249,7 @@ def test_lite_hybrid_search_with_the_cohere_function(lite: MilvusClient) -> None
     ]
     with RerankTestServer(api_key="sk-lite-1") as server:
         reranker = CohereReranker(server.url + "/v2", model=server.model_name, api_key="sk-lite-1")
-        fn = reranker.to_milvus_function([QUERY], include_api_key=True)
+        fn = model_ranker(reranker, [QUERY], include_api_key=True)
         (hits,) = lite.hybrid_search("docs", requests, ranker=fn, limit=3, output_fields=["text"])
         (record,) = server.rerank_requests
     assert record.headers["authorization"] == "Bearer sk-lite-1"
@@ -263,9 +263,9 @@ def test_lite_reads_the_key_from_the_environment(lite: MilvusClient, monkeypatch
     with RerankTestServer(api_key="sk-env-2") as server:
         reranker = CohereReranker(server.url, model=server.model_name, api_key="sk-env-2")
         with pytest.raises(ValueError, match="include_api_key=True"):
-            reranker.to_milvus_function([QUERY])
+            model_ranker(reranker, [QUERY])
         monkeypatch.setenv("COHERE_API_KEY", "sk-env-2")
-        fn = reranker.to_milvus_function([QUERY])
+        fn = model_ranker(reranker, [QUERY])
         assert "api_key" not in fn.params
         lite.search("docs", data=[[1.0, 0.0]], anns_field="v", limit=2, ranker=fn)
         assert [record.status for record in server.rerank_requests] == [200]
@@ -274,6 +274,6 @@ def test_lite_reads_the_key_from_the_environment(lite: MilvusClient, monkeypatch
 def test_lite_surfaces_a_failing_rerank_service(lite: MilvusClient) -> None:
     with RerankTestServer() as server:
         server.inject(Fault.server_error(503))
-        fn = CohereReranker(server.url, model=server.model_name).to_milvus_function([QUERY])
+        fn = model_ranker(CohereReranker(server.url, model=server.model_name), [QUERY])
         with pytest.raises(MilvusException, match="503"):
             lite.search("docs", data=[[1.0, 0.0]], anns_field="v", limit=2, ranker=fn)

@@ -14,6 +14,7 @@ from pymilvus import AnnSearchRequest, DataType, Function, FunctionType, MilvusC
 
 from milvus_rerank.errors import CollectionNotFoundError, RetrievalError, SchemaError
 from milvus_rerank.milvus.collection import create_rag_collection, ingest
+from milvus_rerank.milvus.functions import model_ranker
 from milvus_rerank.milvus.retriever import MilvusRetriever, SearchOptions
 from milvus_rerank.milvus.schema import CollectionLayout
 from milvus_rerank.types import Candidate
@@ -704,7 +705,7 @@ def test_model_ranker_reranks_inside_milvus(client: MilvusClient, minilm: Any, m
 
     with RerankTestServer() as server:
         # Milvus Lite's only model-ranker provider is cohere; it posts to the test server's /v2/rerank.
-        function = CohereReranker(server.url, model=server.model_name).to_milvus_function(["built for"])
+        function = model_ranker(CohereReranker(server.url, model=server.model_name), ["built for"])
         retriever = MilvusRetriever(client, "docs", mode=mode, embedding=minilm, ranker=function, limit=3)
         queries = ["espresso coffee beans", "vector database similarity search"]
         results = [retriever.retrieve(query) for query in queries]
@@ -729,10 +730,8 @@ def test_model_ranker_failures(client: MilvusClient, minilm: Any) -> None:
     with RerankTestServer() as server:
         reranker = CohereReranker(server.url, model=server.model_name)
         with pytest.raises(SchemaError, match=r"reads field 'body'.*input_field='text'"):
-            MilvusRetriever(
-                client, "docs", mode="sparse", ranker=reranker.to_milvus_function(["q"], input_field="body")
-            )
-        retriever = MilvusRetriever(client, "docs", mode="sparse", ranker=reranker.to_milvus_function(["q"]))
+            MilvusRetriever(client, "docs", mode="sparse", ranker=model_ranker(reranker, ["q"], input_field="body"))
+        retriever = MilvusRetriever(client, "docs", mode="sparse", ranker=model_ranker(reranker, ["q"]))
         server.inject(Fault.server_error(503))
         with pytest.raises(RetrievalError, match=r"search on collection 'docs' failed: .*503"):
             retriever.retrieve("coffee")

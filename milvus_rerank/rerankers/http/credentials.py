@@ -19,21 +19,25 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import threading
 import weakref
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 __all__ = [
     "NO_SECRETS",
     "REDACTED",
     "Redactor",
+    "Secret",
     "check_api_key",
     "check_headers",
+    "environment_key",
     "guard_http_logs",
     "is_secret_header",
+    "on_hosts",
 ]
 
 REDACTED = "***"
@@ -201,3 +205,58 @@ def guard_http_logs(redactor: Redactor) -> None:
         logger = logging.getLogger(name)
         if _FILTER not in logger.filters:
             logger.addFilter(_FILTER)
+
+
+@dataclass(frozen=True, repr=False)
+class Secret:
+    """A secret value (an API key) that does not show itself: ``repr`` and ``str`` print ``***``.
+
+    Attributes:
+        source: Where it came from: ``"api_key"`` or the environment variable it was read from.
+    """
+
+    _value: str
+    source: str = "api_key"
+
+    def reveal(self) -> str:
+        """The secret itself, for the one place that must send it."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return f"Secret({REDACTED!r}, source={self.source!r})"
+
+    __str__ = __repr__
+
+
+def on_hosts(endpoint: object, hosts: Collection[str]) -> bool:
+    """Whether ``endpoint`` is one ``https`` URL on one of ``hosts`` (on the default port)."""
+    if not isinstance(endpoint, str):
+        return False
+    try:
+        parts = urlsplit(endpoint.strip())
+        return parts.scheme == "https" and parts.hostname in hosts and parts.port in (None, 443)
+    except ValueError:
+        return False
+
+
+def environment_key(endpoint: object, *, hosts: Collection[str], variables: Sequence[str]) -> Secret | None:
+    """A provider's API key from the environment, only for an ``https`` endpoint on one of its own ``hosts``.
+
+    The providers' SDKs read these variables (``COHERE_API_KEY``, ``VOYAGE_API_KEY``, ...); a key
+    meant for a provider must never reach a user's own server, so any other endpoint gets ``None``.
+
+    Args:
+        endpoint: The URL the reranker was given.
+        hosts: The provider's API hosts (``api.voyageai.com``).
+        variables: The variables to read, first set first; surrounding whitespace is stripped.
+
+    Returns:
+        The key with the variable it came from, or ``None``.
+    """
+    if not on_hosts(endpoint, hosts):
+        return None
+    for name in variables:
+        value = os.environ.get(name, "").strip()
+        if value:
+            return Secret(value, source=name)
+    return None

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from helpers import Caller
 
-from milvus_rerank import VLLMReranker
+from milvus_rerank import VLLMReranker, model_ranker
 from milvus_rerank.rerankers.contract import check_rerank_args, rank
 from milvus_rerank.rerankers.prompts import QWEN3, PromptFormat
 from milvus_rerank.testing.server import RerankTestServer, WordOverlapReranker
@@ -151,7 +151,7 @@ def test_the_milvus_function_warns_that_milvus_sends_neither_prompt_nor_instruct
     wrapped = VLLMReranker("http://vllm:8000", prompt_format="qwen3", instruction=INSTRUCTION)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        function = wrapped.to_milvus_function("what is milvus?")
+        function = model_ranker(wrapped, "what is milvus?")
     messages = [str(w.message) for w in caught]
     assert len(messages) == 2
     assert "without the 'qwen3' prompt format" in messages[0]
@@ -163,10 +163,10 @@ def test_the_milvus_function_warns_that_milvus_sends_neither_prompt_nor_instruct
 
     own = PromptFormat("Q: {query}\n", "D: {document}")
     with pytest.warns(UserWarning, match="without the 'custom' prompt format"):
-        VLLMReranker("http://vllm:8000", prompt_format=own).to_milvus_function("q")
+        model_ranker(VLLMReranker("http://vllm:8000", prompt_format=own), "q")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        VLLMReranker("http://vllm:8000").to_milvus_function("q")
+        model_ranker(VLLMReranker("http://vllm:8000"), "q")
 
 
 # -- parity: a server without --chat-template, wrapped on the client, scores as sentence-transformers -
