@@ -7,6 +7,8 @@
 #   scripts/vllm-server.sh start STATE MODEL [ARGS...]  start in the background (returns at once)
 #   scripts/vllm-server.sh wait STATE [SECONDS]         until GET /health answers 200 (default 300 s)
 #   scripts/vllm-server.sh stop STATE                   stop the server started with STATE, by its PID
+#   scripts/vllm-server.sh router STATE WORKER...       start vllm-router in front of running servers
+#                                                       (their STATE directories); wait and stop as above
 #
 # Roles (what the tests need; each is one model and one set of vLLM flags):
 #   reranker             a BERT cross-encoder, served as "tiny-reranker", guarded by --api-key test-key
@@ -138,6 +140,47 @@ start() {
     echo "vllm-server.sh: starting vLLM (PID $!) on http://127.0.0.1:$port, log $state/server.log"
 }
 
+router() {
+    local state="${1:?router STATE WORKER_STATE...}"
+    shift
+    [ "$#" -ge 1 ] || die "router needs the STATE directory of at least one running server"
+    [ -x "$VLLM_VENV/bin/vllm-router" ] || die "no vllm-router in $VLLM_VENV: run '$0 install' first"
+    mkdir -p "$state"
+    state="$(cd "$state" && pwd)"
+    if [ -f "$state/pid" ] && kill -0 "$(cat "$state/pid")" 2>/dev/null; then
+        die "a router is already running for $state (PID $(cat "$state/pid")): '$0 stop $state' first"
+    fi
+    local worker urls=() port metrics
+    for worker in "$@"; do
+        [ -f "$worker/env" ] || die "$worker has no env file: start a server there first"
+        urls+=("http://127.0.0.1:$(cat "$worker/port")")
+    done
+    # The workers' key, model and variables are the first worker's (a fleet serves one model).
+    # shellcheck disable=SC1091
+    local key model_dir served
+    key="$(. "$1/env" && echo "$MILVUS_RERANK_TEST_VLLM_API_KEY")"
+    model_dir="$(. "$1/env" && echo "$MILVUS_RERANK_TEST_VLLM_MODEL_DIR")"
+    served="$(. "$1/env" && echo "$MILVUS_RERANK_TEST_VLLM_MODEL")"
+    port="$(free_port)"
+    metrics="$(free_port)"
+    # Round robin, a dead worker out after one failed health check (every second) or two failed
+    # requests. --api-key is the key the router sends to the workers on the routes it proxies as
+    # they are (/v2/rerank); /v1/models passes the caller's own Authorization header on.
+    setsid "$VLLM_VENV/bin/vllm-router" --worker-urls "${urls[@]}" --policy round_robin \
+        --host 127.0.0.1 --port "$port" --prometheus-port "$metrics" \
+        --health-check-interval-secs 1 --health-failure-threshold 1 \
+        --cb-failure-threshold 2 --cb-timeout-duration-secs 30 \
+        ${key:+--api-key "$key"} </dev/null >"$state/server.log" 2>&1 &
+    echo $! >"$state/pid"
+    echo "$port" >"$state/port"
+    printf 'export %s=%q\n' \
+        MILVUS_RERANK_TEST_VLLM_URL "http://127.0.0.1:$port" \
+        MILVUS_RERANK_TEST_VLLM_API_KEY "$key" \
+        MILVUS_RERANK_TEST_VLLM_MODEL_DIR "$model_dir" \
+        MILVUS_RERANK_TEST_VLLM_MODEL "$served" >"$state/env"
+    echo "vllm-server.sh: starting vllm-router (PID $!) on http://127.0.0.1:$port for ${urls[*]}, log $state/server.log"
+}
+
 wait_ready() {
     local state="${1:?wait STATE [SECONDS]}" limit="${2:-300}" pid port waited=0
     pid="$(cat "$state/pid" 2>/dev/null)" || die "no server was started for $state"
@@ -181,5 +224,6 @@ case "${1:-}" in
     start) start "${@:2}" ;;
     wait) wait_ready "${@:2}" ;;
     stop) stop "${@:2}" ;;
-    *) die "usage: $0 install | serve ROLE STATE | model KIND DIR | start STATE MODEL [ARGS...] | wait STATE [SECONDS] | stop STATE" ;;
+    router) router "${@:2}" ;;
+    *) die "usage: $0 install | serve ROLE STATE | model KIND DIR | start STATE MODEL [ARGS...] | wait STATE [SECONDS] | stop STATE | router STATE WORKER..." ;;
 esac

@@ -9,6 +9,11 @@ and these tests run after every other test of the session.
 Servers with another model or other flags, and one to kill, come by name from
 :func:`vllm_server`: the one CI started under ``MILVUS_RERANK_TEST_VLLM_SERVERS/NAME``, else one started
 here through the same script (70-140 s each), so there is one command line for vLLM.
+
+:func:`vllm_fleet` puts ``vllm-router`` in front of the shared server and the spare (same weights)
+through the script's ``router`` command. The tests that kill servers run last, in the order of
+:data:`KILLS_IN_ORDER`, so that each finds alive what it needs: the fleet loses the shared server,
+then the spare is killed on its own, then the fleet has none left.
 """
 
 from __future__ import annotations
@@ -82,9 +87,22 @@ def read_env_file(path: Path) -> dict[str, str]:
 HERE = Path(__file__).resolve().parent
 
 
+KILLS_IN_ORDER = (
+    "test_live_fleet.py::test_a_server_killed_mid_loop_fails_no_call_and_the_survivor_takes_all",
+    "test_live_server_loss.py::test_a_server_killed_mid_run_fails_both_paths_soon",
+    "test_live_fleet.py::test_both_servers_killed_is_a_clear_error_naming_the_router_within_the_deadline",
+)
+"""The tests that kill servers (the shared one, then the spare), run after every other, in this order."""
+
+
+def _kill_rank(item: pytest.Item) -> int:
+    name = f"{item.path.name}::{item.name.split('[')[0]}"
+    return KILLS_IN_ORDER.index(name) + 1 if name in KILLS_IN_ORDER else 0
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Move this folder's tests to the end of the run (a stable sort keeps every other order)."""
-    items.sort(key=lambda item: item.path.resolve().is_relative_to(HERE))
+    """Move this folder's tests to the end of the run, those that kill servers last (a stable sort)."""
+    items.sort(key=lambda item: (item.path.resolve().is_relative_to(HERE), _kill_rank(item)))
 
 
 _OUTCOMES: dict[str, str] = {}
@@ -167,4 +185,52 @@ def vllm_server(vllm: Served, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
     yield get
     for state in started:
+        subprocess.run(["bash", str(SCRIPT), "stop", str(state)], check=False)
+
+
+@dataclass(frozen=True)
+class Fleet:
+    """``vllm-router`` in front of two servers of the same weights.
+
+    Attributes:
+        router: The router (``url`` is its base; ``model`` and ``api_key`` are the workers').
+        workers: The shared server and the spare; ``state`` is ``None`` for a server this session
+            may not kill (the shared one, when it was not started through the script).
+    """
+
+    router: Served
+    workers: tuple[Served, Served]
+
+    @property
+    def url(self) -> str:
+        """The rerank endpoint through the router: ``/v2/rerank``, the route it proxies as it is."""
+        return self.router.url + "/v2"
+
+
+@pytest.fixture(scope="session")
+def vllm_fleet(
+    vllm: Served, vllm_server: Callable[[str], Served], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Fleet]:
+    """The shared server and the spare behind a router started here (under a second), stopped at the end."""
+    main_state = os.environ.get("MILVUS_RERANK_TEST_VLLM_STATE")
+    main = served_from(dict(os.environ), Path(main_state) if main_state else None)
+    spare = vllm_server("spare")
+    state = tmp_path_factory.mktemp("vllm-router") / "router"
+    workers = [str(main.state) if main.state else None, str(spare.state)]
+    if workers[0] is None:  # a server of the user's: the router needs its port file, so write one
+        worker = tmp_path_factory.mktemp("vllm-main")
+        (worker / "port").write_text(main.url.rsplit(":", 1)[1])
+        own = {
+            URL_ENV: main.url,
+            "MILVUS_RERANK_TEST_VLLM_API_KEY": main.api_key or "",
+            "MILVUS_RERANK_TEST_VLLM_MODEL_DIR": str(main.model_dir),
+            "MILVUS_RERANK_TEST_VLLM_MODEL": main.model,
+        }
+        (worker / "env").write_text("".join(f"export {name}={shlex.quote(value)}\n" for name, value in own.items()))
+        workers[0] = str(worker)
+    subprocess.run(["bash", str(SCRIPT), "router", str(state), *workers], check=True)
+    try:
+        subprocess.run(["bash", str(SCRIPT), "wait", str(state), "60"], check=True)
+        yield Fleet(router=served_from(read_env_file(state / "env"), state), workers=(main, spare))
+    finally:
         subprocess.run(["bash", str(SCRIPT), "stop", str(state)], check=False)
