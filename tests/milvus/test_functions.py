@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 import warnings
@@ -12,8 +13,9 @@ import pytest
 from pymilvus import AnnSearchRequest, DataType, FunctionType, MilvusClient
 from pymilvus.exceptions import MilvusException
 
-from milvus_rerank import CohereReranker, TEIReranker, VLLMReranker, model_ranker
-from milvus_rerank.milvus.functions import cohere_ranker, milvus_endpoint, tei_ranker, vllm_ranker
+from milvus_rerank import CohereReranker, JinaReranker, TEIReranker, VLLMReranker, VoyageReranker, model_ranker
+from milvus_rerank.milvus.functions import cohere_ranker, milvus_endpoint, tei_ranker, vllm_ranker, voyage_ranker
+from milvus_rerank.testing.providers import JinaTestServer, VoyageTestServer
 from milvus_rerank.testing.server import Fault, RerankTestServer, WordOverlapReranker
 
 TEXTS = [
@@ -277,3 +279,134 @@ def test_lite_surfaces_a_failing_rerank_service(lite: MilvusClient) -> None:
         fn = model_ranker(CohereReranker(server.url, model=server.model_name), [QUERY])
         with pytest.raises(MilvusException, match="503"):
             lite.search("docs", data=[[1.0, 0.0]], anns_field="v", limit=2, ranker=fn)
+
+
+# -- the rerankers describe themselves; model_ranker builds the Function ---------------------------
+
+
+def test_rerankers_do_not_import_milvus() -> None:
+    root = Path(__file__).resolve().parents[2] / "milvus_rerank" / "rerankers"
+    importers = []
+    for path in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            names += [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
+            if any(name == "milvus_rerank.milvus" or name.startswith("milvus_rerank.milvus.") for name in names):
+                importers.append(path.name)
+    assert importers == []
+    code = (
+        "import sys, milvus_rerank.rerankers.http as h; "
+        "[h.VoyageReranker('http://h:1').describe(), h.CohereReranker('http://h:1').describe()]; "
+        "sys.exit(any(m.startswith(('milvus_rerank.milvus', 'pymilvus')) for m in sys.modules))"
+    )
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_describe_is_plain_data_with_a_hidden_key() -> None:
+    reranker = VLLMReranker("http://vllm:8000/v1", model="m", api_key="sk-described-1", truncate_prompt_tokens=-1)
+    service = reranker.describe()
+    assert (service.protocol, service.base_url, service.rerank_url, service.model, service.batch_size) == (
+        "vllm",
+        "http://vllm:8000",
+        "http://vllm:8000/v1/rerank",
+        "m",
+        64,
+    )
+    assert {"truncate_prompt_tokens": -1, "raw_scores": False, "prompt_format": None, "instruction": None}.items() <= (
+        service.options.items()
+    )
+    assert service.api_key is not None
+    assert service.api_key.reveal() == "sk-described-1"
+    assert "sk-described-1" not in repr(service) + str(service.api_key)
+    with pytest.raises(TypeError):
+        service.options["raw_scores"] = True  # type: ignore[index]
+    with pytest.warns(UserWarning, match="credential"):  # the description carries the key: the export sees it
+        from_description = model_ranker(service, ["q"]).params
+    assert from_description == model_ranker(VLLMReranker("http://vllm:8000", truncate_prompt_tokens=-1), ["q"]).params
+    with pytest.raises(TypeError, match="needs an HTTP reranker of milvus_rerank"):
+        model_ranker(WordOverlapReranker(), ["q"])  # type: ignore[arg-type]
+
+
+def test_voyage_function_params() -> None:
+    reranker = VoyageReranker(model="rerank-2.5-lite", truncation=False, max_batch_size=200)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # Voyage's own URL and no key: nothing is lost
+        fn = model_ranker(reranker, ["q1", "q2"], input_field="document", credential="voyage_key")
+    assert fn.name == "voyage_semantic_ranker"
+    assert fn.input_field_names == ["document"]
+    assert fn.params == {
+        "reranker": "model",
+        "provider": "voyageai",
+        "queries": ["q1", "q2"],
+        "max_client_batch_size": 200,
+        "model_name": "rerank-2.5-lite",
+        "truncation": False,
+        "credential": "voyage_key",
+    }
+    assert "truncation" not in model_ranker(VoyageReranker(), ["q"]).params
+    assert voyage_ranker(["q"], input_field="t", name="v", model="rerank-2", max_client_batch_size=128).params == {
+        "reranker": "model",
+        "provider": "voyageai",
+        "queries": ["q"],
+        "max_client_batch_size": 128,
+        "model_name": "rerank-2",
+    }
+
+
+def test_voyage_function_warnings_and_refusals(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VOYAGE_API_KEY", "pa-env-9")
+    with pytest.warns(UserWarning, match="or set VOYAGE_API_KEY where the Milvus server runs") as caught:
+        fn = model_ranker(VoyageReranker(), ["q"])
+    assert caught[0].filename == __file__
+    assert "pa-env-9" not in str(fn.params)
+    with pytest.warns(UserWarning, match=r"voyageai URL set in milvus\.yaml"):
+        model_ranker(VoyageReranker("http://127.0.0.1:9"), ["q"])
+    with pytest.raises(ValueError, match="Milvus Lite has the cohere provider only, not 'voyageai'"):
+        model_ranker(VoyageReranker(), ["q"], target="lite")
+    with pytest.raises(ValueError, match="never takes a raw key"):
+        model_ranker(VoyageReranker(), ["q"], include_api_key=True)
+    with pytest.raises(ValueError, match="Milvus Lite has the cohere provider only, not 'vllm'"):
+        model_ranker(VLLMReranker("http://h:1"), ["q"], target="lite")
+
+
+def test_lite_refuses_the_voyage_function(lite: MilvusClient) -> None:
+    # Milvus Lite 3.x has no voyageai provider; a Milvus 2.6 server calls the voyageai URL of its milvus.yaml.
+    with VoyageTestServer() as server:
+        with pytest.warns(UserWarning, match=r"milvus\.yaml"):
+            fn = model_ranker(VoyageReranker(server.url), [QUERY])
+        with pytest.raises(MilvusException, match=r"Unknown rerank provider: 'voyageai'\. Supported: 'cohere'"):
+            lite.search("docs", data=[[1.0, 0.0]], anns_field="v", limit=3, ranker=fn)
+        assert server.rerank_requests == []
+
+
+def test_lite_reaches_jina_through_the_cohere_provider(lite: MilvusClient) -> None:
+    with JinaTestServer(api_key="jina-lite-1") as server:
+        reranker = JinaReranker(server.url, api_key="jina-lite-1")
+        fn = model_ranker(reranker, [QUERY], include_api_key=True)
+        assert (fn.name, fn.params["provider"], fn.params["base_url"]) == (
+            "jina_semantic_ranker",
+            "cohere",
+            server.url + "/v1",
+        )
+        (hits,) = lite.search("docs", data=[[1.0, 0.0]], anns_field="v", limit=3, output_fields=["text"], ranker=fn)
+        (record,) = server.rerank_requests
+    assert record.headers["authorization"] == "Bearer jina-lite-1"
+    assert record.body["model"] == "jina-reranker-v2-base-multilingual"
+    sent = record.body["documents"]
+    best = WordOverlapReranker().rerank(QUERY, sent, top_n=3)
+    assert [hit["entity"]["text"] for hit in hits] == [sent[r.index] for r in best]
+
+
+def test_cohere_keys_from_the_environment_agree_with_milvus_lite(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CO_API_KEY", raising=False)
+    monkeypatch.setenv("COHERE_API_KEY", "co-env-1")
+    fn = model_ranker(CohereReranker(model="rerank-v3.5"), ["q"])  # the key is COHERE_API_KEY's: Lite reads it there
+    assert "api_key" not in fn.params
+    assert fn.params["base_url"] == "https://api.cohere.com/v2"
+    monkeypatch.delenv("COHERE_API_KEY")
+    monkeypatch.setenv("CO_API_KEY", "co-env-2")
+    reranker = CohereReranker(model="rerank-v3.5")
+    assert reranker.describe().api_key is not None
+    with pytest.raises(ValueError, match="Milvus Lite reads from COHERE_API_KEY"):
+        model_ranker(reranker, ["q"])  # Lite does not read CO_API_KEY
+    assert model_ranker(reranker, ["q"], include_api_key=True).params["api_key"] == "co-env-2"

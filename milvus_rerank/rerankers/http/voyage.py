@@ -144,12 +144,13 @@ class VoyageReranker(HostedReranker):
     def _plan(self, query: str, documents: Sequence[str], top_n: int | None, batch_size: int) -> list[BatchRequest]:
         """The requests of one call, each under Voyage's document and token caps."""
         groups = token_budget_batches(query, documents, batch_size=batch_size, total_tokens=self.total_tokens)
+        plan = super()._plan
         if len(groups) == 1:
-            return super()._plan(query, documents, top_n, batch_size)
+            return plan(query, documents, top_n, batch_size)
         return [
             dataclasses.replace(request, offset=group.start + request.offset)
             for group in groups
-            for request in super()._plan(query, documents[group.start : group.stop], None, len(group))
+            for request in plan(query, documents[group.start : group.stop], None, len(group))
         ]
 
     def _service_options(self) -> dict[str, Any]:
