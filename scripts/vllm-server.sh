@@ -3,7 +3,7 @@
 #
 #   scripts/vllm-server.sh install                      .venv-vllm from scripts/vllm-requirements.txt
 #   scripts/vllm-server.sh serve ROLE STATE             generate ROLE's model into STATE/model, start it
-#   scripts/vllm-server.sh model KIND DIR               generate a test model: cross-encoder or qwen3
+#   scripts/vllm-server.sh model KIND DIR               generate a test model: cross-encoder, qwen3 or chat
 #   scripts/vllm-server.sh start STATE MODEL [ARGS...]  start in the background (returns at once)
 #   scripts/vllm-server.sh wait STATE [SECONDS]         until GET /health answers 200 (default 300 s)
 #   scripts/vllm-server.sh stop STATE                   stop the server started with STATE, by its PID
@@ -15,6 +15,8 @@
 #   qwen3                a Qwen3-Reranker-style causal LM scored on "yes"/"no" through --hf-overrides,
 #                        without a chat template: the client sends the prompt (prompt_format="qwen3")
 #   qwen3-chat-template  the same with --chat-template: the server renders the prompt from plain texts
+#   chat                 a tiny causal LM with a ChatML template, served for generation as "tiny-chat"
+#                        (/v1/chat/completions) behind --api-key chat-key: its answers are noise
 #
 # STATE is a directory of the server's own: its PID, port, log and an `env` file with the
 # variables the tests read (MILVUS_RERANK_TEST_VLLM_URL, _API_KEY, _MODEL_DIR, _MODEL). ARGS go to vLLM
@@ -74,8 +76,16 @@ elif kind == "qwen3":
     shape = {**TINY_LLM, "head_dim": 32}
     make_llm_reranker(path, architecture="qwen3", save_format="causal-lm", shape=shape, max_position_embeddings=512)
     (path / "reranker-chat-template.jinja").write_text(reranker_chat_template(), encoding="utf-8")
+elif kind == "chat":
+    from milvus_rerank.testing.causal_models import TINY_LLM, chatml_template, make_llm_reranker
+
+    # The same tiny decoder as a plain causal LM that vLLM serves for generation; its template is ChatML.
+    shape = {**TINY_LLM, "head_dim": 32}
+    make_llm_reranker(
+        path, save_format="causal-lm", chat_template=chatml_template(), shape=shape, max_position_embeddings=512
+    )
 else:
-    sys.exit(f"vllm-server.sh: unknown model kind {kind!r}: cross-encoder or qwen3")
+    sys.exit(f"vllm-server.sh: unknown model kind {kind!r}: cross-encoder, qwen3 or chat")
 EOF
 }
 
@@ -96,7 +106,12 @@ serve() {
             start "$state" "$state/model" --served-model-name tiny-qwen3 --hf-overrides "$qwen3" \
                 --chat-template "$state/model/reranker-chat-template.jinja"
             ;;
-        *) die "unknown role '$role': reranker, qwen3 or qwen3-chat-template" ;;
+        chat)
+            model chat "$state/model"
+            # --runner generate comes after start's --runner pooling, and the last one wins.
+            start "$state" "$state/model" --served-model-name tiny-chat --api-key chat-key --runner generate
+            ;;
+        *) die "unknown role '$role': reranker, qwen3, qwen3-chat-template or chat" ;;
     esac
 }
 

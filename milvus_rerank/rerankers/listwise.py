@@ -40,8 +40,7 @@ DEFAULT_PASSAGE_CHARS = 1200
 CHARS_PER_TOKEN = 3
 """A cautious characters-per-token estimate (English text averages about 4) for fitting a window into a context."""
 
-_PROMPT_TOKENS = 120  # the fixed instructions of chat_messages, with room for a chat template's own tokens
-_TOKENS_PER_PASSAGE_MARK = 6  # "[12] " and the newline, per passage
+_TEMPLATE_TOKENS = 16  # what a chat template adds around each message (role markers, turn ends)
 _TOKENS_PER_IDENTIFIER = 6  # "[12] > " in the answer, with margin for a tokenizer that splits digits
 _MIN_PASSAGE_CHARS = 16
 
@@ -85,13 +84,17 @@ def answer_tokens(size: int) -> int:
 
 
 def passage_budget(*, max_model_len: int, window: int, query: str) -> int:
-    """Most characters per passage so that a full window, the query (twice) and the answer fit ``max_model_len``.
+    """Most characters per passage so that a full window, its prompt and its answer fit ``max_model_len`` tokens.
+
+    The prompt's own text (instructions, the query twice, the identifiers) is measured, every
+    text counted at :data:`CHARS_PER_TOKEN`; the result is at most :data:`DEFAULT_PASSAGE_CHARS`.
 
     Raises:
         ValueError: The context cannot hold a window of ``window`` passages of a useful length.
     """
-    query_tokens = math.ceil(len(query) / CHARS_PER_TOKEN)
-    left = max_model_len - answer_tokens(window) - _PROMPT_TOKENS - 2 * query_tokens - _TOKENS_PER_PASSAGE_MARK * window
+    messages = chat_messages(query, [""] * window, passage_chars=0)
+    prompt_tokens = sum(math.ceil(len(m["content"]) / CHARS_PER_TOKEN) + _TEMPLATE_TOKENS for m in messages)
+    left = max_model_len - answer_tokens(window) - prompt_tokens
     chars = left // window * CHARS_PER_TOKEN if left > 0 else 0
     if chars < _MIN_PASSAGE_CHARS:
         raise ValueError(

@@ -29,6 +29,7 @@ __all__ = [
     "LLM_ARCHITECTURES",
     "QWEN3_H512_L8",
     "TINY_LLM",
+    "chatml_template",
     "make_llm_reranker",
     "make_llm_tokenizer",
     "reranker_chat_template",
@@ -152,6 +153,19 @@ def reranker_chat_template(prompt_format: PromptFormat = QWEN3) -> str:
         '{%- elif message.role == "document" -%}{%- set ns.document = content -%}'
         "{%- endif -%}"
         "{%- endfor -%}" + jinja(prompt_format.query_template) + jinja(prompt_format.document_template)
+    )
+
+
+def chatml_template() -> str:
+    """A ChatML chat template (Qwen's ``<|im_start|>role ... <|im_end|>`` turns), to serve a test model for chat.
+
+    With ``add_generation_prompt`` it opens the assistant's turn; string contents only.
+    """
+    return (
+        "{%- for message in messages -%}"
+        "{{ '<|im_start|>' + message.role + '\\n' + message.content + '<|im_end|>\\n' }}"
+        "{%- endfor -%}"
+        "{%- if add_generation_prompt -%}{{ '<|im_start|>assistant\\n' }}{%- endif -%}"
     )
 
 

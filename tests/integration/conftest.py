@@ -158,7 +158,7 @@ def local(vllm: Served) -> CrossEncoderReranker:
     return CrossEncoderReranker(str(vllm.model_dir), device="cpu")
 
 
-SERVER_ROLES = {"spare": "reranker", "qwen3": "qwen3", "qwen3-chat-template": "qwen3-chat-template"}
+SERVER_ROLES = {"spare": "reranker", "qwen3": "qwen3", "qwen3-chat-template": "qwen3-chat-template", "chat": "chat"}
 """The servers a test may ask for by name, and the script's role each one plays."""
 
 

@@ -29,6 +29,7 @@ from milvus_rerank.rerankers.http.retry import RetryPolicy
 from milvus_rerank.rerankers.http.vllm import served_models
 from milvus_rerank.rerankers.http.wire import decode_json, excerpt
 from milvus_rerank.rerankers.listwise import (
+    CHARS_PER_TOKEN,
     DEFAULT_PASSAGE_CHARS,
     ListwiseRanking,
     ListwiseStats,
@@ -249,6 +250,18 @@ class ChatListwiseReranker(HTTPReranker):
             f"{exc} (while ranking window {number} of {len(ranking.windows)}; deadline= "
             f"({self.retry_policy.deadline:g} s) bounds the whole rerank call: raise it, or rerank fewer documents)",
             endpoint=exc.endpoint,
+        )
+
+    def _http_error(self, endpoint: str, status: int, message: str, tries: str) -> RerankHTTPError:
+        error = super()._http_error(endpoint, status, message, tries)
+        if status != 400 or "context" not in message.lower():
+            return error
+        return RerankHTTPError(
+            f"{error}; a window does not fit the model's context: pass a smaller max_passage_chars= or window= "
+            f"(passages are cut at {CHARS_PER_TOKEN} characters per token, too many for some tokenizers)",
+            endpoint=error.endpoint,
+            status_code=status,
+            server_message=message,
         )
 
     def _request_policy(self) -> RetryPolicy:

@@ -351,3 +351,10 @@ def test_the_key_is_sent_and_never_shown(call: Caller, caplog: pytest.LogCapture
     assert "***" in str(caught.value)
     assert "without any passage identifier" in caplog.text
     assert KEY not in caplog.text
+
+
+def test_a_window_over_the_context_is_a_400_that_names_the_fix(call: Caller) -> None:
+    with ChatTestServer(max_model_len=300) as server:
+        reranker = ChatListwiseReranker(server.url, window=4, step=2, max_passage_chars=1000)
+        with pytest.raises(RerankHTTPError, match=r"maximum context length.*pass a smaller max_passage_chars="):
+            call(reranker, "q", ["word " * 300] * 4)
