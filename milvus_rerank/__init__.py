@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from milvus_rerank.milvus.functions import model_ranker
     from milvus_rerank.milvus.retriever import MilvusRetriever
     from milvus_rerank.pipeline import RerankPipeline
+    from milvus_rerank.rerankers.fallback import FallbackReranker
     from milvus_rerank.rerankers.http.chat import ChatListwiseReranker
     from milvus_rerank.rerankers.http.cohere import CohereReranker
     from milvus_rerank.rerankers.http.jina import JinaReranker
@@ -44,6 +45,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "CrossEncoderReranker": "milvus_rerank.rerankers.local.cross_encoder",
     "VLLMReranker": "milvus_rerank.rerankers.http.vllm",
+    "FallbackReranker": "milvus_rerank.rerankers.fallback",
     "TEIReranker": "milvus_rerank.rerankers.http.tei",
     "CohereReranker": "milvus_rerank.rerankers.http.cohere",
     "VoyageReranker": "milvus_rerank.rerankers.http.voyage",
@@ -64,6 +66,7 @@ __all__ = [
     "CohereReranker",
     "CollectionNotFoundError",
     "CrossEncoderReranker",
+    "FallbackReranker",
     "HTTPOptions",
     "JinaReranker",
     "ListwiseStats",

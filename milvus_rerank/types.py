@@ -25,11 +25,14 @@ class RerankResult:
         span: ``(start, end)``: the characters ``documents[index][start:end]`` of the window that gave the
             score, when the reranker split the document into windows (``long_documents="windows"``);
             ``None`` when it scored the document whole (or truncated it).
+        scored_by: The name of the reranker that gave the score, when a
+            :class:`~milvus_rerank.FallbackReranker` chose it among several; ``None`` otherwise.
     """
 
     index: int
     score: float
     span: tuple[int, int] | None = None
+    scored_by: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
