@@ -22,16 +22,22 @@ This module is pure Python: the reranker passes its tokenization in (:func:`plan
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from milvus_rerank.errors import ModelLoadError
 from milvus_rerank.validation import check_choice, check_int
 
+if TYPE_CHECKING:
+    from milvus_rerank.rerankers.prompts import PromptFormat
+
 __all__ = [
     "DEFAULT_MAX_WINDOWS",
     "LONG_DOCUMENT_POLICIES",
+    "ClientTokenizer",
     "LongDocumentPolicy",
     "WindowOptions",
     "WindowedCall",
@@ -114,6 +120,14 @@ class WindowedCall:
     def windows(self) -> int:
         """How many windows the split documents became."""
         return sum(span is not None for span in self.spans)
+
+    def summary(self, max_length: int) -> str:
+        """What the split cost, for a log line."""
+        n_documents = len(set(self.owners))
+        return (
+            f"{self.split} of {n_documents} documents were longer than {max_length} tokens with the query and "
+            f"were split into {self.windows} windows ({len(self.texts)} pairs scored in all)"
+        )
 
     def best(self, scores: Sequence[float], n_documents: int) -> tuple[list[float], list[tuple[int, int] | None]]:
         """Each document's score (its best window's; the first of equal ones) and that window's span."""
@@ -297,3 +311,73 @@ def _snap_forward(offsets: Sequence[tuple[int, int]], text: str, target: int, *,
             if _boundary(offsets, text, k) >= quality:
                 return k
     return target
+
+
+class ClientTokenizer:
+    """The served model's tokenizer on the client: where an HTTP reranker cuts windows before sending them.
+
+    It measures each pair as the server tokenizes it: a plain (query, document) text pair, or, with a
+    ``prompt_format``, the whole rendered prompt (as :class:`~milvus_rerank.CrossEncoderReranker`
+    measures the same prompts), so the windows are the ones a local reranker on the same weights cuts.
+
+    Args:
+        tokenizer: A Hugging Face fast tokenizer, or a local directory or hub id to load one from
+            (needs ``transformers``: ``pip install 'milvus-rerank[local]'``), loaded on first use.
+    """
+
+    def __init__(self, tokenizer: Any) -> None:
+        if isinstance(tokenizer, os.PathLike):
+            tokenizer = os.fspath(tokenizer)
+        if isinstance(tokenizer, str) and not tokenizer.strip():
+            raise ValueError("tokenizer must name the served model's tokenizer (a directory or hub id), got ''")
+        if not isinstance(tokenizer, str) and not callable(tokenizer):
+            raise TypeError(
+                f"tokenizer must be a Hugging Face tokenizer, a directory or a hub id, got {type(tokenizer).__name__}"
+            )
+        self._source = tokenizer
+        self._tokenizer: Any = None if isinstance(tokenizer, str) else tokenizer
+        self._lock = threading.Lock()  # fast tokenizers refuse concurrent use ("Already borrowed")
+
+    def _loaded(self) -> Any:
+        if self._tokenizer is None:
+            try:
+                from transformers import AutoTokenizer
+            except ImportError as exc:
+                raise ImportError(
+                    "tokenizer='...' loads the tokenizer with transformers: pip install 'milvus-rerank[local]'"
+                ) from exc
+            try:
+                self._tokenizer = AutoTokenizer.from_pretrained(self._source)
+            except (OSError, ValueError) as exc:
+                raise ModelLoadError(f"cannot load the tokenizer {self._source!r} for long_documents: {exc}") from exc
+        return self._tokenizer
+
+    def model_max_length(self) -> int | None:
+        """The tokenizer's declared limit, or ``None`` where it declares none (a huge placeholder)."""
+        with self._lock:
+            limit = getattr(self._loaded(), "model_max_length", None)
+        return int(limit) if isinstance(limit, int) and 0 < limit < 1_000_000 else None
+
+    def pair_lengths(
+        self,
+        query: str,
+        documents: Sequence[str],
+        limit: int,
+        *,
+        prompt_format: PromptFormat | None = None,
+        instruction: str | None = None,
+    ) -> list[int]:
+        """Tokens of each pair as the server reads it (with ``prompt_format``, the whole prompt), up to ``limit``."""
+        with self._lock:
+            tokenizer = self._loaded()
+            if prompt_format is not None:
+                prompts = prompt_format.render(query, documents, instruction=instruction).prompts
+                ids = tokenizer(prompts, add_special_tokens=False, verbose=False)["input_ids"]
+            else:
+                ids = tokenizer([query] * len(documents), list(documents), truncation=False, verbose=False)["input_ids"]
+        return [min(len(one), limit) for one in ids]
+
+    def token_offsets(self, documents: Sequence[str]) -> list[list[tuple[int, int]]]:
+        """Each document's tokens alone, as ``(start, end)`` characters."""
+        with self._lock:
+            return token_offsets(self._loaded(), documents)

@@ -66,6 +66,13 @@ from milvus_rerank.rerankers.http.wire import (
     plan_batches,
     results_list,
 )
+from milvus_rerank.rerankers.windows import (
+    DEFAULT_MAX_WINDOWS,
+    ClientTokenizer,
+    WindowedCall,
+    plan_windows,
+    window_options,
+)
 from milvus_rerank.types import RerankResult
 from milvus_rerank.validation import check_int, check_number
 
@@ -141,6 +148,19 @@ class HTTPReranker:
         )
         self.retry_policy = _retry_policy(options)
         self._extra_body = self._check_extra_body(options.get("extra_body"))
+        self.windows = window_options(
+            options.get("long_documents", "truncate"),
+            options.get("window_overlap"),
+            options.get("max_windows", DEFAULT_MAX_WINDOWS),
+        )
+        self.max_length = check_int(options.get("max_length"), "max_length", minimum=4, optional=True)
+        tokenizer = options.get("tokenizer")
+        if self.windows.windows and tokenizer is None:
+            raise ValueError(
+                "long_documents='windows' cuts windows on the client with the served model's tokenizer: pass "
+                "tokenizer= (its directory or hub id, or a loaded fast tokenizer) and max_length= (the server's limit)"
+            )
+        self._window_tokenizer = None if tokenizer is None else ClientTokenizer(tokenizer)
         secret_headers = options.get("secret_headers", ())
         if isinstance(secret_headers, str) or not isinstance(secret_headers, Collection):
             raise TypeError(f"secret_headers must be a collection of header names, got {type(secret_headers).__name__}")
@@ -225,6 +245,49 @@ class HTTPReranker:
     def _service_options(self) -> dict[str, Any]:
         """The protocol's own settings for :meth:`describe`, by their constructor names."""
         return {}
+
+    # -- long documents: windows cut on the client (see milvus_rerank.rerankers.windows) ----------
+
+    def _window_prompt(self) -> tuple[Any, str | None]:
+        """The prompt format and instruction the client renders around each pair (none here)."""
+        return None, None
+
+    def _window_plan(self, query: str, texts: list[str]) -> WindowedCall | None:
+        """The texts to send under ``long_documents="windows"``; ``None`` under ``"truncate"``."""
+        tokenizer = self._window_tokenizer
+        if not self.windows.windows or tokenizer is None:
+            return None
+        max_length = self.max_length or tokenizer.model_max_length()
+        if max_length is None:
+            raise ValueError(
+                "long_documents='windows' needs the pair's token limit and the tokenizer declares none: pass "
+                "max_length= (the server's limit, e.g. vLLM's max_model_len)"
+            )
+        prompt_format, instruction = self._window_prompt()
+        call = plan_windows(
+            query,
+            texts,
+            max_length=max_length,
+            options=self.windows,
+            pair_lengths=lambda query, documents, limit: tokenizer.pair_lengths(
+                query, documents, limit, prompt_format=prompt_format, instruction=instruction
+            ),
+            token_offsets=tokenizer.token_offsets,
+        )
+        if call.split:
+            logger.debug("%s: %s", self.endpoint.display, call.summary(max_length))
+        return call
+
+    @staticmethod
+    def _best_windows(results: list[RerankResult], call: WindowedCall | None) -> list[RerankResult]:
+        """Results per document from results per window: each document's best window, with its span."""
+        if call is None:
+            return results
+        scores = [0.0] * len(call.texts)
+        for result in results:
+            scores[result.index] = result.score
+        best, spans = call.best(scores, len(set(call.owners)))
+        return [RerankResult(index, score, span) for index, (score, span) in enumerate(zip(best, spans, strict=True))]
 
     # -- shared pure logic --------------------------------------------------------------------
 
@@ -498,7 +561,11 @@ class HTTPReranker:
         if not to_score.texts:
             return to_score.results([], top_n)
         batch_size = self._discover()
-        requests = self._plan(query, to_score.texts, top_n, batch_size)
+        call = self._window_plan(query, to_score.texts)
+        # With windows every window's score is needed (a document is its best): the cut comes after.
+        requests = self._plan(
+            query, to_score.texts if call is None else call.texts, top_n if call is None else None, batch_size
+        )
         if len(requests) == 1:
             per_batch = [self._send(requests[0])]
         else:
@@ -508,7 +575,8 @@ class HTTPReranker:
             finally:
                 for future in futures:
                     future.cancel()
-        return to_score.results(merge_batches(requests, per_batch, top_n), top_n)
+        merged = merge_batches(requests, per_batch, top_n if call is None else None)
+        return to_score.results(self._best_windows(merged, call), top_n)
 
     # -- I/O: async (mirrors the sync path) -----------------------------------------------------
 
@@ -591,7 +659,10 @@ class HTTPReranker:
         if not to_score.texts:
             return to_score.results([], top_n)
         batch_size = await self._adiscover()
-        requests = self._plan(query, to_score.texts, top_n, batch_size)
+        call = await asyncio.to_thread(self._window_plan, query, to_score.texts) if self.windows.windows else None
+        requests = self._plan(
+            query, to_score.texts if call is None else call.texts, top_n if call is None else None, batch_size
+        )
         if len(requests) == 1:
             per_batch = [await self._asend(requests[0])]
         else:
@@ -608,7 +679,8 @@ class HTTPReranker:
                 for task in tasks:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
-        return to_score.results(merge_batches(requests, per_batch, top_n), top_n)
+        merged = merge_batches(requests, per_batch, top_n if call is None else None)
+        return to_score.results(self._best_windows(merged, call), top_n)
 
     # -- lifecycle ------------------------------------------------------------------------------
 

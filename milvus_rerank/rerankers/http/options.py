@@ -10,6 +10,7 @@ from typing import Any, TypedDict
 import httpx
 
 from milvus_rerank.rerankers.http.retry import RetryPolicy
+from milvus_rerank.rerankers.windows import LongDocumentPolicy
 
 if sys.version_info >= (3, 11):
     from typing import Unpack
@@ -48,6 +49,18 @@ class HTTPOptions(TypedDict, total=False):
         client: An ``httpx.Client`` for the sync path, left open by ``close()``. Its redirects
             are followed only if it follows redirects, and only within the endpoint's origin.
         async_client: An ``httpx.AsyncClient`` for the async path, left open by ``aclose()``.
+        long_documents: ``"truncate"`` (default: documents go as they are, and the server truncates or
+            refuses an over-long pair) or ``"windows"``: a document whose pair is longer than ``max_length``
+            is split on the client into overlapping windows of the served model's tokens (``tokenizer``),
+            each sent as a document, and scores as its best window, whose characters the result's ``span``
+            gives; the same windows and scores as :class:`~milvus_rerank.CrossEncoderReranker` on the same
+            weights. See docs/long-documents.md.
+        window_overlap: Tokens shared by consecutive windows; ``None`` means a quarter of the window.
+        max_windows: Most windows per document (default 32).
+        tokenizer: The served model's tokenizer, for ``"windows"``: a local directory or hub id (loaded
+            with transformers on first use) or a loaded fast tokenizer.
+        max_length: Most tokens of a pair for ``"windows"`` (at most the server's limit, e.g. vLLM's
+            ``max_model_len``); ``None`` means the tokenizer's ``model_max_length``.
     """
 
     api_key: str | None
@@ -64,6 +77,11 @@ class HTTPOptions(TypedDict, total=False):
     max_response_bytes: int
     client: httpx.Client | None
     async_client: httpx.AsyncClient | None
+    long_documents: LongDocumentPolicy
+    window_overlap: int | None
+    max_windows: int
+    tokenizer: Any
+    max_length: int | None
 
 
 def check_option_names(owner: str, options: Mapping[str, object]) -> None:

@@ -12,6 +12,7 @@ from milvus_rerank.rerankers.http.client import HTTPReranker
 from milvus_rerank.rerankers.http.options import HTTPOptions, Unpack
 from milvus_rerank.rerankers.prompts import PromptFormat, check_prompt_options
 from milvus_rerank.types import RerankResult
+from milvus_rerank.validation import check_int
 
 __all__ = ["VLLMReranker", "build_vllm_payload", "served_models"]
 
@@ -27,6 +28,8 @@ def build_vllm_payload(
     truncate_prompt_tokens: int | None,
     raw_scores: bool,
     instruction: str | None = None,
+    max_tokens_per_doc: int | None = None,
+    max_tokens_per_query: int | None = None,
 ) -> dict[str, Any]:
     """The body of ``POST /v1/rerank`` for one batch (pure).
 
@@ -48,6 +51,10 @@ def build_vllm_payload(
         payload["activation"] = False
     if instruction is not None:
         payload["instruction"] = instruction
+    if max_tokens_per_doc is not None:
+        payload["max_tokens_per_doc"] = max_tokens_per_doc
+    if max_tokens_per_query is not None:
+        payload["max_tokens_per_query"] = max_tokens_per_query
     return payload
 
 
@@ -98,6 +105,10 @@ class VLLMReranker(HTTPReranker):
             (``--hf-overrides``), not the format's ``true_token`` / ``false_token``; and vLLM adds
             the tokenizer's special tokens (a BOS, for Gemma or Llama) itself, so a format sent to
             a server must not write them. ``None`` (the default) sends the texts as they are.
+        max_tokens_per_doc: vLLM 0.32+: the server cuts each document to this many tokens (its end is
+            not read); ``None`` sends nothing. To score a long document whole, use
+            ``long_documents="windows"`` (see :class:`~milvus_rerank.HTTPOptions`) instead.
+        max_tokens_per_query: vLLM 0.32+: the server cuts the query to this many tokens.
 
     Example:
         >>> reranker = VLLMReranker("http://localhost:8000", model="BAAI/bge-reranker-v2-m3")
@@ -119,6 +130,8 @@ class VLLMReranker(HTTPReranker):
         raw_scores: bool = False,
         instruction: str | None = None,
         prompt_format: str | PromptFormat | None = None,
+        max_tokens_per_doc: int | None = None,
+        max_tokens_per_query: int | None = None,
         **options: Unpack[HTTPOptions],
     ) -> None:
         """Check and keep the options (described on the class); no request is made yet."""
@@ -134,6 +147,8 @@ class VLLMReranker(HTTPReranker):
         if not isinstance(raw_scores, bool):
             raise TypeError(f"raw_scores must be a bool, got {type(raw_scores).__name__}")
         self.truncate_prompt_tokens = truncate_prompt_tokens
+        self.max_tokens_per_doc = check_int(max_tokens_per_doc, "max_tokens_per_doc", optional=True)
+        self.max_tokens_per_query = check_int(max_tokens_per_query, "max_tokens_per_query", optional=True)
         self.raw_scores = raw_scores
         self.prompt_format = check_prompt_options(prompt_format, instruction=instruction)
         self.instruction = instruction
@@ -158,6 +173,9 @@ class VLLMReranker(HTTPReranker):
                 stacklevel=3,
             )
 
+    def _window_prompt(self) -> tuple[PromptFormat | None, str | None]:
+        return self.prompt_format, self.instruction
+
     def _build_payload(self, query: str, documents: Sequence[str], top_n: int | None) -> dict[str, Any]:
         instruction = self.instruction
         if self.prompt_format is not None:
@@ -172,6 +190,8 @@ class VLLMReranker(HTTPReranker):
             truncate_prompt_tokens=self.truncate_prompt_tokens,
             raw_scores=self.raw_scores,
             instruction=instruction,
+            max_tokens_per_doc=self.max_tokens_per_doc,
+            max_tokens_per_query=self.max_tokens_per_query,
         )
 
     # -- model discovery and the unknown-model error --------------------------------------------
@@ -263,6 +283,8 @@ class VLLMReranker(HTTPReranker):
             "raw_scores": self.raw_scores,
             "prompt_format": self._prompt_format_label(),
             "instruction": self.instruction,
+            "max_tokens_per_doc": self.max_tokens_per_doc,
+            "max_tokens_per_query": self.max_tokens_per_query,
         }
 
     def _prompt_format_label(self) -> str | None:

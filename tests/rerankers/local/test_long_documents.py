@@ -66,7 +66,9 @@ def encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_an_encoder_scores_a_long_document_as_the_best_of_predict_over_its_windows(
     encoder: Path, max_length: int
 ) -> None:
-    reranker = CrossEncoderReranker(encoder, device="cpu", max_length=max_length, long_documents="windows")
+    reranker = CrossEncoderReranker(
+        encoder, device="cpu", dtype="float32", max_length=max_length, long_documents="windows"
+    )
     results = reranker.rerank(QUERY, DOCUMENTS)
     texts = [d for d in DOCUMENTS if d.strip()]
     call = windows_of(reranker, texts, max_length)
@@ -96,7 +98,13 @@ def test_an_encoder_scores_a_long_document_as_the_best_of_predict_over_its_windo
 
 def test_windows_cover_the_document_with_overlap_and_cut_at_words(encoder: Path) -> None:
     reranker = CrossEncoderReranker(
-        encoder, device="cpu", max_length=32, long_documents="windows", window_overlap=6, max_windows=1000
+        encoder,
+        device="cpu",
+        dtype="float32",
+        max_length=32,
+        long_documents="windows",
+        window_overlap=6,
+        max_windows=1000,
     )
     document = DOCUMENTS[3]
     call = windows_of(reranker, [document], 32)
@@ -119,15 +127,17 @@ def test_windows_cover_the_document_with_overlap_and_cut_at_words(encoder: Path)
 
 def test_documents_that_fit_score_as_with_truncation(encoder: Path) -> None:
     short = [DOCUMENTS[1], DOCUMENTS[5], "cancer cells and the protein"]
-    truncating = CrossEncoderReranker(encoder, device="cpu", max_length=64)
-    windowed = CrossEncoderReranker(encoder, device="cpu", max_length=64, long_documents="windows")
+    truncating = CrossEncoderReranker(encoder, device="cpu", dtype="float32", max_length=64)
+    windowed = CrossEncoderReranker(encoder, device="cpu", dtype="float32", max_length=64, long_documents="windows")
     assert windowed.rerank(QUERY, short) == truncating.rerank(QUERY, short)
     assert windowed.pairs_scored == len(short)
     assert all(r.span is None for r in windowed.rerank(QUERY, short))
 
 
 def test_cost_is_counted_and_capped(encoder: Path, caplog: pytest.LogCaptureFixture) -> None:
-    capped = CrossEncoderReranker(encoder, device="cpu", max_length=32, long_documents="windows", max_windows=2)
+    capped = CrossEncoderReranker(
+        encoder, device="cpu", dtype="float32", max_length=32, long_documents="windows", max_windows=2
+    )
     with caplog.at_level(logging.DEBUG, logger="milvus_rerank"):
         results = capped.rerank(QUERY, DOCUMENTS[:4])
         capped.rerank(QUERY, DOCUMENTS[:4])
@@ -143,7 +153,9 @@ def test_cost_is_counted_and_capped(encoder: Path, caplog: pytest.LogCaptureFixt
 
 
 def test_a_query_longer_than_the_pair_is_cut_and_still_scores(encoder: Path) -> None:
-    reranker = CrossEncoderReranker(encoder, device="cpu", max_length=24, long_documents="windows", max_windows=4)
+    reranker = CrossEncoderReranker(
+        encoder, device="cpu", dtype="float32", max_length=24, long_documents="windows", max_windows=4
+    )
     results = reranker.rerank(long_text(60, 1), DOCUMENTS[:2])
     assert len(results) == 2
     assert {r.index for r in results} == {0, 1}
@@ -162,7 +174,7 @@ def test_bad_options_are_refused_at_construction(
     encoder: Path, options: dict[str, object], error: type[Exception], match: str
 ) -> None:
     with pytest.raises(error, match=match):
-        CrossEncoderReranker(encoder, device="cpu", **options)  # type: ignore[arg-type]
+        CrossEncoderReranker(encoder, device="cpu", dtype="float32", **options)  # type: ignore[arg-type]
 
 
 def test_a_result_without_span_is_the_result_it_always_was() -> None:
@@ -176,7 +188,9 @@ def test_a_result_without_span_is_the_result_it_always_was() -> None:
 def test_an_llm_reranker_scores_each_window_inside_its_whole_prompt(tmp_path: Path, architecture: str) -> None:
     path = make_llm_reranker(tmp_path / architecture, architecture=architecture, texts=[QUERY, *WORDS])
     max_length = 150  # the chat template alone is about 90 tokens of this tokenizer
-    reranker = CrossEncoderReranker(path, device="cpu", max_length=max_length, long_documents="windows")
+    reranker = CrossEncoderReranker(
+        path, device="cpu", dtype="float32", max_length=max_length, long_documents="windows"
+    )
     texts = [d for d in DOCUMENTS if d.strip()]
     results = {r.index: r for r in reranker.rerank(QUERY, texts)}
     call = windows_of(reranker, texts, max_length)
@@ -198,7 +212,7 @@ def test_a_plain_checkpoint_with_a_prompt_format_scores_windows_as_the_rendered_
     path = make_llm_reranker(tmp_path / "plain", architecture="qwen3", save_format="causal-lm", texts=WORDS)
     max_length = 120
     reranker = CrossEncoderReranker(
-        path, device="cpu", max_length=max_length, prompt_format="qwen3", long_documents="windows"
+        path, device="cpu", dtype="float32", max_length=max_length, prompt_format="qwen3", long_documents="windows"
     )
     texts = DOCUMENTS[:4]
     results = {r.index: r for r in reranker.rerank(QUERY, texts)}
