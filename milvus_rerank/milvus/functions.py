@@ -618,7 +618,7 @@ def _caller_stacklevel() -> int:
     """The ``stacklevel`` that makes a warning issued by our caller point at the user's line.
 
     Counts the frames that belong to this package (the builders, a reranker's
-    ``to_milvus_function``), so the warning names the first line outside it however the call
+    :func:`model_ranker`), so the warning names the first line outside it however the call
     arrived here.
     """
     frame: FrameType | None = sys._getframe(1)  # the function that is about to warn
