@@ -26,6 +26,7 @@ from milvus_rerank.rerankers.http.client import HTTPReranker
 from milvus_rerank.rerankers.http.credentials import REDACTED
 from milvus_rerank.rerankers.http.options import HTTPOptions, Unpack
 from milvus_rerank.rerankers.http.retry import RetryPolicy
+from milvus_rerank.rerankers.http.service import RerankService
 from milvus_rerank.rerankers.http.vllm import served_models
 from milvus_rerank.rerankers.http.wire import decode_json, excerpt
 from milvus_rerank.rerankers.listwise import (
@@ -44,6 +45,9 @@ from milvus_rerank.validation import check_int
 __all__ = ["ChatListwiseReranker", "chat_answer"]
 
 logger = logging.getLogger("milvus_rerank.http")
+
+_PASSAGE_CUT_OPTIONS = frozenset({"long_documents", "window_overlap", "max_windows", "tokenizer", "max_length"})
+"""The cross-encoder options of :class:`~milvus_rerank.HTTPOptions` that mean nothing to a chat model."""
 
 # When the running rerank call started, for the requests it makes (each thread and task has its own).
 _CALL_STARTED: contextvars.ContextVar[float | None] = contextvars.ContextVar("listwise_call_started", default=None)
@@ -143,6 +147,12 @@ class ChatListwiseReranker(HTTPReranker):
         if "max_batch_size" in options:
             raise TypeError(
                 "ChatListwiseReranker() takes no max_batch_size: window= sets how many passages one chat call reads"
+            )
+        cutting = sorted(_PASSAGE_CUT_OPTIONS & set(options))
+        if cutting:
+            raise TypeError(
+                f"ChatListwiseReranker() takes no {', '.join(cutting)}: a chat model reads a passage, not a "
+                "(query, passage) pair; max_passage_chars= cuts passages to fit its context"
             )
         super().__init__(endpoint, model=model, **options)
         self.window = check_int(window, "window", minimum=2)
@@ -382,10 +392,22 @@ class ChatListwiseReranker(HTTPReranker):
     def _results(to_score: DocumentsToScore, ranking: ListwiseRanking, top_n: int | None) -> list[RerankResult]:
         return to_score.results(ranking.results(), top_n)
 
+    def describe(self) -> RerankService:
+        """Not available: no Milvus model ranker calls a chat model, so this reranker runs on the client only.
+
+        Raises:
+            TypeError: Always, saying where it can run.
+        """
+        raise TypeError(
+            "ChatListwiseReranker has no Milvus model ranker (Milvus calls rerank endpoints, not chat models): "
+            "rerank on the client, with RerankPipeline or the LangChain / LlamaIndex adapters"
+        )
+
     def __repr__(self) -> str:
         key = f"'{REDACTED}'" if self._api_key is not None else "None"
         model = self._redact(repr(self.model))  # a discovered name is server text
+        endpoint = self._endpoints.display if len(self._endpoints.endpoints) > 1 else repr(self.endpoint.display)
         return (
-            f"{type(self).__name__}(endpoint={self.endpoint.display!r}, model={model}, api_key={key}, "
+            f"{type(self).__name__}(endpoint={endpoint}, model={model}, api_key={key}, "
             f"window={self.window}, step={self.step}, max_calls={self.max_calls!r})"
         )

@@ -267,6 +267,7 @@ def test_a_rerank_over_the_cap_is_refused_before_any_request(chat: ChatTestServe
         ({"max_calls": 0}, ValueError, "max_calls"),
         ({"max_passage_chars": "10"}, TypeError, "max_passage_chars"),
         ({"max_batch_size": 8}, TypeError, "window= sets how many passages"),
+        ({"long_documents": "windows", "max_length": 64}, TypeError, "no long_documents, max_length"),
         ({"extra_body": {"messages": []}}, ValueError, "extra_body cannot set"),
         ({"windw": 3}, TypeError, "unexpected keyword argument 'windw'"),
     ],
@@ -358,3 +359,15 @@ def test_a_window_over_the_context_is_a_400_that_names_the_fix(call: Caller) -> 
         reranker = ChatListwiseReranker(server.url, window=4, step=2, max_passage_chars=1000)
         with pytest.raises(RerankHTTPError, match=r"maximum context length.*pass a smaller max_passage_chars="):
             call(reranker, "q", ["word " * 300] * 4)
+
+
+def test_it_has_no_milvus_model_ranker_and_shows_every_endpoint_of_a_list(chat: ChatTestServer) -> None:
+    from milvus_rerank.milvus.functions import model_ranker
+
+    second = f"http://localhost:{chat.port}"  # the same server under another name
+    reranker = ChatListwiseReranker([chat.url, second], model="tiny-chat", max_passage_chars=50)
+    with pytest.raises(TypeError, match="no Milvus model ranker"):
+        model_ranker(reranker, queries=["q"])
+    assert "127.0.0.1" in repr(reranker)
+    assert "localhost" in repr(reranker)
+    assert len(reranker.rerank("q", ["a", "b", "c"])) == 3
