@@ -109,11 +109,12 @@ def test_every_page_with_code_is_found() -> None:
 
 _LINK = re.compile(r"\]\(([^)\s]+)\)")
 _HEADING = re.compile(r"^#+ (.+)$", re.MULTILINE)
+_FENCED = re.compile(r"^```.*?^```", re.MULTILINE | re.DOTALL)
 
 
 def _anchors(page: Path) -> set[str]:
     """The anchors GitHub gives a page's headings: lower case, punctuation dropped, spaces as hyphens."""
-    text = _BLOCK.sub("", page.read_text(encoding="utf-8"))
+    text = _FENCED.sub("", page.read_text(encoding="utf-8"))
     return {re.sub(r"[^\w\- ]", "", title.strip().lower()).replace(" ", "-") for title in _HEADING.findall(text)}
 
 
