@@ -47,6 +47,8 @@ class Candidate:
         retrieval_rank: 1-based position in the first-stage results, or ``None``.
         rerank_score: Score given by the reranker, or ``None`` when the candidate was not reranked.
         rank: 1-based position in the final results, or ``None`` before selection.
+        scored_by: Which reranker of a :class:`~milvus_rerank.FallbackReranker` gave
+            ``rerank_score`` (:attr:`RerankResult.scored_by`); ``None`` otherwise.
     """
 
     id: int | str
@@ -56,16 +58,19 @@ class Candidate:
     retrieval_rank: int | None = None
     rerank_score: float | None = None
     rank: int | None = None
+    scored_by: str | None = None
 
     @property
     def reranked(self) -> bool:
         """Whether a reranker scored this candidate."""
         return self.rerank_score is not None
 
-    def with_rerank(self, rerank_score: float | None, rank: int) -> Candidate:
-        """A copy carrying the second stage's outcome: its score (``None``: not reranked) and final rank."""
+    def with_rerank(self, rerank_score: float | None, rank: int, scored_by: str | None = None) -> Candidate:
+        """A copy carrying the second stage's outcome: its score (``None``: not reranked), final rank, and scorer."""
         # Direct construction: dataclasses.replace costs twice as much, on the pipeline's hot path.
-        return Candidate(self.id, self.text, self.score, self.metadata, self.retrieval_rank, rerank_score, rank)
+        return Candidate(
+            self.id, self.text, self.score, self.metadata, self.retrieval_rank, rerank_score, rank, scored_by
+        )
 
 
 @runtime_checkable
