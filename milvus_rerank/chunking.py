@@ -11,6 +11,7 @@ sources (and so chunk ids) relative to a root folder you choose.
 
 from __future__ import annotations
 
+import codecs
 import json
 import os
 import re
@@ -218,7 +219,7 @@ def json_lines(lines: Iterable[str], name: str) -> Iterator[tuple[int, Any]]:
             raise ValueError(f"{name}, line {number}: not valid JSON ({exc.msg})") from None
 
 
-def read_jsonl_documents(path: str | os.PathLike[str]) -> list[Chunk]:
+def read_jsonl_documents(path: str | os.PathLike[str], *, encoding: str = "utf-8") -> list[Chunk]:
     """Read documents from a JSON Lines file, one object per line, as they are (not chunked).
 
     Each object needs a non-empty string ``text`` and an id under ``id`` or ``_id`` (BEIR's
@@ -227,6 +228,7 @@ def read_jsonl_documents(path: str | os.PathLike[str]) -> list[Chunk]:
 
     Args:
         path: The ``.jsonl`` file.
+        encoding: Its text encoding.
 
     Returns:
         The documents in file order.
@@ -239,7 +241,7 @@ def read_jsonl_documents(path: str | os.PathLike[str]) -> list[Chunk]:
     name = os.fspath(path)
     documents: list[Chunk] = []
     seen: set[str] = set()
-    with Path(path).open(encoding="utf-8") as handle:
+    with Path(path).open(encoding=encoding) as handle:
         for number, record in json_lines(handle, name):
             if not isinstance(record, dict):
                 raise ValueError(f"{name}, line {number}: expected a JSON object, got {type(record).__name__}")
@@ -286,7 +288,9 @@ def source_name(path: str | os.PathLike[str], *, root: str | os.PathLike[str] | 
         return resolved.as_posix()
 
 
-def read_file(path: str | os.PathLike[str], *, source: str, max_chars: int = 1000, overlap: int = 150) -> list[Chunk]:
+def read_file(
+    path: str | os.PathLike[str], *, source: str, max_chars: int = 1000, overlap: int = 150, encoding: str = "utf-8"
+) -> list[Chunk]:
     """Read one file into chunks ready to ingest (the rules of :func:`read_documents`).
 
     Args:
@@ -294,6 +298,7 @@ def read_file(path: str | os.PathLike[str], *, source: str, max_chars: int = 100
         source: Its ``source`` metadata and the stem of its chunk ids (see :func:`source_name`).
         max_chars: Longest chunk, in characters (see :func:`chunk_text`).
         overlap: Most characters repeated from the previous chunk.
+        encoding: The file's text encoding (``latin-1`` for a Latin-1 corpus).
 
     Returns:
         The file's chunks, in order; none for a file without text.
@@ -301,8 +306,9 @@ def read_file(path: str | os.PathLike[str], *, source: str, max_chars: int = 100
     Raises:
         OSError: The file cannot be read.
         TypeError: ``max_chars`` or ``overlap`` is not an int.
-        ValueError: The file is not UTF-8 text or a JSONL line is malformed (the message names
-            the file), or ``max_chars`` / ``overlap`` is out of range.
+        ValueError: The file is not text in ``encoding`` or a JSONL line is malformed (the message
+            names the file), or ``max_chars`` / ``overlap`` is out of range.
+        LookupError: ``encoding`` is not an encoding Python knows.
     """
     _check_sizes(max_chars, overlap)
     path = Path(path)
@@ -310,16 +316,17 @@ def read_file(path: str | os.PathLike[str], *, source: str, max_chars: int = 100
     chunks: list[Chunk] = []
     try:
         if suffix == ".jsonl":
-            for record in read_jsonl_documents(path):
+            for record in read_jsonl_documents(path, encoding=encoding):
                 pieces = chunk_text(record.text, max_chars=max_chars, overlap=overlap)
                 for number, piece in enumerate(pieces):
                     metadata = {"source": source, **record.metadata, "chunk": number}
                     chunk_id = record.id if len(pieces) == 1 else f"{record.id}#{number}"
                     chunks.append(Chunk(chunk_id, piece, metadata))
             return chunks
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding=encoding)
     except UnicodeDecodeError:
-        raise ValueError(f"{path}: not UTF-8 text") from None
+        what = "UTF-8" if codecs.lookup(encoding).name == "utf-8" else encoding
+        raise ValueError(f"{path}: not {what} text") from None
     sections = markdown_sections(text) if suffix == ".md" else [(None, text)]
     number = 0
     for heading, body in sections:

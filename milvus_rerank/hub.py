@@ -6,15 +6,22 @@ loaded they ask :func:`hub_unreachable_reason` whether the hub can be reached at
 client retries an unreachable hub for half a minute, printing a line per retry, before it reads
 its cache or gives up, while one short request tells at once. A cached model then loads from the
 cache (:func:`in_hub_cache`), and an uncached one fails in a second with a message that says why.
+A model directory whose config marks its weights as random (:func:`is_standin`, set by the
+offline stand-ins of :mod:`milvus_rerank.testing.models`) is one whose scores mean nothing.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
+from pathlib import Path
 
-__all__ = ["hub_unreachable_reason", "in_hub_cache", "looks_like_path"]
+__all__ = ["STANDIN_CONFIG_KEY", "hub_unreachable_reason", "in_hub_cache", "is_standin", "looks_like_path"]
+
+STANDIN_CONFIG_KEY = "milvus_rerank_random_weights"
+"""Set to ``true`` in the ``config.json`` of a model with random weights: its scores are random."""
 
 _PROBE_TIMEOUT = 3.0  # seconds: a reachable hub answers a HEAD well within it
 _PROBE_MEMORY = 60.0  # seconds a probe's answer is reused: loading several models probes once
@@ -84,3 +91,13 @@ def in_hub_cache(repo_id: str, *, revision: str | None = None) -> bool:
     except ValueError:  # not a valid repo id
         return False
     return isinstance(found, str)
+
+
+def is_standin(model_name_or_path: str | os.PathLike[str]) -> bool:
+    """Whether ``model_name_or_path`` is a local model marked as having random weights (random scores)."""
+    config = Path(os.path.expanduser(os.fspath(model_name_or_path))) / "config.json"
+    try:
+        content = json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(content, dict) and content.get(STANDIN_CONFIG_KEY) is True

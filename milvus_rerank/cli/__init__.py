@@ -57,17 +57,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _debug_logs() -> None:
+    """At ``--debug``, the library's own debug lines (e.g. how many windows long passages became) go to stderr."""
+    logger = logging.getLogger("milvus_rerank")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+
+
 def _quiet_libraries() -> None:
     """Keep library chatter (weight-loading bars, info logs) off a command's output."""
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # gRPC's own log lines (Milvus Lite's connection, e.g. "too_many_pings" during a long embedding).
+    os.environ.setdefault("GRPC_VERBOSITY", "NONE")
     for name in ("transformers", "sentence_transformers", "huggingface_hub", "httpx"):
         logging.getLogger(name).setLevel(logging.ERROR)
     # pymilvus logs every failed call, and Milvus Lite a failed start, with a traceback before the
     # exception that the library turns into one line saying what went wrong.
     for name in ("pymilvus", "milvus_lite"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
+    # The HTTP rerankers log each retry; the command prints the one line of the final error.
+    logging.getLogger("milvus_rerank.http").setLevel(logging.ERROR)
     if "transformers" in sys.modules:
         from transformers.utils import logging as hf_logging
 
@@ -85,6 +99,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     if not args.debug:
         _quiet_libraries()
+    else:
+        _debug_logs()
     try:
         return int(args.handler(args))
     except KeyboardInterrupt:

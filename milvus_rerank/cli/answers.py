@@ -8,12 +8,11 @@ on :func:`build_prompt`) when one is configured and otherwise answers, saying so
 from __future__ import annotations
 
 import argparse
-import os
 import re
 from collections.abc import Sequence
 
 from milvus_rerank.cli.chat import chat_answer
-from milvus_rerank.cli.options import LLM_API_KEY_ENV
+from milvus_rerank.cli.options import LLM_API_KEY_ENV, api_key
 
 __all__ = ["build_prompt", "extractive_answer", "generate_answer"]
 
@@ -102,5 +101,5 @@ def generate_answer(args: argparse.Namespace, question: str, passages: Sequence[
     if not getattr(args, "llm_endpoint", None):
         return extractive_answer(question, passages)
     prompt = build_prompt(question, [text for text, _ in passages])
-    api_key = os.environ.get(LLM_API_KEY_ENV) or None
-    return chat_answer(args.llm_endpoint, getattr(args, "llm_model", None), prompt, api_key=api_key)
+    key = api_key(LLM_API_KEY_ENV)
+    return chat_answer(args.llm_endpoint, getattr(args, "llm_model", None), prompt, api_key=key)

@@ -1,7 +1,8 @@
 """Opening the Milvus database a command names with ``--uri`` or ``--db``.
 
 A Milvus Lite path is checked before any model is loaded (loading takes seconds; a typo should
-not), and its folder is created. The connection itself goes through
+not). No folder is created: a path in a folder that does not exist is refused by
+:func:`~milvus_rerank.milvus.connection.connect`, as the library refuses it. The connection goes through
 :func:`milvus_rerank.milvus.connection.connect`, whose :class:`~milvus_rerank.RetrievalError`
 the command prints as its one-line error.
 """
@@ -48,7 +49,7 @@ def check_uri(uri: str, *, must_exist: bool, flag: str = "--uri") -> None:
 
 
 def open_database(uri: str, *, must_exist: bool) -> MilvusClient:
-    """Check ``uri`` (:func:`check_uri`), create a Milvus Lite file's folder, and connect.
+    """Check ``uri`` (:func:`check_uri`) and connect.
 
     The server token is read from ``$MILVUS_TOKEN``.
 
@@ -57,8 +58,6 @@ def open_database(uri: str, *, must_exist: bool) -> MilvusClient:
         RetrievalError: The connection failed.
     """
     check_uri(uri, must_exist=must_exist)
-    if not _SERVER_URI.match(uri):
-        Path(uri).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
     return connect(uri, token=os.environ.get(TOKEN_ENV) or None)
 
 
@@ -80,16 +79,16 @@ def check_collection(client: MilvusClient, uri: str, collection: str) -> None:
 
 @contextmanager
 def database_path(db: str | None, *, name: str) -> Iterator[str]:
-    """The Milvus Lite file a ``--db`` option names, or a file ``name`` in a temporary folder.
+    """The database a ``--uri`` option names, or a Milvus Lite file ``name`` in a temporary folder.
 
-    A ``--db`` path is checked (:func:`check_uri`) and kept; the temporary folder is removed when
+    A ``--uri`` path is checked (:func:`check_uri`) and kept; the temporary folder is removed when
     the block ends.
 
     Raises:
         CLIError: ``db`` is not a Milvus Lite path.
     """
     if db is not None:
-        check_uri(db, must_exist=False, flag="--db")
+        check_uri(db, must_exist=False)
         yield db
         return
     with tempfile.TemporaryDirectory(prefix="milvus-rerank-") as folder:

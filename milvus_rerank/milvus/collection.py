@@ -324,6 +324,15 @@ def _rows(batch: Sequence[Document], layout: Mapping[str, Any], collection_name:
             )
         if not isinstance(text, str):
             raise TypeError(f"text of document {doc_id!r} must be a str, got {type(text).__name__}")
+        if not text.isascii():
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as exc:  # pymilvus would fail with "The Input data type is inconsistent"
+                raise ValueError(
+                    f"text of document {doc_id!r} holds a lone surrogate ({text[exc.start]!r}) at character "
+                    f"{exc.start}, which UTF-8 cannot encode; clean the text first, e.g. "
+                    "text.encode('utf-8', 'replace').decode('utf-8')"
+                ) from None
         limit = layout["max_text_length"]
         # Milvus Lite counts a VARCHAR's length in characters (measured: 100 "é" fit max_length=100).
         if limit is not None and len(text) > limit:

