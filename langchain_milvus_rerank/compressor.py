@@ -1,8 +1,10 @@
 """``RerankCompressor``: a LangChain document compressor backed by any milvus-rerank reranker.
 
 The compressor only converts between LangChain ``Document`` objects and
-:class:`milvus_rerank.types.Candidate` objects; deduplication, reranking, the threshold, ``top_n``
-and the error policy all live in :class:`milvus_rerank.pipeline.RerankPipeline`.
+:class:`milvus_rerank.types.Candidate` objects (:mod:`langchain_milvus_rerank.documents`) around
+:meth:`milvus_rerank.pipeline.RerankPipeline.rerank`, which dedupes, reranks, applies the threshold
+and ``top_n`` and the error policy. :meth:`RerankCompressor.rerank_candidates` is the same on a
+first stage's candidates: the rerank step of ``MilvusRerankRetriever``.
 """
 
 from __future__ import annotations
@@ -14,15 +16,22 @@ from typing import Any, Literal
 
 from langchain_core.callbacks import AsyncCallbackManager, CallbackManager, Callbacks
 from langchain_core.documents import BaseDocumentCompressor, Document
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, PrivateAttr
 
-from langchain_milvus_rerank.documents import document_identity, first_stage_score, scored_copies
-from milvus_rerank.pipeline import RerankPipeline
+from langchain_milvus_rerank.documents import (
+    candidate_to_document,
+    document_identity,
+    document_metadata,
+    first_stage_score,
+    scored_copies,
+)
+from milvus_rerank.pipeline import RerankPipeline, Selection
 from milvus_rerank.types import Candidate, Reranker
 
-__all__ = ["RerankCompressor"]
+__all__ = ["DEFAULT_DOCUMENT_TEMPLATE", "RerankCompressor"]
 
-_PLAIN_TEMPLATE = "{page_content}"
+DEFAULT_DOCUMENT_TEMPLATE = "{page_content}"
+"""The text reranked for each document by default: its ``page_content`` alone."""
 
 
 class RerankCompressor(BaseDocumentCompressor):
@@ -84,11 +93,14 @@ class RerankCompressor(BaseDocumentCompressor):
         default=None, description="Drop documents whose rerank score is below this (model-specific scale)."
     )
     document_template: str = Field(
-        default="{page_content}", description="str.format template of the reranked text: page_content, metadata keys."
+        default=DEFAULT_DOCUMENT_TEMPLATE,
+        description="str.format template of the reranked text: page_content, metadata keys.",
     )
     on_error: Literal["raise", "passthrough"] = Field(
         default="raise", description="'raise' propagates reranker failures; 'passthrough' keeps the input order."
     )
+
+    _pipeline: RerankPipeline = PrivateAttr()
 
     def __init__(
         self,
@@ -96,7 +108,7 @@ class RerankCompressor(BaseDocumentCompressor):
         *,
         top_n: int | None = None,
         score_threshold: float | None = None,
-        document_template: str = _PLAIN_TEMPLATE,
+        document_template: str = DEFAULT_DOCUMENT_TEMPLATE,
         on_error: Literal["raise", "passthrough"] = "raise",
     ) -> None:
         # The pipeline checks with clear messages before pydantic could coerce ("3" -> 3).
@@ -110,6 +122,15 @@ class RerankCompressor(BaseDocumentCompressor):
             "on_error": pipeline.on_error,
         }
         super().__init__(**fields)
+        self._pipeline = pipeline
+
+    @property
+    def selection(self) -> Selection:
+        """``top_n`` and ``score_threshold`` as they are now, checked (a field set after construction is checked here).
+
+        Per-call options replace them with ``compressor.selection.with_options(...)``.
+        """
+        return Selection(self.top_n, self.score_threshold)
 
     def compress_documents(
         self,
@@ -132,17 +153,8 @@ class RerankCompressor(BaseDocumentCompressor):
             ValueError: A document lacks a metadata field used by ``document_template``.
             RerankError: The reranker failed and ``on_error="raise"``.
         """
-        pipeline = self._pipeline()
-        candidates, texts = self._to_candidates(documents, query)
-        return self._traced_rerank(
-            pipeline,
-            query,
-            candidates,
-            texts=texts,
-            inputs={"query": query, "documents": list(documents)},
-            to_documents=partial(scored_copies, documents),
-            callbacks=callbacks,
-        )
+        candidates, texts, run = self._documents_run(documents, query)
+        return run.sync(query, candidates, texts, callbacks)
 
     async def acompress_documents(
         self,
@@ -151,72 +163,80 @@ class RerankCompressor(BaseDocumentCompressor):
         callbacks: Callbacks | None = None,
     ) -> Sequence[Document]:
         """Async twin of :meth:`compress_documents`: awaits the reranker's own ``arerank``."""
-        pipeline = self._pipeline()
+        candidates, texts, run = self._documents_run(documents, query)
+        return await run.asynchronous(query, candidates, texts, callbacks)
+
+    def rerank_candidates(
+        self,
+        query: str,
+        candidates: Sequence[Candidate],
+        *,
+        selection: Selection | None = None,
+        callbacks: Callbacks | None = None,
+    ) -> list[Document]:
+        """Rerank a first stage's candidates and return the best as documents (:func:`candidate_to_document`).
+
+        The rerank step of :class:`~langchain_milvus_rerank.MilvusRerankRetriever`: the same as
+        :meth:`compress_documents` (one chain run named ``RerankCompressor``), on
+        :class:`~milvus_rerank.Candidate` objects, which become documents once, at the end.
+        ``document_template`` sees each candidate's metadata as its document will carry it
+        (``pk``, ``retrieval_score``...).
+
+        Args:
+            query: The query to score the candidates against.
+            candidates: The first stage's candidates (e.g. ``MilvusRetriever.retrieve``); not modified.
+            selection: ``top_n`` and ``score_threshold`` of this call; ``None``: :attr:`selection`.
+            callbacks: LangChain callbacks that see the rerank as a chain run.
+
+        Raises:
+            TypeError: ``query`` is not a ``str``.
+            ValueError: A candidate lacks a metadata field used by ``document_template``.
+            RerankError: The reranker failed and ``on_error="raise"``.
+        """
+        texts, run = self._candidates_run(query, candidates, selection)
+        return run.sync(query, candidates, texts, callbacks)
+
+    async def arerank_candidates(
+        self,
+        query: str,
+        candidates: Sequence[Candidate],
+        *,
+        selection: Selection | None = None,
+        callbacks: Callbacks | None = None,
+    ) -> list[Document]:
+        """Async twin of :meth:`rerank_candidates`: awaits the reranker's own ``arerank``."""
+        texts, run = self._candidates_run(query, candidates, selection)
+        return await run.asynchronous(query, candidates, texts, callbacks)
+
+    def _documents_run(
+        self, documents: Sequence[Document], query: str
+    ) -> tuple[list[Candidate], list[str] | None, _Run]:
         candidates, texts = self._to_candidates(documents, query)
-        return await self._atraced_rerank(
-            pipeline,
-            query,
-            candidates,
-            texts=texts,
-            inputs={"query": query, "documents": list(documents)},
-            to_documents=partial(scored_copies, documents),
-            callbacks=callbacks,
+        inputs = {"query": query, "documents": list(documents)}
+        return candidates, texts, self._run(inputs, self.selection, partial(scored_copies, documents))
+
+    def _candidates_run(
+        self, query: str, candidates: Sequence[Candidate], selection: Selection | None
+    ) -> tuple[list[str] | None, _Run]:
+        if not isinstance(query, str):
+            raise TypeError(f"query must be a str, got {type(query).__name__}")
+        texts = self._rerank_texts(
+            (c.text, document_metadata(c), f"the candidate with primary key {c.id!r}") for c in candidates
         )
+        chosen = self.selection if selection is None else selection
+        return texts, self._run({"query": query, "candidates": list(candidates)}, chosen, _to_documents)
 
-    # The two methods below are the rerank step of MilvusRerankRetriever too, which hands them the
-    # first stage's candidates: both paths trace one chain run named after this class.
-
-    def _traced_rerank(
+    def _run(
         self,
-        pipeline: RerankPipeline,
-        query: str,
-        candidates: Sequence[Candidate],
-        *,
-        texts: Sequence[str] | None,
         inputs: dict[str, Any],
+        selection: Selection,
         to_documents: Callable[[Sequence[Candidate]], list[Document]],
-        callbacks: Callbacks | None,
-    ) -> list[Document]:
-        manager = CallbackManager.configure(inheritable_callbacks=callbacks, local_metadata=_run_metadata(pipeline))
-        run = manager.on_chain_start(None, inputs, name=type(self).__name__)
-        try:
-            result = to_documents(pipeline.rerank(query, candidates, texts=texts))
-        except BaseException as exc:
-            run.on_chain_error(exc)
-            raise
-        run.on_chain_end({"documents": result})
-        return result
-
-    async def _atraced_rerank(
-        self,
-        pipeline: RerankPipeline,
-        query: str,
-        candidates: Sequence[Candidate],
-        *,
-        texts: Sequence[str] | None,
-        inputs: dict[str, Any],
-        to_documents: Callable[[Sequence[Candidate]], list[Document]],
-        callbacks: Callbacks | None,
-    ) -> list[Document]:
-        manager = AsyncCallbackManager.configure(
-            inheritable_callbacks=callbacks, local_metadata=_run_metadata(pipeline)
-        )
-        run = await manager.on_chain_start(None, inputs, name=type(self).__name__)
-        try:
-            result = to_documents(await pipeline.arerank(query, candidates, texts=texts))
-        except BaseException as exc:
-            await run.on_chain_error(exc)
-            raise
-        await run.on_chain_end({"documents": result})
-        return result
-
-    def _pipeline(self, selection: Mapping[str, Any] | None = None) -> RerankPipeline:
-        # Built per call from the current fields, so a changed field (c.top_n = 5, model_copy) takes effect
-        # and is checked; per-call options of the retriever replace top_n / score_threshold.
-        pipeline = RerankPipeline(
-            self.reranker, top_n=self.top_n, score_threshold=self.score_threshold, on_error=self.on_error
-        )
-        return pipeline.with_selection(selection or {})
+    ) -> _Run:
+        # The reranker and on_error are fields, and a field may be set after construction (or by
+        # model_copy(update=...)): the pipeline follows them. top_n / score_threshold go per call.
+        if self._pipeline.reranker is not self.reranker or self._pipeline.on_error != self.on_error:
+            self._pipeline = RerankPipeline(self.reranker, on_error=self.on_error)
+        return _Run(self._pipeline, type(self).__name__, inputs, selection, to_documents)
 
     def _rerank_texts(self, contents: Iterable[tuple[str, Mapping[str, Any], str]]) -> list[str] | None:
         """The text reranked for each ``(page_content, metadata, where)``; ``None`` when it is the content itself.
@@ -224,7 +244,7 @@ class RerankCompressor(BaseDocumentCompressor):
         ``where`` names the item in an error (``"documents[3]"``).
         """
         fields = _template_fields(self.document_template)
-        if self.document_template == _PLAIN_TEMPLATE:
+        if self.document_template == DEFAULT_DOCUMENT_TEMPLATE:
             return None
         return [self._render(page_content, metadata, fields, where) for page_content, metadata, where in contents]
 
@@ -269,12 +289,58 @@ class RerankCompressor(BaseDocumentCompressor):
         return candidates, texts
 
 
-def _run_metadata(pipeline: RerankPipeline) -> dict[str, Any]:
-    return {
-        "reranker": type(pipeline.reranker).__name__,
-        "top_n": pipeline.top_n,
-        "score_threshold": pipeline.score_threshold,
-    }
+class _Run:
+    """One rerank as a LangChain chain run named after the compressor, started once the arguments are checked."""
+
+    def __init__(
+        self,
+        pipeline: RerankPipeline,
+        name: str,
+        inputs: dict[str, Any],
+        selection: Selection,
+        to_documents: Callable[[Sequence[Candidate]], list[Document]],
+    ) -> None:
+        self.pipeline = pipeline
+        self.name = name
+        self.inputs = inputs
+        self.selection = selection
+        self.to_documents = to_documents
+        self.metadata = {
+            "reranker": type(self.pipeline.reranker).__name__,
+            "top_n": selection.top_n,
+            "score_threshold": selection.score_threshold,
+        }
+
+    def sync(
+        self, query: str, candidates: Sequence[Candidate], texts: Sequence[str] | None, callbacks: Callbacks | None
+    ) -> list[Document]:
+        manager = CallbackManager.configure(inheritable_callbacks=callbacks, local_metadata=self.metadata)
+        run = manager.on_chain_start(None, self.inputs, name=self.name)
+        try:
+            result = self.to_documents(self.pipeline.rerank(query, candidates, texts=texts, selection=self.selection))
+        except BaseException as exc:
+            run.on_chain_error(exc)
+            raise
+        run.on_chain_end({"documents": result})
+        return result
+
+    async def asynchronous(
+        self, query: str, candidates: Sequence[Candidate], texts: Sequence[str] | None, callbacks: Callbacks | None
+    ) -> list[Document]:
+        manager = AsyncCallbackManager.configure(inheritable_callbacks=callbacks, local_metadata=self.metadata)
+        run = await manager.on_chain_start(None, self.inputs, name=self.name)
+        try:
+            reranked = await self.pipeline.arerank(query, candidates, texts=texts, selection=self.selection)
+            result = self.to_documents(reranked)
+        except BaseException as exc:
+            await run.on_chain_error(exc)
+            raise
+        await run.on_chain_end({"documents": result})
+        return result
+
+
+def _to_documents(selected: Sequence[Candidate]) -> list[Document]:
+    return [candidate_to_document(candidate) for candidate in selected]
 
 
 def _template_fields(template: object) -> frozenset[str]:

@@ -1,13 +1,12 @@
 """``MilvusRerankRetriever``: Milvus retrieval (dense, sparse BM25 or hybrid) followed by a reranker.
 
 The first stage is :class:`milvus_rerank.MilvusRetriever` (or any object with ``retrieve`` and
-``aretrieve`` returning candidates); the second is a :class:`RerankCompressor`'s pipeline, run on
-the candidates themselves. Candidates become LangChain documents once, at the end.
+``aretrieve`` returning candidates); the second is :meth:`RerankCompressor.rerank_candidates`,
+run on the candidates themselves. Candidates become LangChain documents once, at the end.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, CallbackManagerForRetrieverRun
@@ -15,21 +14,16 @@ from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict, Field
 
-from langchain_milvus_rerank.compressor import _PLAIN_TEMPLATE, RerankCompressor
-from langchain_milvus_rerank.documents import candidate_to_document, document_metadata
+from langchain_milvus_rerank.compressor import DEFAULT_DOCUMENT_TEMPLATE, RerankCompressor
 from milvus_rerank.milvus.options import MilvusRetrieverOptions
 from milvus_rerank.milvus.retriever import MilvusRetriever
-from milvus_rerank.pipeline import CandidateRetriever, check_retriever, split_call_options
-from milvus_rerank.types import Candidate, Reranker
+from milvus_rerank.pipeline import CandidateRetriever, Selection, check_retriever, split_call_options
+from milvus_rerank.types import Reranker
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
 __all__ = ["MilvusRerankRetriever"]
-
-
-def _to_documents(selected: Sequence[Candidate]) -> list[Document]:
-    return [candidate_to_document(candidate) for candidate in selected]
 
 
 class MilvusRerankRetriever(BaseRetriever):
@@ -102,7 +96,7 @@ class MilvusRerankRetriever(BaseRetriever):
         reranker: Reranker | None = None,
         top_n: int | None = None,
         score_threshold: float | None = None,
-        document_template: str = _PLAIN_TEMPLATE,
+        document_template: str = DEFAULT_DOCUMENT_TEMPLATE,
         on_error: Literal["raise", "passthrough"] = "raise",
         tags: list[str] | None = None,
         metadata: dict[str, Any] | None = None,
@@ -119,7 +113,7 @@ class MilvusRerankRetriever(BaseRetriever):
                 document_template=document_template,
                 on_error=on_error,
             )
-        elif reranker is not None or chosen != (None, None, _PLAIN_TEMPLATE, "raise"):
+        elif reranker is not None or chosen != (None, None, DEFAULT_DOCUMENT_TEMPLATE, "raise"):
             raise ValueError(
                 "pass either compressor=... or reranker=... with top_n/score_threshold/document_template/on_error, "
                 "not both"
@@ -150,37 +144,22 @@ class MilvusRerankRetriever(BaseRetriever):
     def _get_relevant_documents(
         self, query: str, *, run_manager: CallbackManagerForRetrieverRun, **options: Any
     ) -> list[Document]:
-        selection, first_stage = split_call_options(options)
-        pipeline = self.compressor._pipeline(selection)
+        selection, first_stage = self._call_options(options)
         candidates = self.retriever.retrieve(query, **first_stage)
-        return self.compressor._traced_rerank(
-            pipeline,
-            query,
-            candidates,
-            texts=self._rerank_texts(candidates),
-            inputs={"query": query, "candidates": candidates},
-            to_documents=_to_documents,
-            callbacks=run_manager.get_child(),
+        return self.compressor.rerank_candidates(
+            query, candidates, selection=selection, callbacks=run_manager.get_child()
         )
 
     async def _aget_relevant_documents(
         self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun, **options: Any
     ) -> list[Document]:
-        selection, first_stage = split_call_options(options)
-        pipeline = self.compressor._pipeline(selection)
+        selection, first_stage = self._call_options(options)
         candidates = await self.retriever.aretrieve(query, **first_stage)
-        return await self.compressor._atraced_rerank(
-            pipeline,
-            query,
-            candidates,
-            texts=self._rerank_texts(candidates),
-            inputs={"query": query, "candidates": candidates},
-            to_documents=_to_documents,
-            callbacks=run_manager.get_child(),
+        return await self.compressor.arerank_candidates(
+            query, candidates, selection=selection, callbacks=run_manager.get_child()
         )
 
-    def _rerank_texts(self, candidates: Sequence[Candidate]) -> list[str] | None:
-        # The template sees a candidate as it will be returned: its metadata with pk, retrieval_score...
-        return self.compressor._rerank_texts(
-            (c.text, document_metadata(c), f"the candidate with primary key {c.id!r}") for c in candidates
-        )
+    def _call_options(self, options: dict[str, Any]) -> tuple[Selection, dict[str, Any]]:
+        # Checked before the first stage runs, as the constructor checks them.
+        per_call, first_stage = split_call_options(options)
+        return self.compressor.selection.with_options(per_call), first_stage

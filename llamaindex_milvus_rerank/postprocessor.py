@@ -7,7 +7,7 @@ dedupes, reranks and selects them, and the survivors come back as new ``NodeWith
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Hashable, Sequence
 from typing import Any, Literal
 
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
@@ -17,8 +17,8 @@ from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRan
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 
-from llamaindex_milvus_rerank.nodes import RETRIEVAL_SCORE_KEY, scored_copy
-from milvus_rerank.pipeline import RerankPipeline, dedupe_key, strict_key
+from llamaindex_milvus_rerank.nodes import RETRIEVAL_SCORE_KEY, candidate_to_node, scored_copy
+from milvus_rerank.pipeline import RerankPipeline, Selection, dedupe_key, strict_key, with_retrieval_ranks
 from milvus_rerank.types import Candidate, Reranker
 
 __all__ = ["RerankPostprocessor"]
@@ -97,7 +97,7 @@ class RerankPostprocessor(BaseNodePostprocessor):
     )
     model_name: str = Field(default="", description="Name of the reranker's model, reported in rerank events.")
 
-    _reranker: Reranker = PrivateAttr()
+    _pipeline: RerankPipeline = PrivateAttr()
 
     def __init__(
         self,
@@ -132,7 +132,7 @@ class RerankPostprocessor(BaseNodePostprocessor):
             "callback_manager": callback_manager or CallbackManager(),
         }
         super().__init__(**fields)
-        self._reranker = reranker
+        self._pipeline = pipeline
 
     @classmethod
     def class_name(cls) -> str:
@@ -142,15 +142,15 @@ class RerankPostprocessor(BaseNodePostprocessor):
     @property
     def reranker(self) -> Reranker:
         """The reranker that scores the nodes."""
-        return self._reranker
+        return self._pipeline.reranker
 
-    def _pipeline(self, selection: Mapping[str, Any] | None = None) -> RerankPipeline:
-        # Built per call from the current fields, so a changed field (pp.top_n = 5) takes effect and is checked;
-        # per-call options of the retriever replace top_n / score_threshold.
-        pipeline = RerankPipeline(
-            self._reranker, top_n=self.top_n, score_threshold=self.score_threshold, on_error=self.on_error
-        )
-        return pipeline.with_selection(selection or {})
+    @property
+    def selection(self) -> Selection:
+        """``top_n`` and ``score_threshold`` as they are now, checked (a field set after construction is checked here).
+
+        Per-call options replace them with ``postprocessor.selection.with_options(...)``.
+        """
+        return Selection(self.top_n, self.score_threshold)
 
     def _postprocess_nodes(
         self,
@@ -158,8 +158,7 @@ class RerankPostprocessor(BaseNodePostprocessor):
         query_bundle: QueryBundle | None = None,
     ) -> list[NodeWithScore]:
         """Rerank ``nodes`` against the query of ``query_bundle``."""
-        pipeline, query_bundle, candidates = self._prepare(nodes, query_bundle)
-        return self._rerank(pipeline, query_bundle, candidates, nodes, texts=None)
+        return self._nodes_step(nodes, query_bundle).run()
 
     @dispatcher.span  # the mixin spans only _postprocess_nodes (abstract in the base); the async path needs its own
     async def _apostprocess_nodes(
@@ -168,53 +167,38 @@ class RerankPostprocessor(BaseNodePostprocessor):
         query_bundle: QueryBundle | None = None,
     ) -> list[NodeWithScore]:
         """Async twin of :meth:`_postprocess_nodes`: awaits the reranker's own ``arerank``."""
-        pipeline, query_bundle, candidates = self._prepare(nodes, query_bundle)
-        return await self._arerank(pipeline, query_bundle, candidates, nodes, texts=None)
+        return await self._nodes_step(nodes, query_bundle).arun()
 
-    # _rerank and _arerank are the rerank step of MilvusRerankRetriever too, which hands them the first
-    # stage's candidates and the nodes made from them: both paths emit the same events.
-
-    def _rerank(
-        self,
-        pipeline: RerankPipeline,
-        query_bundle: QueryBundle,
-        candidates: Sequence[Candidate],
-        nodes: Sequence[NodeWithScore],
-        *,
-        texts: Sequence[str] | None,
+    def rerank_candidates(
+        self, query: str | QueryBundle, candidates: Sequence[Candidate], *, selection: Selection | None = None
     ) -> list[NodeWithScore]:
-        self._start(pipeline, nodes, query_bundle)
-        if not candidates:
-            return self._end([])
-        payload = self._payload(pipeline, nodes, query_bundle.query_str)
-        with self.callback_manager.event(CBEventType.RERANKING, payload=payload) as event:
-            reranked = pipeline.rerank(query_bundle.query_str, candidates, texts=texts)
-            result = self._to_nodes(candidates, nodes, reranked)
-            event.on_end(payload={EventPayload.NODES: result})
-        return self._end(result)
+        """Rerank a first stage's candidates and return the best as nodes (:func:`candidate_to_node`).
 
-    async def _arerank(
-        self,
-        pipeline: RerankPipeline,
-        query_bundle: QueryBundle,
-        candidates: Sequence[Candidate],
-        nodes: Sequence[NodeWithScore],
-        *,
-        texts: Sequence[str] | None,
+        The rerank step of :class:`~llamaindex_milvus_rerank.MilvusRerankRetriever`: the same as
+        :meth:`postprocess_nodes`, with the same events, on :class:`~milvus_rerank.Candidate`
+        objects. Each becomes a node once (numbered by its first-stage position when it has no
+        ``retrieval_rank``), the reranker reads the node's content as ``metadata_mode`` renders
+        it, and the survivors come back as copies scored by the reranker.
+
+        Args:
+            query: The query, as a string or a ``QueryBundle``.
+            candidates: The first stage's candidates (e.g. ``MilvusRetriever.retrieve``); not modified.
+            selection: ``top_n`` and ``score_threshold`` of this call; ``None``: :attr:`selection`.
+
+        Raises:
+            TypeError: ``query`` is neither a ``str`` nor a ``QueryBundle``.
+            SchemaError: A candidate holds a ``_node_content`` that is not a serialized node.
+            RerankError: The reranker failed and ``on_error="raise"``.
+        """
+        return self._candidates_step(query, candidates, selection).run()
+
+    async def arerank_candidates(
+        self, query: str | QueryBundle, candidates: Sequence[Candidate], *, selection: Selection | None = None
     ) -> list[NodeWithScore]:
-        self._start(pipeline, nodes, query_bundle)
-        if not candidates:
-            return self._end([])
-        payload = self._payload(pipeline, nodes, query_bundle.query_str)
-        with self.callback_manager.event(CBEventType.RERANKING, payload=payload) as event:
-            reranked = await pipeline.arerank(query_bundle.query_str, candidates, texts=texts)
-            result = self._to_nodes(candidates, nodes, reranked)
-            event.on_end(payload={EventPayload.NODES: result})
-        return self._end(result)
+        """Async twin of :meth:`rerank_candidates`: awaits the reranker's own ``arerank``."""
+        return await self._candidates_step(query, candidates, selection).arun()
 
-    def _prepare(
-        self, nodes: Sequence[NodeWithScore], query_bundle: QueryBundle | None
-    ) -> tuple[RerankPipeline, QueryBundle, list[Candidate]]:
+    def _nodes_step(self, nodes: Sequence[NodeWithScore], query_bundle: QueryBundle | None) -> _Step:
         if query_bundle is None:
             raise ValueError(
                 "RerankPostprocessor needs the query to rerank against: call postprocess_nodes(nodes, query_str=...) "
@@ -230,7 +214,7 @@ class RerankPostprocessor(BaseNodePostprocessor):
                     f"nodes[{position}] must be a NodeWithScore, got {type(item).__name__}; "
                     "wrap a node as NodeWithScore(node=node, score=None)"
                 )
-        pipeline = self._pipeline()
+        selection = self.selection
         # A candidate's id is the position of the first node with the same identity, so the pipeline's
         # dedupe keeps the first occurrence and the id maps straight back to a node.
         first_position: dict[Hashable, int] = {}
@@ -242,7 +226,19 @@ class RerankPostprocessor(BaseNodePostprocessor):
             )
             for position, item in enumerate(nodes)
         ]
-        return pipeline, query_bundle, candidates
+        return _Step(self, query_bundle, candidates, nodes, None, selection)
+
+    def _candidates_step(
+        self, query: str | QueryBundle, candidates: Sequence[Candidate], selection: Selection | None
+    ) -> _Step:
+        if isinstance(query, str):
+            query = QueryBundle(query)
+        elif not isinstance(query, QueryBundle) or not isinstance(query.query_str, str):
+            raise TypeError(f"query must be a str or a QueryBundle with a str query, got {type(query).__name__}")
+        numbered = with_retrieval_ranks(candidates)
+        nodes = [candidate_to_node(candidate) for candidate in numbered]
+        texts = [item.node.get_content(metadata_mode=self.metadata_mode) for item in nodes]
+        return _Step(self, query, numbered, nodes, texts, self.selection if selection is None else selection)
 
     def _identity(self, item: NodeWithScore) -> Hashable:
         # The primary key when the node carries one: MilvusVectorStore on a collection it did not write
@@ -254,43 +250,94 @@ class RerankPostprocessor(BaseNodePostprocessor):
                 return ("pk", strict_key(value))
         return ("node_id", item.node.node_id)
 
-    def _to_nodes(
-        self, candidates: Sequence[Candidate], nodes: Sequence[NodeWithScore], reranked: Sequence[Candidate]
-    ) -> list[NodeWithScore]:
-        """Copy the node of each reranked candidate (``nodes[i]`` belongs to ``candidates[i]``), best first."""
-        first: dict[Hashable, NodeWithScore] = {}
-        for candidate, item in zip(candidates, nodes, strict=True):
-            first.setdefault(dedupe_key(candidate), item)
-        result = []
-        for candidate in reranked:
-            original = first[dedupe_key(candidate)]
-            extra: dict[str, Any] = {}
-            if self.keep_retrieval_score and original.score is not None:
-                extra[RETRIEVAL_SCORE_KEY] = original.score
-            # Unscored (on_error="passthrough"): keep the first-stage score, which matches the order returned.
-            score = candidate.rerank_score if candidate.reranked else original.score
-            result.append(scored_copy(original, score, extra))
-        return result
+    def _engine(self) -> RerankPipeline:
+        # on_error is a field, and a field may be set after construction: the pipeline follows it.
+        # top_n / score_threshold go per call.
+        if self._pipeline.on_error != self.on_error:
+            self._pipeline = RerankPipeline(self._pipeline.reranker, on_error=self.on_error)
+        return self._pipeline
 
-    def _start(self, pipeline: RerankPipeline, nodes: Sequence[NodeWithScore], query_bundle: QueryBundle) -> None:
+
+class _Step:
+    """One rerank of nodes with its events: ``ReRankStartEvent`` / ``ReRankEndEvent`` and the legacy ``RERANKING``.
+
+    ``nodes[i]`` belongs to ``candidates[i]``; ``texts`` are what the reranker reads when not the candidates' text.
+    """
+
+    def __init__(
+        self,
+        postprocessor: RerankPostprocessor,
+        query_bundle: QueryBundle,
+        candidates: Sequence[Candidate],
+        nodes: Sequence[NodeWithScore],
+        texts: Sequence[str] | None,
+        selection: Selection,
+    ) -> None:
+        self.postprocessor = postprocessor
+        self.pipeline = postprocessor._engine()
+        self.query_bundle = query_bundle
+        self.candidates = candidates
+        self.nodes = nodes
+        self.texts = texts
+        self.selection = selection
+        self.top_k = selection.top_n if selection.top_n is not None else len(nodes)
+
+    def run(self) -> list[NodeWithScore]:
+        if not self._start():
+            return self._end([])
+        with self._event() as event:
+            query = self.query_bundle.query_str
+            reranked = self.pipeline.rerank(query, self.candidates, texts=self.texts, selection=self.selection)
+            return self._finish(event, reranked)
+
+    async def arun(self) -> list[NodeWithScore]:
+        if not self._start():
+            return self._end([])
+        with self._event() as event:
+            query = self.query_bundle.query_str
+            reranked = await self.pipeline.arerank(query, self.candidates, texts=self.texts, selection=self.selection)
+            return self._finish(event, reranked)
+
+    def _start(self) -> bool:
+        """Emit the start event; whether there is anything to rerank."""
+        model_name = self.postprocessor.model_name
         dispatcher.event(
-            ReRankStartEvent(
-                query=query_bundle,
-                nodes=list(nodes),
-                top_n=pipeline.top_n if pipeline.top_n is not None else len(nodes),
-                model_name=self.model_name,
-            )
+            ReRankStartEvent(query=self.query_bundle, nodes=list(self.nodes), top_n=self.top_k, model_name=model_name)
         )
+        return bool(self.candidates)
+
+    def _event(self) -> Any:
+        payload: dict[str, Any] = {
+            EventPayload.NODES: list(self.nodes),
+            EventPayload.MODEL_NAME: self.postprocessor.model_name,
+            EventPayload.QUERY_STR: self.query_bundle.query_str,
+            EventPayload.TOP_K: self.top_k,
+        }
+        return self.postprocessor.callback_manager.event(CBEventType.RERANKING, payload=payload)
+
+    def _finish(self, event: Any, reranked: Sequence[Candidate]) -> list[NodeWithScore]:
+        result = self._to_nodes(reranked)
+        event.on_end(payload={EventPayload.NODES: result})
+        return self._end(result)
 
     @staticmethod
     def _end(result: list[NodeWithScore]) -> list[NodeWithScore]:
         dispatcher.event(ReRankEndEvent(nodes=list(result)))
         return result
 
-    def _payload(self, pipeline: RerankPipeline, nodes: Sequence[NodeWithScore], query: str) -> dict[str, Any]:
-        return {
-            EventPayload.NODES: list(nodes),
-            EventPayload.MODEL_NAME: self.model_name,
-            EventPayload.QUERY_STR: query,
-            EventPayload.TOP_K: pipeline.top_n if pipeline.top_n is not None else len(nodes),
-        }
+    def _to_nodes(self, reranked: Sequence[Candidate]) -> list[NodeWithScore]:
+        """Copy the node of each reranked candidate, best first."""
+        first: dict[Hashable, NodeWithScore] = {}
+        for candidate, item in zip(self.candidates, self.nodes, strict=True):
+            first.setdefault(dedupe_key(candidate), item)
+        keep_retrieval_score = self.postprocessor.keep_retrieval_score
+        result = []
+        for candidate in reranked:
+            original = first[dedupe_key(candidate)]
+            extra: dict[str, Any] = {}
+            if keep_retrieval_score and original.score is not None:
+                extra[RETRIEVAL_SCORE_KEY] = original.score
+            # Unscored (on_error="passthrough"): keep the first-stage score, which matches the order returned.
+            score = candidate.rerank_score if candidate.reranked else original.score
+            result.append(scored_copy(original, score, extra))
+        return result

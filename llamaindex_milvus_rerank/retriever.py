@@ -1,8 +1,8 @@
 """``MilvusRerankRetriever``: Milvus retrieval (dense, sparse BM25 or hybrid) followed by a reranker.
 
 The first stage is :class:`milvus_rerank.MilvusRetriever` (or any object with ``retrieve`` and
-``aretrieve`` returning candidates); the second is a :class:`RerankPostprocessor`'s pipeline, run
-on the candidates themselves. Each candidate becomes a node once (the reranker reads the node's
+``aretrieve`` returning candidates); the second is :meth:`RerankPostprocessor.rerank_candidates`,
+run on the candidates themselves. Each candidate becomes a node once (the reranker reads the node's
 content, as LlamaIndex renders it), and the survivors are returned as copies scored by the reranker.
 """
 
@@ -17,18 +17,11 @@ from llama_index.core.base.base_retriever import BaseRetriever
 from llama_index.core.callbacks import CallbackManager
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle, QueryType
 
-from llamaindex_milvus_rerank.nodes import candidate_to_node
 from llamaindex_milvus_rerank.postprocessor import RerankPostprocessor
 from milvus_rerank.milvus.options import MilvusRetrieverOptions
 from milvus_rerank.milvus.retriever import MilvusRetriever
-from milvus_rerank.pipeline import (
-    CandidateRetriever,
-    RerankPipeline,
-    check_retriever,
-    split_call_options,
-    with_retrieval_ranks,
-)
-from milvus_rerank.types import Candidate, Reranker
+from milvus_rerank.pipeline import CandidateRetriever, Selection, check_retriever, split_call_options
+from milvus_rerank.types import Reranker
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -37,8 +30,8 @@ __all__ = ["MilvusRerankRetriever"]
 
 # LlamaIndex's retrieve() passes only the query on to _retrieve(), so the options of one call travel
 # beside it: a context variable is private to its thread and its asyncio task, so concurrent calls
-# never see each other's options. It holds (retriever, pipeline for the call, first-stage options).
-_CALL: ContextVar[tuple[object, RerankPipeline, dict[str, Any]] | None] = ContextVar(
+# never see each other's options. It holds (retriever, selection of the call, first-stage options).
+_CALL: ContextVar[tuple[object, Selection, dict[str, Any]] | None] = ContextVar(
     "llamaindex_milvus_rerank_call", default=None
 )
 
@@ -185,37 +178,30 @@ class MilvusRerankRetriever(BaseRetriever):
             return await super().aretrieve(str_or_query_bundle)
 
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
-        pipeline, first_stage = self._call()
-        candidates = with_retrieval_ranks(self._first_stage.retrieve(query_bundle.query_str, **first_stage))
-        nodes, texts = self._to_nodes(candidates)
-        return self._postprocessor._rerank(pipeline, query_bundle, candidates, nodes, texts=texts)
+        selection, first_stage = self._call()
+        candidates = self._first_stage.retrieve(query_bundle.query_str, **first_stage)
+        return self._postprocessor.rerank_candidates(query_bundle, candidates, selection=selection)
 
     async def _aretrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
-        pipeline, first_stage = self._call()
-        candidates = with_retrieval_ranks(await self._first_stage.aretrieve(query_bundle.query_str, **first_stage))
-        nodes, texts = self._to_nodes(candidates)
-        return await self._postprocessor._arerank(pipeline, query_bundle, candidates, nodes, texts=texts)
+        selection, first_stage = self._call()
+        candidates = await self._first_stage.aretrieve(query_bundle.query_str, **first_stage)
+        return await self._postprocessor.arerank_candidates(query_bundle, candidates, selection=selection)
 
     @contextmanager
     def _call_options(self, options: Mapping[str, Any]) -> Iterator[None]:
         # Checked here, before LlamaIndex's retrieval events start, as the constructor checks them.
-        selection, first_stage = split_call_options(options)
-        token = _CALL.set((self, self._postprocessor._pipeline(selection), first_stage))
+        per_call, first_stage = split_call_options(options)
+        token = _CALL.set((self, self._postprocessor.selection.with_options(per_call), first_stage))
         try:
             yield
         finally:
             _CALL.reset(token)
 
-    def _call(self) -> tuple[RerankPipeline, dict[str, Any]]:
+    def _call(self) -> tuple[Selection, dict[str, Any]]:
         call = _CALL.get()
         if call is not None and call[0] is self:
             return call[1], call[2]
-        return self._postprocessor._pipeline(), {}  # _retrieve called directly, e.g. by a subclass
-
-    def _to_nodes(self, candidates: list[Candidate]) -> tuple[list[NodeWithScore], list[str]]:
-        nodes = [candidate_to_node(candidate) for candidate in candidates]
-        mode = self._postprocessor.metadata_mode
-        return nodes, [item.node.get_content(metadata_mode=mode) for item in nodes]
+        return self._postprocessor.selection, {}  # _retrieve called directly, e.g. by a subclass
 
     def close(self) -> None:
         """Close the first stage's Milvus client if it created one from a URI."""

@@ -1,25 +1,26 @@
 """The two-stage pipeline: retrieve -> dedupe -> rerank -> ``score_threshold`` -> ``top_n``.
 
-Both framework adapters are built on :class:`RerankPipeline`. Their retrievers run both stages on
-:class:`~milvus_rerank.types.Candidate` objects (:meth:`RerankPipeline.retrieve`, then
-:meth:`RerankPipeline.rerank` inside the framework's tracing) and convert the survivors once, at
-the end; the LangChain compressor and the LlamaIndex postprocessor convert their inputs to
-candidates, run the second stage alone and convert back.
+:meth:`RerankPipeline.rerank` (and ``arerank``) is the one entry point of the second stage:
+candidates in, reranked and selected candidates out, with the :class:`Selection` of the call
+(``top_n``, ``score_threshold``). Both framework adapters are thin conversions on it: their
+compressor / postprocessor turn the framework's objects into candidates and back, and their
+retrievers hand it the first stage's candidates.
 
 Per-call options (``top_n``, ``score_threshold`` for the selection, ``limit``, ``filter`` for the
 first stage) are split by :func:`split_call_options`, so both adapters accept the same names
-and refuse the same unknown ones.
+and refuse the same unknown ones; :meth:`Selection.with_options` checks the selection's.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 from collections.abc import Hashable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from milvus_rerank.rerankers.contract import check_answer, check_rerank_args, rank
+from milvus_rerank.rerankers.contract import check_answer, check_rerank_args
 from milvus_rerank.types import Candidate, Reranker, RerankResult
 from milvus_rerank.validation import check_choice, check_number, check_top_n
 
@@ -29,6 +30,7 @@ __all__ = [
     "CandidateRetriever",
     "OnError",
     "RerankPipeline",
+    "Selection",
     "check_retriever",
     "dedupe",
     "dedupe_key",
@@ -47,6 +49,49 @@ SELECTION_OPTIONS = ("top_n", "score_threshold")
 
 FIRST_STAGE_OPTIONS = ("limit", "filter")
 """Per-call options passed to the first stage's ``retrieve`` (those of :class:`~milvus_rerank.MilvusRetriever`)."""
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which reranked candidates a call keeps: those scoring at least ``score_threshold``, then the best ``top_n``.
+
+    Each value is checked once, when the selection is made (at construction, or per call by
+    :meth:`with_options`), before any reranking.
+
+    Attributes:
+        top_n: How many candidates to return; ``None`` returns all that pass the threshold.
+        score_threshold: Drop candidates whose rerank score is below this value. Scores are
+            model-specific: a threshold tuned for one model means nothing for another.
+
+    Raises:
+        TypeError: ``top_n`` is not an int, or ``score_threshold`` not a number.
+        ValueError: ``top_n`` is not positive, or ``score_threshold`` is not finite.
+    """
+
+    top_n: int | None = None
+    score_threshold: float | None = None
+
+    def __post_init__(self) -> None:
+        check_top_n(self.top_n)
+        # A frozen dataclass normalises through object.__setattr__: an int threshold is kept as a float.
+        threshold = check_number(self.score_threshold, "score_threshold", minimum=-math.inf, optional=True)
+        object.__setattr__(self, "score_threshold", threshold)
+
+    def with_options(self, options: Mapping[str, Any]) -> Selection:
+        """This selection with the per-call ``top_n`` / ``score_threshold`` in ``options`` replacing its own.
+
+        An empty ``options`` returns this selection itself.
+
+        Raises:
+            TypeError: ``options`` holds another name, or a value has the wrong type.
+            ValueError: A value is out of range.
+        """
+        if not options:
+            return self
+        other = sorted(name for name in options if name not in SELECTION_OPTIONS)
+        if other:
+            raise TypeError(f"{', '.join(map(repr, other))} are not selection options; those are {SELECTION_OPTIONS}")
+        return replace(self, **options)
 
 
 @runtime_checkable
@@ -169,7 +214,8 @@ class RerankPipeline:
         retriever: The first stage for :meth:`run` / :meth:`arun`; not needed for :meth:`rerank`.
         top_n: How many candidates to return; ``None`` returns all that pass the threshold.
         score_threshold: Drop candidates whose rerank score is below this value. Scores are
-            model-specific: a threshold tuned for one model means nothing for another.
+            model-specific: a threshold tuned for one model means nothing for another. Both make
+            the pipeline's :attr:`selection`, which a call may replace.
         on_error: ``"raise"`` (default) lets a reranker failure propagate; ``"passthrough"``
             logs a warning and returns the candidates in first-stage order, unscored
             (``rerank_score=None``), cut to ``top_n``.
@@ -196,9 +242,18 @@ class RerankPipeline:
             )
         self.reranker = reranker
         self.retriever = None if retriever is None else check_retriever(retriever)
-        self.top_n = check_top_n(top_n)
-        self.score_threshold = check_number(score_threshold, "score_threshold", minimum=-math.inf, optional=True)
+        self.selection = Selection(top_n, score_threshold)
         self.on_error: OnError = check_choice(on_error, "on_error", _ON_ERROR_CHOICES)
+
+    @property
+    def top_n(self) -> int | None:
+        """The ``top_n`` of :attr:`selection`."""
+        return self.selection.top_n
+
+    @property
+    def score_threshold(self) -> float | None:
+        """The ``score_threshold`` of :attr:`selection`."""
+        return self.selection.score_threshold
 
     def __repr__(self) -> str:
         return (
@@ -210,24 +265,19 @@ class RerankPipeline:
         """This pipeline with ``top_n`` / ``score_threshold`` replaced by those in ``selection``.
 
         The new values are checked as the constructor checks them; an empty ``selection``
-        returns this pipeline itself.
+        returns this pipeline itself. To rerank once with other values, pass
+        ``selection=pipeline.selection.with_options(...)`` to :meth:`rerank` instead.
 
         Raises:
             TypeError: ``selection`` holds another option, or a value has the wrong type.
             ValueError: A value is out of range.
         """
-        if not selection:
+        chosen = self.selection.with_options(selection)
+        if chosen is self.selection:
             return self
-        other = sorted(name for name in selection if name not in SELECTION_OPTIONS)
-        if other:
-            raise TypeError(f"{', '.join(map(repr, other))} are not selection options; those are {SELECTION_OPTIONS}")
-        return RerankPipeline(
-            self.reranker,
-            retriever=self.retriever,
-            top_n=selection.get("top_n", self.top_n),
-            score_threshold=selection.get("score_threshold", self.score_threshold),
-            on_error=self.on_error,
-        )
+        other = copy.copy(self)
+        other.selection = chosen
+        return other
 
     def run(self, query: str, **options: Any) -> list[Candidate]:
         """Retrieve candidates for ``query`` with the retriever, then :meth:`rerank` them.
@@ -241,15 +291,15 @@ class RerankPipeline:
             TypeError: An unknown option (see :func:`split_call_options`), or a wrong type.
             ValueError: No retriever, or an option is out of range.
         """
-        selection, first_stage = split_call_options(options)
-        pipeline = self.with_selection(selection)
-        return pipeline.rerank(query, self.retrieve(query, **first_stage))
+        per_call, first_stage = split_call_options(options)
+        selection = self.selection.with_options(per_call)
+        return self.rerank(query, self.retrieve(query, **first_stage), selection=selection)
 
     async def arun(self, query: str, **options: Any) -> list[Candidate]:
         """Async twin of :meth:`run`."""
-        selection, first_stage = split_call_options(options)
-        pipeline = self.with_selection(selection)
-        return await pipeline.arerank(query, await self.aretrieve(query, **first_stage))
+        per_call, first_stage = split_call_options(options)
+        selection = self.selection.with_options(per_call)
+        return await self.arerank(query, await self.aretrieve(query, **first_stage), selection=selection)
 
     def retrieve(self, query: str, **first_stage_options: Any) -> list[Candidate]:
         """The first stage alone: the retriever's candidates for ``query``, as it returns them.
@@ -264,9 +314,14 @@ class RerankPipeline:
         return await self._require_retriever().aretrieve(query, **first_stage_options)
 
     def rerank(
-        self, query: str, candidates: Sequence[Candidate], *, texts: Sequence[str] | None = None
+        self,
+        query: str,
+        candidates: Sequence[Candidate],
+        *,
+        texts: Sequence[str] | None = None,
+        selection: Selection | None = None,
     ) -> list[Candidate]:
-        """Dedupe ``candidates``, rerank them against ``query`` and select the best.
+        """Dedupe ``candidates``, rerank them against ``query`` and keep those ``selection`` selects, best first.
 
         Args:
             query: The query.
@@ -274,9 +329,15 @@ class RerankPipeline:
             texts: What the reranker reads for each candidate, in the same order, when that is
                 not ``candidate.text`` (e.g. the text with some metadata). The returned
                 candidates keep their own ``text``.
+            selection: ``top_n`` and ``score_threshold`` of this call; ``None``: the pipeline's
+                own (:attr:`selection`). Make one with ``pipeline.selection.with_options(...)``.
+
+        Returns:
+            New candidates carrying the first-stage ``score`` and the ``rerank_score``, with
+            ``retrieval_rank`` and final ``rank``.
 
         Raises:
-            TypeError: ``query`` or a text is not a ``str``.
+            TypeError: ``query`` or a text is not a ``str``, or ``selection`` is not a :class:`Selection`.
             ValueError: ``texts`` does not have one text per candidate, or a text holds a lone
                 surrogate (the message names the candidate's position).
             RerankError: The reranker failed and ``on_error="raise"``; a
@@ -284,32 +345,50 @@ class RerankPipeline:
                 its answer breaks the contract (any reranker's answer is checked: see
                 :func:`~milvus_rerank.rerankers.contract.check_answer`).
         """
+        selection = self._selection(selection)
         unique, documents = self._prepare(query, candidates, texts)
         if not unique:
             return []
         try:
-            results = self._check_answer(self.reranker.rerank(query, documents, top_n=self.top_n), len(unique))
+            answer = self.reranker.rerank(query, documents, top_n=selection.top_n)
+            results = check_answer(self.reranker, answer, n_documents=len(unique), top_n=selection.top_n)
         except Exception as exc:
             if self.on_error == "raise":
                 raise
-            return self._passthrough(exc, unique)
-        return self._select(unique, results)
+            return self._passthrough(exc, unique, selection)
+        return _select(unique, results, selection)
 
     async def arerank(
-        self, query: str, candidates: Sequence[Candidate], *, texts: Sequence[str] | None = None
+        self,
+        query: str,
+        candidates: Sequence[Candidate],
+        *,
+        texts: Sequence[str] | None = None,
+        selection: Selection | None = None,
     ) -> list[Candidate]:
         """Async twin of :meth:`rerank`: awaits the reranker's own ``arerank``."""
+        selection = self._selection(selection)
         unique, documents = self._prepare(query, candidates, texts)
         if not unique:
             return []
         try:
-            answer = await self.reranker.arerank(query, documents, top_n=self.top_n)
-            results = self._check_answer(answer, len(unique))
+            answer = await self.reranker.arerank(query, documents, top_n=selection.top_n)
+            results = check_answer(self.reranker, answer, n_documents=len(unique), top_n=selection.top_n)
         except Exception as exc:
             if self.on_error == "raise":
                 raise
-            return self._passthrough(exc, unique)
-        return self._select(unique, results)
+            return self._passthrough(exc, unique, selection)
+        return _select(unique, results, selection)
+
+    def _selection(self, selection: Selection | None) -> Selection:
+        if selection is None:
+            return self.selection
+        if not isinstance(selection, Selection):
+            raise TypeError(
+                f"selection must be a Selection (e.g. pipeline.selection.with_options({{'top_n': 3}})), "
+                f"got {type(selection).__name__}"
+            )
+        return selection
 
     def _require_retriever(self) -> CandidateRetriever:
         if self.retriever is None:
@@ -332,29 +411,25 @@ class RerankPipeline:
         unique = [_numbered(candidates, position) for position in positions]
         return unique, [every[position] for position in positions]
 
-    def _select(self, unique: list[Candidate], results: list[RerankResult]) -> list[Candidate]:
-        kept = rank(results)
-        if self.score_threshold is not None:
-            kept = [r for r in kept if r.score >= self.score_threshold]
-        if self.top_n is not None:
-            kept = kept[: self.top_n]
-        return [unique[r.index].with_rerank(r.score, position) for position, r in enumerate(kept, start=1)]
-
-    def _check_answer(self, answer: object, count: int) -> list[RerankResult]:
-        """The reranker's answer for the ``count`` documents sent, if it keeps the contract (ours or a user's).
-
-        Raises:
-            RerankResponseError: It does not (a result missing or extra, an index out of range,
-                repeated or not an int, a score not finite); the message names the reranker's class.
-        """
-        return check_answer(self.reranker, answer, n_documents=count, top_n=self.top_n)
-
-    def _passthrough(self, exc: Exception, unique: list[Candidate]) -> list[Candidate]:
+    @staticmethod
+    def _passthrough(exc: Exception, unique: list[Candidate], selection: Selection) -> list[Candidate]:
         logger.warning(
             "reranking failed (%s: %s); returning %d candidates in first-stage order, not reranked",
             type(exc).__name__,
             exc,
             len(unique),
         )
-        kept = unique if self.top_n is None else unique[: self.top_n]
+        kept = unique if selection.top_n is None else unique[: selection.top_n]
         return [c.with_rerank(None, position) for position, c in enumerate(kept, start=1)]
+
+
+def _select(unique: list[Candidate], results: list[RerankResult], selection: Selection) -> list[Candidate]:
+    """The candidates of ``results`` that pass the threshold, as new candidates with their scores and ranks.
+
+    ``results`` are ranked and hold at most ``top_n`` (:func:`check_answer` holds the answer to
+    both). The scores that pass a threshold are a prefix of a ranked list, so the threshold after
+    the cut keeps what the threshold before it would: threshold, then ``top_n``.
+    """
+    threshold = selection.score_threshold
+    kept = results if threshold is None else [r for r in results if r.score >= threshold]
+    return [unique[r.index].with_rerank(r.score, position) for position, r in enumerate(kept, start=1)]

@@ -22,7 +22,7 @@ from helpers import (
 )
 
 from milvus_rerank import Candidate, RerankConnectionError, RerankResponseError, RerankResult
-from milvus_rerank.pipeline import RerankPipeline, dedupe, split_call_options
+from milvus_rerank.pipeline import RerankPipeline, Selection, dedupe, split_call_options
 
 QUERY = "milvus hybrid search with rerank"
 CANDIDATES = [
@@ -267,3 +267,67 @@ async def test_run_takes_per_call_options_that_do_not_stick() -> None:
     assert pipeline.with_selection({}) is pipeline
     with pytest.raises(TypeError, match="'limit' are not selection options"):
         pipeline.with_selection({"limit": 3})
+
+
+# ---------------------------------------------------------------------------- the per-call entry point
+
+
+def test_rerank_takes_the_selection_of_one_call_which_does_not_stick() -> None:
+    reranker = OverlapReranker()
+    pipeline = RerankPipeline(reranker, top_n=3)
+    assert pipeline.selection == Selection(top_n=3)
+    one = pipeline.rerank(QUERY, CANDIDATES, selection=Selection(top_n=1))
+    assert [c.id for c in one] == [3]
+    assert reranker.calls[-1][2] == 1  # the reranker is asked for the call's top_n
+    every = pipeline.rerank(QUERY, CANDIDATES, selection=Selection())
+    assert [c.id for c in every] == [3, 2, "x", 1]
+    assert reranker.calls[-1][2] is None
+    above = pipeline.rerank(QUERY, CANDIDATES, selection=pipeline.selection.with_options({"score_threshold": 0.5}))
+    assert [c.id for c in above] == [3, 2]  # threshold, then the pipeline's own top_n of 3
+    assert [c.id for c in pipeline.rerank(QUERY, CANDIDATES)] == [3, 2, "x"]  # the pipeline's own again
+    assert (pipeline.top_n, pipeline.score_threshold) == (3, None)
+    with pytest.raises(AttributeError):
+        pipeline.top_n = 5  # type: ignore[misc]
+    with pytest.raises(TypeError, match=r"selection must be a Selection .*got dict"):
+        pipeline.rerank(QUERY, CANDIDATES, selection={"top_n": 1})  # type: ignore[arg-type]
+
+
+async def test_arerank_takes_the_selection_of_one_call_as_rerank_does() -> None:
+    pipeline = RerankPipeline(OverlapReranker(), top_n=3)
+    for selection in (Selection(top_n=1), Selection(score_threshold=0.5), Selection(top_n=2, score_threshold=0.1)):
+        assert await pipeline.arerank(QUERY, CANDIDATES, selection=selection) == pipeline.rerank(
+            QUERY, CANDIDATES, selection=selection
+        )
+    passthrough = RerankPipeline(FailingReranker(), on_error="passthrough", top_n=3)
+    assert [c.id for c in await passthrough.arerank(QUERY, CANDIDATES, selection=Selection(top_n=2))] == [1, 2]
+
+
+@pytest.mark.parametrize(("option", "error", "match"), [o for o in BAD_SELECTION_OPTIONS if "on_error" not in o[0]])
+def test_a_selection_is_checked_when_made_as_the_pipeline_checks_its_own(
+    option: dict[str, object], error: type[Exception], match: str
+) -> None:
+    with pytest.raises(error, match=match) as made:
+        Selection(**option)  # type: ignore[arg-type]
+    with pytest.raises(error) as replaced:
+        Selection(top_n=2).with_options(option)
+    with pytest.raises(error) as at_construction:
+        RerankPipeline(OverlapReranker(), **option)  # type: ignore[arg-type]
+    assert str(made.value) == str(replaced.value) == str(at_construction.value)
+
+
+def test_selection_with_options() -> None:
+    base = Selection(top_n=3, score_threshold=0.25)
+    assert base.with_options({}) is base
+    assert base.with_options({"top_n": None}) == Selection(score_threshold=0.25)
+    assert base.with_options({"score_threshold": 1}) == Selection(top_n=3, score_threshold=1.0)
+    assert type(base.with_options({"score_threshold": 1}).score_threshold) is float
+    with pytest.raises(TypeError, match=r"'limit' are not selection options"):
+        base.with_options({"limit": 3})
+
+
+def test_a_ranked_answer_keeps_its_order_and_an_unranked_one_is_ranked() -> None:
+    ranked = AnswerReranker(lambda docs: [RerankResult(2, 0.9), RerankResult(0, 0.5), RerankResult(1, 0.5)])
+    out = RerankPipeline(ranked).rerank(QUERY, THREE)
+    assert [(c.id, c.rerank_score, c.rank) for c in out] == [(2, 0.9, 1), (0, 0.5, 2), (1, 0.5, 3)]
+    unranked = AnswerReranker(lambda docs: [RerankResult(1, 0.5), RerankResult(2, 0.9), RerankResult(0, 0.5)])
+    assert [c.id for c in RerankPipeline(unranked).rerank(QUERY, THREE)] == [2, 0, 1]  # ties by index

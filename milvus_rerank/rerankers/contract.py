@@ -10,6 +10,7 @@ rules (:func:`checked_results`) that the HTTP rerankers apply to a server's answ
 
 from __future__ import annotations
 
+import itertools
 import math
 import sys
 from collections.abc import Iterable, Sequence
@@ -189,7 +190,8 @@ def check_answer(reranker: object, answer: object, *, n_documents: int, top_n: i
 
     The answer must be a list (or tuple) of objects with ``index`` and ``score`` (``RerankResult``),
     following the rules of :func:`checked_results`: one result per document, or ``top_n`` when
-    that is fewer. Its order does not matter; the caller ranks it.
+    that is fewer. The results come back in rank order: as they are when the reranker ranked them
+    (ours do, once, at their boundary), ranked here when a reranker did not.
 
     Raises:
         RerankResponseError: The answer breaks the contract; the message names the reranker's class.
@@ -211,12 +213,21 @@ def check_answer(reranker: object, answer: object, *, n_documents: int, top_n: i
             "when top_n is set), each index unique and pointing into the documents, each score a finite float"
         ) from None
     # Results of the exact types are kept as they are (frozen); others become Python ints and floats.
-    return [
+    results = [
         result
         if type(result) is RerankResult and type(result.index) is int and type(result.score) is float
         else RerankResult(int(result.index), float(result.score), _span(getattr(result, "span", None)))
         for result in answer
     ]
+    return results if _in_rank_order(results) else rank(results)
+
+
+def _in_rank_order(results: Sequence[RerankResult]) -> bool:
+    """Whether ``results`` are already as :func:`rank` orders them (score descending, ties by index)."""
+    return all(
+        earlier.score > later.score or (earlier.score == later.score and earlier.index < later.index)
+        for earlier, later in itertools.pairwise(results)
+    )
 
 
 def _span(span: object) -> tuple[int, int] | None:

@@ -19,8 +19,9 @@ from helpers import BAD_SELECTION_OPTIONS, BROKEN_ANSWERS, AnswerReranker, Faili
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.documents import Document
 
-from langchain_milvus_rerank import RerankCompressor
-from milvus_rerank import CrossEncoderReranker, RerankConnectionError, RerankResponseError, RerankResult
+from langchain_milvus_rerank import RerankCompressor, candidate_to_document
+from milvus_rerank import Candidate, CrossEncoderReranker, RerankConnectionError, RerankResponseError, RerankResult
+from milvus_rerank.pipeline import RerankPipeline, Selection
 
 
 class AsyncOnlyReranker(OverlapReranker):
@@ -306,6 +307,70 @@ def test_changed_fields_take_effect_and_are_checked() -> None:
     compressor.top_n = 0
     with pytest.raises(ValueError, match="top_n"):
         compressor.compress_documents(documents, QUERY)
+
+
+def test_changed_reranker_and_on_error_take_effect() -> None:
+    documents = make_documents()
+    compressor = RerankCompressor(FailingReranker())
+    compressor.on_error = "passthrough"
+    assert [d.id for d in compressor.compress_documents(documents, QUERY)] == ["a", "b", "c", "d", "e"]
+    other = OverlapReranker()
+    swapped = compressor.model_copy(update={"reranker": other, "on_error": "raise"})
+    assert [(d.id, d.metadata["relevance_score"]) for d in swapped.compress_documents(documents, QUERY)] == (
+        expected_order(OverlapReranker(), documents)
+    )
+    assert len(other.calls) == 1
+
+
+# ---------------------------------------------------------------------------- candidates: the retriever's step
+
+
+CANDIDATES = [
+    Candidate(id=7, text="bananas are yellow", score=0.9, metadata={"src": "fruit"}),
+    Candidate(id=3, text="rerank after milvus hybrid search", score=0.8),
+    Candidate(id=7, text="bananas are yellow", score=0.7, metadata={"src": "fruit"}),
+    Candidate(id="3", text="milvus supports hybrid search", score=0.6, metadata={"pk": "row field"}),
+]
+
+
+@pytest.mark.parametrize("use_async", [False, True])
+async def test_rerank_candidates_returns_documents_in_one_chain_run(use_async: bool) -> None:
+    reranker = OverlapReranker()
+    compressor = RerankCompressor(reranker, top_n=3, document_template="{pk}: {page_content}")
+    recorder = Recorder()
+    if use_async:
+        out = await compressor.arerank_candidates(QUERY, CANDIDATES, callbacks=[recorder])
+    else:
+        out = compressor.rerank_candidates(QUERY, CANDIDATES, callbacks=[recorder])
+    expected = RerankPipeline(OverlapReranker()).rerank(
+        QUERY, CANDIDATES, texts=[f"{c.id}: {c.text}" for c in CANDIDATES]
+    )
+    assert out == [candidate_to_document(c) for c in expected]
+    assert [d.metadata["pk"] for d in out] == [3, "3", 7]  # the primary key, typed as Milvus typed it
+    assert [d.metadata["retrieval_rank"] for d in out] == [2, 4, 1]
+    ((_, sent, top_n),) = reranker.calls
+    assert sent == ["7: bananas are yellow", "3: rerank after milvus hybrid search", "3: milvus supports hybrid search"]
+    assert top_n == 3
+    assert recorder.kinds() == [("start", "RerankCompressor"), ("end", "RerankCompressor")]
+    assert recorder.events[0][3] == {"query": QUERY, "candidates": CANDIDATES}
+    assert recorder.events[1][3] == {"documents": out}
+    assert all(c.rerank_score is None for c in CANDIDATES)  # the caller's candidates are untouched
+
+
+async def test_rerank_candidates_takes_the_selection_of_one_call() -> None:
+    compressor = RerankCompressor(OverlapReranker(), top_n=3)
+    one = compressor.rerank_candidates(QUERY, CANDIDATES, selection=compressor.selection.with_options({"top_n": 1}))
+    assert [d.metadata["pk"] for d in one] == [3]
+    above = await compressor.arerank_candidates(QUERY, CANDIDATES, selection=Selection(score_threshold=0.5))
+    assert [d.metadata["pk"] for d in above] == [3, "3"]
+    assert compressor.selection == Selection(top_n=3)  # nothing sticks
+    assert len(compressor.rerank_candidates(QUERY, CANDIDATES)) == 3
+    recorder = Recorder()
+    with pytest.raises(TypeError, match="query must be a str, got int"):
+        compressor.rerank_candidates(3, CANDIDATES, callbacks=[recorder])  # type: ignore[arg-type]
+    assert recorder.events == []
+    assert compressor.rerank_candidates(QUERY, [], callbacks=[recorder]) == []
+    assert recorder.kinds() == [("start", "RerankCompressor"), ("end", "RerankCompressor")]
 
 
 # ---------------------------------------------------------------------------- errors and passthrough

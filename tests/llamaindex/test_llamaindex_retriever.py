@@ -23,6 +23,7 @@ from llama_index.core.schema import MetadataMode, QueryBundle
 
 from llamaindex_milvus_rerank import MilvusRerankRetriever, RerankPostprocessor, candidate_to_node
 from milvus_rerank import Candidate, RerankConnectionError
+from milvus_rerank.pipeline import Selection
 
 QUERY = "how does bread dough rise"
 CANDIDATES = [
@@ -173,3 +174,52 @@ def test_a_given_postprocessor_is_used_as_it_is() -> None:
     (node,) = retriever.retrieve(QUERY)
     assert "retrieval_score" not in node.node.metadata
     assert retriever.postprocessor is postprocessor
+
+
+# ---------------------------------------------------------------------------- the postprocessor's step on candidates
+
+
+@pytest.mark.parametrize("use_async", [False, True])
+async def test_rerank_candidates_is_the_retrievers_step(use_async: bool, recorder: Recorder) -> None:
+    postprocessor = RerankPostprocessor(OverlapReranker(), top_n=2)
+    if use_async:
+        nodes = await postprocessor.arerank_candidates(QUERY, CANDIDATES)
+    else:
+        nodes = postprocessor.rerank_candidates(QUERY, CANDIDATES)
+    # The same nodes as the retriever returns over the same first stage, with the same rerank events.
+    through_retriever = make(top_n=2).retrieve(QUERY)
+    assert [(n.node.node_id, n.score, n.node.metadata) for n in nodes] == [
+        (n.node.node_id, n.score, n.node.metadata) for n in through_retriever
+    ]
+    assert recorder.kinds()[:2] == ["ReRankStartEvent", "ReRankEndEvent"]
+    start = recorder.events[0]
+    assert isinstance(start, ReRankStartEvent)
+    assert start.query == QueryBundle(QUERY)
+    assert [n.node.node_id for n in start.nodes] == ["7", "x", "3", "7", "5"]
+    assert start.top_n == 2
+    assert all(c.rerank_score is None and c.retrieval_rank is None for c in CANDIDATES)  # untouched
+
+
+async def test_rerank_candidates_takes_the_selection_of_one_call(recorder: Recorder) -> None:
+    postprocessor = RerankPostprocessor(OverlapReranker(), top_n=3)
+    one = postprocessor.rerank_candidates(
+        QueryBundle(QUERY), CANDIDATES, selection=postprocessor.selection.with_options({"top_n": 1})
+    )
+    assert [n.node.node_id for n in one] == ["7"]
+    every = await postprocessor.arerank_candidates(QUERY, CANDIDATES, selection=Selection())
+    assert len(every) == 4  # the four distinct rows
+    assert [e.top_n for e in recorder.events if isinstance(e, ReRankStartEvent)] == [1, 5]
+    assert postprocessor.selection == Selection(top_n=3)
+    recorder.events.clear()
+    with pytest.raises(TypeError, match="query must be a str or a QueryBundle"):
+        postprocessor.rerank_candidates(3, CANDIDATES)  # type: ignore[arg-type]
+    assert recorder.events == []
+
+
+def test_a_changed_on_error_takes_effect() -> None:
+    postprocessor = RerankPostprocessor(FailingReranker())
+    with pytest.raises(RerankConnectionError):
+        postprocessor.rerank_candidates(QUERY, CANDIDATES)
+    postprocessor.on_error = "passthrough"
+    nodes = postprocessor.rerank_candidates(QUERY, CANDIDATES, selection=Selection(top_n=2))
+    assert [(n.node.node_id, n.score) for n in nodes] == [("7", 0.9), ("x", 0.8)]

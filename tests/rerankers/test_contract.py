@@ -83,13 +83,19 @@ def test_check_answer_refuses_a_broken_answer_naming_the_reranker(
     assert "fix AnswerReranker.rerank/arerank" in str(error.value)
 
 
-def test_check_answer_takes_any_order_and_the_top_n_cut() -> None:
+def test_check_answer_takes_any_order_and_the_top_n_cut_and_returns_them_ranked() -> None:
     answer = [RerankResult(2, 0.1), RerankResult(0, 0.9), RerankResult(1, 0.5)]
-    assert check_answer(object(), answer, n_documents=3, top_n=None) == answer
-    assert check_answer(object(), tuple(answer[:2]), n_documents=3, top_n=2) == answer[:2]
-    assert check_answer(object(), answer, n_documents=3, top_n=10) == answer
+    ranked = [RerankResult(0, 0.9), RerankResult(1, 0.5), RerankResult(2, 0.1)]
+    assert check_answer(object(), answer, n_documents=3, top_n=None) == ranked
+    assert check_answer(object(), tuple(answer[:2]), n_documents=3, top_n=2) == ranked[::2]
+    assert check_answer(object(), answer, n_documents=3, top_n=10) == ranked
     with pytest.raises(RerankResponseError, match="expected 2 results for 3 documents, got 3"):
         check_answer(object(), answer, n_documents=3, top_n=2)
+    ties = [RerankResult(1, 0.5), RerankResult(0, 0.5)]
+    assert check_answer(object(), ties, n_documents=2, top_n=None) == ties[::-1]  # ties by index
+    # An answer already in rank order (every one of ours) comes back as it is: the very same results.
+    kept = check_answer(object(), ranked, n_documents=3, top_n=None)
+    assert all(mine is theirs for mine, theirs in zip(kept, ranked, strict=True))
 
 
 @pytest.mark.parametrize(
