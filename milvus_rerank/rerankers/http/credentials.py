@@ -13,6 +13,10 @@ wrong without showing the value, instead of an httpx error that quotes the heade
 server may echo the request's headers back. httpx and httpcore log server text of their own (the
 status line at INFO, response headers at DEBUG): :func:`guard_http_logs` puts a filter on their
 loggers that blanks the secrets of every live reranker there too.
+
+A key handed on (in a reranker's ``describe()``) is a :class:`Secret`, which never shows itself.
+:func:`environment_key` reads a hosted API's key from its provider's variable, for the provider's
+own host only (:func:`on_hosts`).
 """
 
 from __future__ import annotations
