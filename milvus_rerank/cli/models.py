@@ -262,17 +262,20 @@ def hosted_reranker(args: argparse.Namespace) -> Reranker | None:
         ValueError: ``--reranker`` with ``--vllm-endpoint``, or no key in the provider's variables.
     """
     from milvus_rerank import CohereReranker, JinaReranker, VoyageReranker
-    from milvus_rerank.rerankers.http.hosted import HostedReranker
 
     kind = getattr(args, "reranker", None)
     if not kind:
         return None
     if getattr(args, "vllm_endpoint", None):
         raise ValueError(f"--reranker {kind} and --vllm-endpoint both name the reranker: pass one")
-    types: dict[str, type[HostedReranker]] = {"voyage": VoyageReranker, "jina": JinaReranker, "cohere": CohereReranker}
+    types: dict[str, type[VoyageReranker | JinaReranker | CohereReranker]] = {
+        "voyage": VoyageReranker,
+        "jina": JinaReranker,
+        "cohere": CohereReranker,
+    }
     reranker_type = types[kind]
     model = getattr(args, "model", None) or ("rerank-v3.5" if kind == "cohere" else None)
-    reranker = reranker_type(**({"model": model} if model else {}))
+    reranker = reranker_type(model=model) if model else reranker_type()
     if reranker.describe().api_key is None:
         raise ValueError(
             f"--reranker {kind} needs an API key: set {' or '.join(reranker_type.api_key_variables)} in the environment"
