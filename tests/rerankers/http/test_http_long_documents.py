@@ -9,6 +9,7 @@ tests/integration/test_live_long_documents.py.
 from __future__ import annotations
 
 import asyncio
+import random
 from pathlib import Path
 
 import pytest
@@ -19,11 +20,11 @@ from milvus_rerank.testing.server import RerankTestServer
 
 QUERY = "what role does the protein play in cancer cells"
 WORDS = "the protein is expressed in cancer cells , while mice with reduced levels of the gene showed effects".split()
-DOCUMENTS = [
-    " ".join(WORDS[(i * 5) % len(WORDS)] for i in range(90)),
+DOCUMENTS = [  # words in no repeating pattern: no two windows are the same text (a tie)
+    " ".join(random.Random(1).choices(WORDS, k=90)),
     "the protein in cancer cells",
     "",
-    " ".join(WORDS[(i * 3 + 1) % len(WORDS)] for i in range(40)),
+    " ".join(random.Random(2).choices(WORDS, k=40)),
 ]
 MAX_LENGTH = 32
 
