@@ -21,6 +21,7 @@ __all__ = [
     "RELEVANCE_SCORE_KEY",
     "RETRIEVAL_RANK_KEY",
     "RETRIEVAL_SCORE_KEY",
+    "SCORED_BY_KEY",
     "candidate_to_document",
     "document_identity",
     "document_metadata",
@@ -40,6 +41,9 @@ PRIMARY_KEY = "pk"
 RETRIEVAL_RANK_KEY = "retrieval_rank"
 """Metadata key of the 1-based position in the first-stage results."""
 
+SCORED_BY_KEY = "scored_by"
+"""Metadata key naming the reranker of a ``FallbackReranker`` that gave ``relevance_score``."""
+
 _FALLBACK_SCORE_KEY = "score"  # a first-stage score some retrievers leave in metadata
 
 
@@ -48,9 +52,10 @@ def candidate_to_document(candidate: Candidate) -> Document:
 
     The document's ``id`` is ``str(candidate.id)``; its metadata holds the candidate's metadata
     (the collection's other output fields), then ``pk`` (the primary key, as Milvus typed it),
-    ``retrieval_score``, ``retrieval_rank`` and, for a reranked candidate, ``relevance_score``,
-    which override fields of the same names. An unscored candidate carries no
-    ``relevance_score``: a field of that name would pass for a rerank score.
+    ``retrieval_score``, ``retrieval_rank`` and, for a reranked candidate, ``relevance_score``
+    (and ``scored_by`` when a ``FallbackReranker`` scored it), which override fields of the same
+    names. An unscored candidate carries no ``relevance_score``: a field of that name would pass for
+    a rerank score.
     """
     return Document(id=str(candidate.id), page_content=candidate.text, metadata=document_metadata(candidate))
 
@@ -67,6 +72,8 @@ def document_metadata(candidate: Candidate) -> dict[str, Any]:
         metadata.pop(RELEVANCE_SCORE_KEY, None)
     else:
         metadata[RELEVANCE_SCORE_KEY] = candidate.rerank_score
+    if candidate.scored_by is not None:
+        metadata[SCORED_BY_KEY] = candidate.scored_by
     return metadata
 
 
@@ -105,5 +112,7 @@ def scored_copies(documents: Sequence[Document], selected: Sequence[Candidate]) 
             metadata.pop(RELEVANCE_SCORE_KEY, None)  # passthrough: a stale score would lie
         else:
             metadata[RELEVANCE_SCORE_KEY] = candidate.rerank_score
+        if candidate.scored_by is not None:
+            metadata[SCORED_BY_KEY] = candidate.scored_by
         result.append(original.model_copy(update={"metadata": metadata}))
     return result

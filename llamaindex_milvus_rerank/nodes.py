@@ -15,13 +15,16 @@ from llama_index.core.vector_stores.utils import metadata_dict_to_node
 from milvus_rerank.errors import SchemaError
 from milvus_rerank.types import Candidate
 
-__all__ = ["RETRIEVAL_RANK_KEY", "RETRIEVAL_SCORE_KEY", "candidate_to_node", "scored_copy"]
+__all__ = ["RETRIEVAL_RANK_KEY", "RETRIEVAL_SCORE_KEY", "SCORED_BY_KEY", "candidate_to_node", "scored_copy"]
 
 RETRIEVAL_SCORE_KEY = "retrieval_score"
 """Metadata key holding the first-stage score on returned nodes (when ``keep_retrieval_score``)."""
 
 RETRIEVAL_RANK_KEY = "retrieval_rank"
 """Metadata key of the 1-based position in the first-stage results."""
+
+SCORED_BY_KEY = "scored_by"
+"""Metadata key naming the reranker of a ``FallbackReranker`` that gave the node's score."""
 
 # Fields in which llama-index-vector-stores-milvus keeps the whole serialized node.
 _NODE_CONTENT_FIELDS = ("_node_content", "_node_type")

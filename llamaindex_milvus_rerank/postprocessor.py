@@ -17,7 +17,7 @@ from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRan
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 
-from llamaindex_milvus_rerank.nodes import RETRIEVAL_SCORE_KEY, candidate_to_node, scored_copy
+from llamaindex_milvus_rerank.nodes import RETRIEVAL_SCORE_KEY, SCORED_BY_KEY, candidate_to_node, scored_copy
 from milvus_rerank.pipeline import RerankPipeline, Selection, dedupe_key, strict_key, with_retrieval_ranks
 from milvus_rerank.types import Candidate, Reranker
 
@@ -337,6 +337,8 @@ class _Step:
             extra: dict[str, Any] = {}
             if keep_retrieval_score and original.score is not None:
                 extra[RETRIEVAL_SCORE_KEY] = original.score
+            if candidate.scored_by is not None:
+                extra[SCORED_BY_KEY] = candidate.scored_by
             # Unscored (on_error="passthrough"): keep the first-stage score, which matches the order returned.
             score = candidate.rerank_score if candidate.reranked else original.score
             result.append(scored_copy(original, score, extra))

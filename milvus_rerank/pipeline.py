@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from milvus_rerank.rerankers.contract import check_answer, check_rerank_args
+from milvus_rerank.rerankers.fallback import falls_through
 from milvus_rerank.types import Candidate, Reranker, RerankResult
 from milvus_rerank.validation import check_choice, check_number, check_top_n
 
@@ -218,7 +219,11 @@ class RerankPipeline:
             the pipeline's :attr:`selection`, which a call may replace.
         on_error: ``"raise"`` (default) lets a reranker failure propagate; ``"passthrough"``
             logs a warning and returns the candidates in first-stage order, unscored
-            (``rerank_score=None``), cut to ``top_n``.
+            (``rerank_score=None``), cut to ``top_n``, when the failure is one that
+            :func:`~milvus_rerank.rerankers.fallback.falls_through` (the service is down, slow,
+            failing or answered nonsense); a request the server refuses as wrong (a 4xx such as
+            400, 401, 404, 422) or a bug raises all the same. After a
+            :class:`~milvus_rerank.FallbackReranker`, it is the chain's last step.
 
     Raises:
         TypeError: ``reranker`` lacks ``rerank``/``arerank``, or an argument has the wrong type.
@@ -353,7 +358,7 @@ class RerankPipeline:
             answer = self.reranker.rerank(query, documents, top_n=selection.top_n)
             results = check_answer(self.reranker, answer, n_documents=len(unique), top_n=selection.top_n)
         except Exception as exc:
-            if self.on_error == "raise":
+            if self.on_error == "raise" or not falls_through(exc):
                 raise
             return self._passthrough(exc, unique, selection)
         return _select(unique, results, selection)
@@ -375,7 +380,7 @@ class RerankPipeline:
             answer = await self.reranker.arerank(query, documents, top_n=selection.top_n)
             results = check_answer(self.reranker, answer, n_documents=len(unique), top_n=selection.top_n)
         except Exception as exc:
-            if self.on_error == "raise":
+            if self.on_error == "raise" or not falls_through(exc):
                 raise
             return self._passthrough(exc, unique, selection)
         return _select(unique, results, selection)
@@ -432,4 +437,4 @@ def _select(unique: list[Candidate], results: list[RerankResult], selection: Sel
     """
     threshold = selection.score_threshold
     kept = results if threshold is None else [r for r in results if r.score >= threshold]
-    return [unique[r.index].with_rerank(r.score, position) for position, r in enumerate(kept, start=1)]
+    return [unique[r.index].with_rerank(r.score, position, r.scored_by) for position, r in enumerate(kept, start=1)]
