@@ -230,7 +230,16 @@ class HTTPReranker:
         """The service this reranker calls, as plain data; its key is a ``Secret`` that never shows.
 
         :func:`milvus_rerank.milvus.functions.model_ranker` turns it into a Milvus model ranker.
+
+        Raises:
+            ValueError: The reranker has several endpoints: Milvus calls one URL.
         """
+        if len(self._endpoints.endpoints) > 1:
+            raise ValueError(
+                f"{type(self).__name__} has {len(self._endpoints.endpoints)} endpoints, and a Milvus model ranker "
+                "calls one URL: put a router (vllm-router, a Kubernetes Service) in front of the servers and give "
+                "its URL as endpoint="
+            )
         key = None if self._api_key is None else Secret(self._api_key, source=self._api_key_source)
         return RerankService(
             protocol=self.protocol,

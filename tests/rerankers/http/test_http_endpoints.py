@@ -121,3 +121,10 @@ def test_repr_lists_the_endpoints() -> None:
     reranker = VLLMReranker(["http://a:1", "http://b:2/v1"], model="m", api_key="secret")
     assert "endpoint=[http://a:1/v1/rerank, http://b:2/v1/rerank]" in repr(reranker)
     assert "secret" not in repr(reranker)
+
+
+def test_a_milvus_model_ranker_cannot_take_several_endpoints() -> None:
+    reranker = VLLMReranker(["http://a:1", "http://b:2"], model="m")
+    with pytest.raises(ValueError, match="a Milvus model ranker calls one URL: put a router"):
+        reranker.describe()
+    assert VLLMReranker("http://a:1", model="m").describe().rerank_url == "http://a:1/v1/rerank"
