@@ -155,7 +155,7 @@ def vllm() -> Served:
 @pytest.fixture(scope="session")
 def local(vllm: Served) -> CrossEncoderReranker:
     """The served weights, run in-process: the reference the server's scores are compared with."""
-    return CrossEncoderReranker(str(vllm.model_dir), device="cpu")
+    return CrossEncoderReranker(str(vllm.model_dir), device="cpu", dtype="float32")
 
 
 SERVER_ROLES = {"spare": "reranker", "qwen3": "qwen3", "qwen3-chat-template": "qwen3-chat-template", "chat": "chat"}

@@ -47,7 +47,7 @@ def templated(vllm_server):
 
 @pytest.fixture(scope="module")
 def local(plain) -> CrossEncoderReranker:
-    return CrossEncoderReranker(str(plain.model_dir), device="cpu", prompt_format="qwen3")
+    return CrossEncoderReranker(str(plain.model_dir), device="cpu", dtype="float32", prompt_format="qwen3")
 
 
 def test_without_chat_template_the_client_prompt_scores_as_locally(plain, local: CrossEncoderReranker) -> None:
@@ -71,7 +71,9 @@ def test_with_chat_template_plain_texts_score_as_locally(templated, local: Cross
 
 
 def test_the_instruction_reaches_a_client_prompt(plain) -> None:
-    local = CrossEncoderReranker(str(plain.model_dir), device="cpu", prompt_format="qwen3", instruction=INSTRUCTION)
+    local = CrossEncoderReranker(
+        str(plain.model_dir), device="cpu", dtype="float32", prompt_format="qwen3", instruction=INSTRUCTION
+    )
     want = local.rerank(QUERY, DOCUMENTS)
     with VLLMReranker(plain.url, prompt_format="qwen3", instruction=INSTRUCTION) as reranker:
         got = reranker.rerank(QUERY, DOCUMENTS)
@@ -84,7 +86,9 @@ def test_the_instruction_reaches_a_client_prompt(plain) -> None:
     "testing.causal_models.reranker_chat_template reads it from a system message only",
 )
 def test_the_instruction_reaches_the_server_chat_template(plain, templated) -> None:
-    local = CrossEncoderReranker(str(plain.model_dir), device="cpu", prompt_format="qwen3", instruction=INSTRUCTION)
+    local = CrossEncoderReranker(
+        str(plain.model_dir), device="cpu", dtype="float32", prompt_format="qwen3", instruction=INSTRUCTION
+    )
     with VLLMReranker(templated.url, instruction=INSTRUCTION) as reranker:
         got = reranker.rerank(QUERY, DOCUMENTS)
     assert scores(got) == pytest.approx(scores(local.rerank(QUERY, DOCUMENTS)), abs=TOLERANCE)

@@ -97,7 +97,9 @@ def test_an_over_long_pair_is_a_clear_error_without_truncation(vllm) -> None:
 def test_truncate_prompt_tokens_equals_local_truncation(vllm, tokens: int) -> None:
     documents = [DOCUMENTS[0], LONG_DOCUMENT, "cats sleep a lot " * 40]
     # vLLM truncates the pair longest-first, as transformers' pair encoding does with max_length.
-    local = CrossEncoderReranker(str(vllm.model_dir), device="cpu", max_length=512 if tokens == -1 else tokens)
+    local = CrossEncoderReranker(
+        str(vllm.model_dir), device="cpu", dtype="float32", max_length=512 if tokens == -1 else tokens
+    )
     want = local.rerank(QUERY, documents)
     with VLLMReranker(vllm.url, api_key=vllm.api_key, truncate_prompt_tokens=tokens) as reranker:
         got = reranker.rerank(QUERY, documents)
@@ -114,7 +116,7 @@ def test_truncate_prompt_tokens_over_the_model_limit_is_refused(vllm) -> None:
 
 
 def test_raw_scores_are_the_logits(vllm) -> None:
-    local = CrossEncoderReranker(str(vllm.model_dir), device="cpu", activation="none")
+    local = CrossEncoderReranker(str(vllm.model_dir), device="cpu", dtype="float32", activation="none")
     want = local.rerank(QUERY, DOCUMENTS)
     assert any(r.score < 0 for r in want) or any(r.score > 1 for r in want), "logits, not probabilities"
     with VLLMReranker(vllm.url, api_key=vllm.api_key, raw_scores=True) as reranker:

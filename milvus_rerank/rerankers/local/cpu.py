@@ -3,15 +3,19 @@
 A CPU with AVX-512 (or AMX, or an Arm core with BF16) runs bfloat16 matmuls through oneDNN at
 several times the float32 rate; one without (AVX2 only, e.g. AMD Zen 3) emulates them, element by
 element: an AVX2 Zen 3 measured 0.9 GFLOP/s in bfloat16 against 148 in float32, 165 times slower.
-So ``dtype=None`` never picks bfloat16 on a CPU, and asking for it where it is emulated warns with
-the numbers, measured here on a small matmul (:func:`bfloat16_speed`), so that the cost is plain
-before the first slow call.
+Between the two, an AVX-512 CPU without the BF16 instructions (Intel Skylake to Ice Lake) runs
+oneDNN's bfloat16 kernels by converting to float32, at no gain. So ``dtype="auto"`` picks bfloat16
+only where the CPU has bfloat16 instructions (:attr:`BFloat16Speed.instructions`: AMX-BF16 on Intel
+Xeons since Sapphire Rapids, AVX512-BF16 on those and on AMD Zen 4/5, BF16 on Arm), and asking for
+it where it is emulated warns with the numbers, measured here on a small matmul
+(:func:`bfloat16_speed`), so that the cost is plain before the first slow call.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import platform
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -30,12 +34,15 @@ class BFloat16Speed:
         capability: torch's name for the CPU's vector instructions (``"AVX2"``, ``"AVX512"``...).
         bfloat16_gflops: A single-thread 256x256 bfloat16 matmul's rate, measured when not native.
         float32_gflops: The same in float32, measured when not native.
+        instructions: The CPU's bfloat16 instructions (``"AMX-BF16"``, ``"AVX512-BF16"``, ``"Arm BF16"``);
+            empty where it has none, and ``dtype="auto"`` then stays float32.
     """
 
     native: bool
     capability: str
     bfloat16_gflops: float | None = None
     float32_gflops: float | None = None
+    instructions: tuple[str, ...] = ()
 
 
 def _native(torch: Any, capability: str) -> bool:
@@ -43,6 +50,19 @@ def _native(torch: Any, capability: str) -> bool:
     with contextlib.suppress(AttributeError, RuntimeError):
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     return capability.upper().startswith("AVX512")
+
+
+def _instructions(torch: Any, native: bool) -> tuple[str, ...]:
+    # torch's own CPU feature tests (private, so used only where they exist); oneDNN's bfloat16 kernels
+    # on Arm need the BF16 extension, so native there means the instructions are there.
+    found = []
+    for name, test in (("AMX-BF16", "_is_amx_tile_supported"), ("AVX512-BF16", "_is_avx512_bf16_supported")):
+        with contextlib.suppress(AttributeError, RuntimeError):
+            if getattr(torch.cpu, test)():
+                found.append(name)
+    if native and not found and platform.machine().lower() in ("aarch64", "arm64"):
+        found.append("Arm BF16")
+    return tuple(found)
 
 
 def _rate(torch: Any, dtype: Any) -> float:
@@ -74,7 +94,7 @@ def bfloat16_speed() -> BFloat16Speed:
 
     capability = str(torch.backends.cpu.get_cpu_capability())
     if _native(torch, capability):
-        return BFloat16Speed(True, capability)
+        return BFloat16Speed(True, capability, instructions=_instructions(torch, True))
     return BFloat16Speed(False, capability, _rate(torch, torch.bfloat16), _rate(torch, torch.float32))
 
 
@@ -88,5 +108,5 @@ def emulated_bfloat16_warning() -> str | None:
         f"dtype='bfloat16' on this CPU ({speed.capability}, no native bfloat16) is emulated: a {_SIZE}x{_SIZE} "
         f"matmul ran at {speed.bfloat16_gflops:.1f} GFLOP/s in bfloat16 against {speed.float32_gflops:.1f} in "
         f"float32 here ({ratio:.0f}x slower; larger ones fare worse: 0.9 against 148 GFLOP/s measured on an "
-        "AVX2 AMD Zen 3). Use dtype='float32', the default on a CPU"
+        "AVX2 AMD Zen 3). Use dtype='float32', or 'auto', which picks it on this CPU"
     )

@@ -28,11 +28,12 @@ from typing import Any
 
 from milvus_rerank.errors import ModelLoadError
 from milvus_rerank.hub import hub_unreachable_reason, in_hub_cache, looks_like_path
-from milvus_rerank.rerankers.local.cpu import emulated_bfloat16_warning
+from milvus_rerank.rerankers.local import cpu
 from milvus_rerank.rerankers.local.engine import LoadedModel, ScoringEngine
 
 __all__ = [
     "ModelKey",
+    "auto_dtype",
     "import_torch",
     "import_transformers",
     "load_model",
@@ -109,24 +110,42 @@ def resolve_device(device: object) -> str:
     raise TypeError(f"device must be a str, a torch.device or None, got {type(device).__name__}")
 
 
+def auto_dtype(device: str) -> tuple[str, str]:
+    """The dtype ``dtype="auto"`` picks on ``device``, and why: the fastest one it computes natively.
+
+    bfloat16 on CUDA (float16 where bfloat16 is unsupported), float16 on MPS; on a CPU, bfloat16 where
+    it has bfloat16 instructions (AMX-BF16, AVX512-BF16, Arm BF16: see :mod:`.cpu`), else float32.
+    """
+    torch = import_torch()
+    if device.startswith("cuda"):
+        if torch.cuda.is_bf16_supported():
+            return "bfloat16", "the GPU supports bfloat16"
+        return "float16", "the GPU does not support bfloat16"
+    if device.startswith("mps"):
+        return "float16", "MPS"
+    speed = cpu.bfloat16_speed()
+    if speed.instructions:
+        return "bfloat16", f"this CPU has native bfloat16 ({', '.join(speed.instructions)})"
+    return "float32", f"this CPU ({speed.capability}) has no bfloat16 instructions"
+
+
 def resolve_dtype(dtype: object, device: str) -> str:
     """The dtype name (``"float32"``, ``"bfloat16"`` or ``"float16"``) for ``dtype`` on ``device``.
 
-    ``None`` means float32 on a CPU, bfloat16 on CUDA (float16 where bfloat16 is unsupported) and
-    float16 on MPS. bfloat16 asked for on a CPU that emulates it warns (a ``RuntimeWarning`` with
-    the rates measured here, see :mod:`.cpu`): it is many times slower than float32 there.
+    ``"auto"`` (or ``None``) picks the fastest dtype the device computes natively (:func:`auto_dtype`)
+    and logs its choice at debug level. bfloat16 asked for on a CPU that emulates it warns (a
+    ``RuntimeWarning`` with the rates measured here, see :mod:`.cpu`): it is many times slower than
+    float32 there.
 
     Raises:
         TypeError: ``dtype`` is not a str, a ``torch.dtype`` or None.
         ValueError: ``dtype`` names another dtype.
     """
     torch = import_torch()
-    if dtype is None:
-        if device.startswith("cuda"):
-            return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
-        if device.startswith("mps"):
-            return "float16"
-        return "float32"
+    if dtype is None or (isinstance(dtype, str) and dtype.lower() == "auto"):
+        name, reason = auto_dtype(device)
+        logger.debug("dtype='auto' on %s: %s (%s)", device, name, reason)
+        return name
     if isinstance(dtype, torch.dtype):
         name = str(dtype).removeprefix("torch.")
     elif isinstance(dtype, str):
@@ -134,10 +153,10 @@ def resolve_dtype(dtype: object, device: str) -> str:
     else:
         raise TypeError(f"dtype must be a str, a torch.dtype or None, got {type(dtype).__name__}")
     if name not in _DTYPE_NAMES:
-        raise ValueError(f"dtype {dtype!r} is not supported; use 'float32', 'bfloat16' or 'float16'")
+        raise ValueError(f"dtype {dtype!r} is not supported; use 'auto', 'float32', 'bfloat16' or 'float16'")
     resolved = _DTYPE_NAMES[name]
     if resolved == "bfloat16" and device == "cpu":
-        warning = emulated_bfloat16_warning()
+        warning = cpu.emulated_bfloat16_warning()
         if warning is not None:
             warnings.warn(warning, RuntimeWarning, stacklevel=3)  # at the caller of CrossEncoderReranker(...)
     return resolved

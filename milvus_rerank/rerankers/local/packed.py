@@ -6,6 +6,13 @@ batch's pairs to its longest (they arrive sorted by length, so that is little), 
 computes only the first token of each pair, the one the classifier reads. Numerically this is the
 model's own forward pass: the same weights, operations and order per token.
 
+On a CPU, each dense layer runs as one oneDNN call on a weight packed once at load, with its bias,
+activation (GELU) or residual sum fused in (:class:`_Dense`). In bfloat16 that halves the time of the
+dense layers: torch's ``addmm`` there adds the bias in a separate pass and writes its result twice, and
+GELU and the residual sum each read and write the whole activation again. Layer norms and attention's
+softmax compute their statistics in float32 whatever the dtype (torch's CPU kernels accumulate
+bfloat16 in float32), which is what keeps bfloat16's rankings close to float32's.
+
 Imported only once torch is known to be installed (by the encoder engine, at model load).
 """
 
@@ -16,6 +23,14 @@ from typing import Any
 import torch
 
 __all__ = ["PackedEncoder"]
+
+# Activations oneDNN fuses into a dense layer, by the config's ``hidden_act``: (attribute, algorithm).
+_FUSED_ACTIVATIONS = {
+    "gelu": ("gelu", "none"),
+    "gelu_pytorch_tanh": ("gelu", "tanh"),
+    "gelu_new": ("gelu", "tanh"),
+    "relu": ("relu", ""),
+}
 
 # Architectures whose encoder layers share BERT's module layout, and whether the classifier reads the
 # pooler's output ("pooler") or the first token's hidden state through its own head ("head").
@@ -41,6 +56,65 @@ _LAYER_PARTS = (
 )
 
 
+def _onednn_usable(weight: torch.Tensor) -> bool:
+    """Whether oneDNN's fused linear runs here for ``weight``'s device and dtype (CPU, float32 or bfloat16)."""
+    if weight.device.type != "cpu" or weight.dtype not in (torch.float32, torch.bfloat16):
+        return False
+    if not torch.backends.mkldnn.is_available() or not hasattr(torch.ops.mkldnn, "_linear_pointwise"):
+        return False
+    try:  # private ops: used only where they exist and agree with addmm
+        probe = torch.ones((2, weight.shape[1]), dtype=weight.dtype)
+        packed = torch.ops.mkldnn._reorder_linear_weight(weight[:2].detach(), None)
+        fused = torch.ops.mkldnn._linear_pointwise(probe, packed, None, "none", [], "")
+        return bool(torch.allclose(fused.float(), probe.float() @ weight[:2].float().t(), rtol=1e-2, atol=1e-2))
+    except (AttributeError, RuntimeError):
+        return False
+
+
+class _Dense:
+    """One dense layer of the packed forward, with its bias and an optional activation or residual sum.
+
+    Where oneDNN serves the weight's dtype on a CPU (:func:`_onednn_usable`), the weight is packed
+    once into oneDNN's layout and each call is one kernel, with the bias and the activation (those in
+    ``_FUSED_ACTIVATIONS``) or the residual sum fused; elsewhere it is ``addmm`` followed by them.
+
+    Args:
+        weight: ``[out, in]``, as a ``torch.nn.Linear`` holds it.
+        bias: ``[out]``.
+        fused: Use oneDNN's fused linear.
+        act_fn: The model's activation module to apply after the layer, or None.
+        activation: The activation's name in the model's config (``hidden_act``), which says whether
+            oneDNN can fuse it.
+    """
+
+    def __init__(
+        self, weight: torch.Tensor, bias: torch.Tensor, *, fused: bool, act_fn: Any = None, activation: Any = None
+    ) -> None:
+        self.weight = weight.detach()
+        self.bias = bias.detach()
+        self.act_fn = act_fn
+        self.packed = torch.ops.mkldnn._reorder_linear_weight(self.weight, None) if fused else None
+        self.fused_act = None
+        if fused and act_fn is not None and isinstance(activation, str):
+            self.fused_act = _FUSED_ACTIVATIONS.get(activation)
+
+    def __call__(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
+        """``act(x @ weight.T + bias)``, or ``x @ weight.T + bias + residual`` when ``residual`` is given."""
+        packed = self.packed
+        if packed is None:
+            out = torch.addmm(self.bias, x, self.weight.t())
+            if residual is not None:
+                return out.add_(residual)
+        elif residual is not None:
+            return torch.ops.mkldnn._linear_pointwise.binary(x, residual, packed, self.bias, "add")
+        elif self.fused_act is not None:
+            attr, algorithm = self.fused_act
+            return torch.ops.mkldnn._linear_pointwise(x, packed, self.bias, attr, [], algorithm)
+        else:
+            out = torch.ops.mkldnn._linear_pointwise(x, packed, self.bias, "none", [], "")
+        return out if self.act_fn is None else self.act_fn(out)
+
+
 class PackedEncoder:
     """Runs a BERT-family sequence-classification model on packed tokens.
 
@@ -59,24 +133,41 @@ class PackedEncoder:
         self.position_offset = padding_idx + 1 if isinstance(padding_idx, int) else 0
         self.project = getattr(base, "embeddings_project", None)
         self.pooler = getattr(base, "pooler", None) if _PACKED_ARCHITECTURES[type(model).__name__] == "pooler" else None
-        self.layers = []
-        for layer in base.encoder.layer:
+        first = base.encoder.layer[0].attention.self
+        width = int(model.config.hidden_size)
+        fused = _onednn_usable(first.query.weight)
+        activation = getattr(model.config, "hidden_act", None)
+        last = len(base.encoder.layer) - 1
+        self.layers: list[tuple[Any, ...]] = []
+        for depth, layer in enumerate(base.encoder.layer):
             attention = layer.attention.self
             qkv_weight = torch.cat([attention.query.weight, attention.key.weight, attention.value.weight]).detach()
             qkv_bias = torch.cat([attention.query.bias, attention.key.bias, attention.value.bias]).detach()
+            if depth < last:
+                projections: tuple[_Dense, ...] = (_Dense(qkv_weight, qkv_bias, fused=fused),)
+            else:  # the last layer: keys and values of every token, the query of first tokens only
+                projections = (
+                    _Dense(qkv_weight[width:], qkv_bias[width:], fused=fused),
+                    _Dense(qkv_weight[:width], qkv_bias[:width], fused=fused),
+                )
+            out, up, down = layer.attention.output.dense, layer.intermediate.dense, layer.output.dense
             self.layers.append(
                 (
-                    qkv_weight,
-                    qkv_bias,
-                    layer.attention.output.dense,
+                    projections,
+                    _Dense(out.weight, out.bias, fused=fused),
                     layer.attention.output.LayerNorm,
-                    layer.intermediate.dense,
-                    layer.intermediate.intermediate_act_fn,
-                    layer.output.dense,
+                    _Dense(
+                        up.weight,
+                        up.bias,
+                        fused=fused,
+                        act_fn=layer.intermediate.intermediate_act_fn,
+                        activation=activation,
+                    ),
+                    _Dense(down.weight, down.bias, fused=fused),
                     layer.output.LayerNorm,
                 )
             )
-        first = base.encoder.layer[0].attention.self
+        self.fused = fused
         self.heads = int(first.num_attention_heads)
         self.head_size = int(first.attention_head_size)
         self.scaling = float(getattr(first, "scaling", self.head_size**-0.5))
@@ -135,16 +226,16 @@ class PackedEncoder:
         heads, head_size, width = self.heads, self.head_size, self.hidden
         first_rows = starts.to(device)
         last = len(self.layers) - 1
-        for depth, (qkv_weight, qkv_bias, out, norm1, up, act, down, norm2) in enumerate(self.layers):
+        for depth, (projections, out, norm1, up, down, norm2) in enumerate(self.layers):
             if depth < last:
-                qkv = torch.addmm(qkv_bias, hidden, qkv_weight.t())
+                qkv = projections[0](hidden)
                 residual = hidden
             else:
                 # The classifier reads only each pair's first token, so the last layer computes keys and
                 # values for every token but queries, attention output and feed-forward for first tokens only.
-                qkv = torch.addmm(qkv_bias[width:], hidden, qkv_weight[width:].t())
+                qkv = projections[0](hidden)
                 residual = hidden.index_select(0, first_rows)
-                query = torch.addmm(qkv_bias[:width], residual, qkv_weight[:width].t())
+                query = projections[1](residual)
             parts = qkv.shape[1] // width
             if rows is None:
                 qkv = qkv.view(count, longest, parts, heads, head_size)
@@ -166,10 +257,9 @@ class PackedEncoder:
                     queries, qkv[0], qkv[1], attn_mask=key_mask, scale=self.scaling
                 )
                 context = context.reshape(count, width)
-            attended = torch.addmm(out.bias, context, out.weight.t()).add_(residual)
+            attended = out(context, residual)
             hidden = functional.layer_norm(attended, (width,), norm1.weight, norm1.bias, norm1.eps)
-            inner = act(torch.addmm(up.bias, hidden, up.weight.t()))
-            output = torch.addmm(down.bias, inner, down.weight.t()).add_(hidden)
+            output = down(up(hidden), hidden)
             hidden = functional.layer_norm(output, (width,), norm2.weight, norm2.bias, norm2.eps)
         # After the last layer, ``hidden`` holds one row per pair: its first token.
         first_tokens = hidden[:, None, :]

@@ -333,8 +333,8 @@ def test_the_reranker_scores_a_sentence_transformers_save_as_cross_encoder_predi
     models: dict[tuple[str, str], Path], architecture: str
 ) -> None:
     path = models[architecture, "sentence-transformers"]
-    assert close(CrossEncoderReranker(path, device="cpu").score(QUERY, DOCUMENTS), st_predict(path))
-    instructed = CrossEncoderReranker(path, device="cpu", instruction=INSTRUCTION)
+    assert close(CrossEncoderReranker(path, device="cpu", dtype="float32").score(QUERY, DOCUMENTS), st_predict(path))
+    instructed = CrossEncoderReranker(path, device="cpu", dtype="float32", instruction=INSTRUCTION)
     assert close(instructed.score(QUERY, DOCUMENTS), st_predict(path, prompt=INSTRUCTION))
     assert instructed.instruction == INSTRUCTION
     assert instructed.prompt_format is None
@@ -347,13 +347,15 @@ def test_the_reranker_scores_a_plain_checkpoint_with_prompt_format_qwen3(
     path = models[architecture, "causal-lm"]
     tokenizer, model = load_causal(path)
     for instruction in (None, INSTRUCTION):
-        reranker = CrossEncoderReranker(path, device="cpu", prompt_format="qwen3", instruction=instruction)
+        reranker = CrossEncoderReranker(
+            path, device="cpu", dtype="float32", prompt_format="qwen3", instruction=instruction
+        )
         assert close(reranker.score(QUERY, DOCUMENTS), model_card_scores(tokenizer, model, DOCUMENTS, instruction))
     assert "prompt_format='qwen3'" in repr(reranker)
 
 
 def test_a_causal_checkpoint_without_a_prompt_is_refused_at_load(models: dict[tuple[str, str], Path]) -> None:
-    reranker = CrossEncoderReranker(models["qwen3", "causal-lm"], device="cpu")
+    reranker = CrossEncoderReranker(models["qwen3", "causal-lm"], device="cpu", dtype="float32")
     with pytest.raises(ModelLoadError, match="has no chat template") as info:
         reranker.load()
     assert "prompt_format='qwen3'" in str(info.value)
@@ -364,32 +366,42 @@ def test_a_chat_template_without_pair_roles_is_refused_at_load(tmp_path: Path) -
     template = "{% for m in messages %}{% if m.role == 'user' %}{{ m.content }}{% endif %}{% endfor %}"
     path = make_llm_reranker(tmp_path / "chat", save_format="causal-lm", chat_template=template)
     with pytest.raises(ModelLoadError, match=r"cannot score with its chat template.*prompt_format='qwen3'"):
-        CrossEncoderReranker(path, device="cpu").load()
+        CrossEncoderReranker(path, device="cpu", dtype="float32").load()
     # An explicit format needs no template.
-    assert len(CrossEncoderReranker(path, device="cpu", prompt_format="qwen3").score(QUERY, ["a"])) == 1
+    assert (
+        len(CrossEncoderReranker(path, device="cpu", dtype="float32", prompt_format="qwen3").score(QUERY, ["a"])) == 1
+    )
 
 
 @needs_st6
 def test_the_default_prompt_of_a_save_is_its_instruction(tmp_path: Path) -> None:
     path = make_llm_reranker(tmp_path / "prompted", prompts={"claims": INSTRUCTION}, default_prompt_name="claims")
-    default = CrossEncoderReranker(path, device="cpu").score(QUERY, DOCUMENTS)
+    default = CrossEncoderReranker(path, device="cpu", dtype="float32").score(QUERY, DOCUMENTS)
     assert close(default, st_predict(path))
-    assert close(default, CrossEncoderReranker(path, device="cpu", instruction=INSTRUCTION).score(QUERY, DOCUMENTS))
+    assert close(
+        default,
+        CrossEncoderReranker(path, device="cpu", dtype="float32", instruction=INSTRUCTION).score(QUERY, DOCUMENTS),
+    )
     assert not close(
-        default, CrossEncoderReranker(path, device="cpu", instruction="Find bananas").score(QUERY, DOCUMENTS)
+        default,
+        CrossEncoderReranker(path, device="cpu", dtype="float32", instruction="Find bananas").score(QUERY, DOCUMENTS),
     )
 
 
 def test_answer_tokens_can_be_chosen(models: dict[tuple[str, str], Path]) -> None:
     path = models["qwen2", "sentence-transformers"]
-    scores = CrossEncoderReranker(path, device="cpu").score(QUERY, DOCUMENTS)
+    scores = CrossEncoderReranker(path, device="cpu", dtype="float32").score(QUERY, DOCUMENTS)
     # Swapping the answer tokens negates the margin: P(no) = 1 - P(yes).
-    swapped = CrossEncoderReranker(path, device="cpu", true_token="no", false_token="yes").score(QUERY, DOCUMENTS)
+    swapped = CrossEncoderReranker(path, device="cpu", dtype="float32", true_token="no", false_token="yes").score(
+        QUERY, DOCUMENTS
+    )
     assert close(swapped, [1 - score for score in scores])
     # One token alone scores sigmoid(logit(yes)), as LogitScore without a false token does.
     tokenizer, model = load_causal(path)
     fmt = PromptFormat(QWEN3.query_template, QWEN3.document_template, QWEN3.default_instruction, false_token=None)
-    alone = CrossEncoderReranker(path, device="cpu", prompt_format=fmt, activation="none").score(QUERY, DOCUMENTS)
+    alone = CrossEncoderReranker(path, device="cpu", dtype="float32", prompt_format=fmt, activation="none").score(
+        QUERY, DOCUMENTS
+    )
     encoded = encode_prompts(tokenizer, QWEN3.render(QUERY, DOCUMENTS), suffix=QWEN3.document_suffix, max_length=4096)
     yes = tokenizer.convert_tokens_to_ids("yes")
     reference = []
@@ -398,16 +410,16 @@ def test_answer_tokens_can_be_chosen(models: dict[tuple[str, str], Path]) -> Non
             reference.append(model(torch.tensor([ids])).logits[0, -1, yes].item())
     assert close(alone, reference)
     with pytest.raises(ModelLoadError, match="true_token='maybe so' is not one token"):
-        CrossEncoderReranker(path, device="cpu", true_token="maybe so").load()
+        CrossEncoderReranker(path, device="cpu", dtype="float32", true_token="maybe so").load()
 
 
 def test_a_conversion_with_prompt_format_scores_as_its_causal_lm(models: dict[tuple[str, str], Path]) -> None:
     path = models["qwen3", "sequence-classification"]
-    ours = CrossEncoderReranker(path, device="cpu", prompt_format="qwen3").score(QUERY, DOCUMENTS)
-    causal = CrossEncoderReranker(models["qwen3", "causal-lm"], device="cpu", prompt_format="qwen3")
+    ours = CrossEncoderReranker(path, device="cpu", dtype="float32", prompt_format="qwen3").score(QUERY, DOCUMENTS)
+    causal = CrossEncoderReranker(models["qwen3", "causal-lm"], device="cpu", dtype="float32", prompt_format="qwen3")
     assert close(ours, causal.score(QUERY, DOCUMENTS))
     with pytest.raises(ModelLoadError, match="true_token and false_token do not apply"):
-        CrossEncoderReranker(path, device="cpu", prompt_format="qwen3", true_token="yes").load()
+        CrossEncoderReranker(path, device="cpu", dtype="float32", prompt_format="qwen3", true_token="yes").load()
 
 
 @needs_st6
@@ -416,15 +428,17 @@ def test_a_conversion_without_a_prompt_scores_plain_pairs_with_a_warning(
 ) -> None:
     path = models["llama", "sequence-classification"]
     with caplog.at_level(logging.WARNING):
-        plain = CrossEncoderReranker(path, device="cpu").score(QUERY, DOCUMENTS)
+        plain = CrossEncoderReranker(path, device="cpu", dtype="float32").score(QUERY, DOCUMENTS)
     assert "prompt_format='qwen3'" in caplog.text
     assert close(plain, st_predict(path))
-    assert not close(plain, CrossEncoderReranker(path, device="cpu", prompt_format="qwen3").score(QUERY, DOCUMENTS))
+    assert not close(
+        plain, CrossEncoderReranker(path, device="cpu", dtype="float32", prompt_format="qwen3").score(QUERY, DOCUMENTS)
+    )
 
 
 def test_prompt_options_on_an_encoder_cross_encoder_are_refused(tiny_model: Path) -> None:
     with pytest.raises(ModelLoadError, match=r"encoder cross-encoder .*apply to LLM rerankers"):
-        CrossEncoderReranker(tiny_model, device="cpu", instruction="Judge").load()
+        CrossEncoderReranker(tiny_model, device="cpu", dtype="float32", instruction="Judge").load()
 
 
 @pytest.mark.parametrize(
@@ -451,7 +465,7 @@ def test_prompt_options_are_checked_at_construction(
     tiny_model: Path, options: dict[str, Any], error: type[Exception], match: str
 ) -> None:
     with pytest.raises(error, match=match):
-        CrossEncoderReranker(tiny_model, device="cpu", **options)
+        CrossEncoderReranker(tiny_model, device="cpu", dtype="float32", **options)
 
 
 @needs_st6
@@ -459,7 +473,7 @@ def test_the_reranker_truncates_inside_the_document_with_one_warning(
     models: dict[tuple[str, str], Path], caplog: pytest.LogCaptureFixture
 ) -> None:
     path = models["qwen3", "sentence-transformers"]
-    reranker = CrossEncoderReranker(path, device="cpu", max_length=110)
+    reranker = CrossEncoderReranker(path, device="cpu", dtype="float32", max_length=110)
     with caplog.at_level(logging.WARNING):
         scores = reranker.score(QUERY, DOCUMENTS)
         reranker.score(QUERY, DOCUMENTS)
@@ -470,8 +484,8 @@ def test_the_reranker_truncates_inside_the_document_with_one_warning(
 
 async def test_rerankers_with_different_prompts_share_one_model(models: dict[tuple[str, str], Path]) -> None:
     path = models["gemma", "sentence-transformers"]
-    plain = CrossEncoderReranker(path, device="cpu")
-    instructed = CrossEncoderReranker(path, device="cpu", instruction=INSTRUCTION)
+    plain = CrossEncoderReranker(path, device="cpu", dtype="float32")
+    instructed = CrossEncoderReranker(path, device="cpu", dtype="float32", instruction=INSTRUCTION)
     assert plain._model() is instructed._model()
     results = plain.rerank(QUERY, DOCUMENTS, top_n=3)
     assert [r.index for r in results] == [r.index for r in await plain.arerank(QUERY, DOCUMENTS, top_n=3)]
@@ -480,7 +494,9 @@ async def test_rerankers_with_different_prompts_share_one_model(models: dict[tup
 
 
 async def test_concurrent_calls_score_as_one_at_a_time(models: dict[tuple[str, str], Path]) -> None:
-    reranker = CrossEncoderReranker(models["llama", "sentence-transformers"], device="cpu", max_batch_tokens=64)
+    reranker = CrossEncoderReranker(
+        models["llama", "sentence-transformers"], device="cpu", dtype="float32", max_batch_tokens=64
+    )
     queries = [QUERY, "bananas", "cancer treatment", "vector search"]
     expected = [reranker.score(query, DOCUMENTS) for query in queries]
     results = await asyncio.gather(*(reranker.arerank(query, DOCUMENTS) for query in queries))

@@ -23,6 +23,7 @@ from milvus_rerank import CrossEncoderReranker, ModelLoadError, RerankResult
 from milvus_rerank.rerankers.local import cross_encoder as ce_module
 from milvus_rerank.rerankers.local.cross_encoder import plan_batches
 from milvus_rerank.rerankers.local.encoder import EncoderEngine
+from milvus_rerank.rerankers.local.loading import auto_dtype
 from milvus_rerank.testing.models import make_cross_encoder
 
 QUERY = "what role does the protein play in cancer cells"
@@ -71,7 +72,7 @@ def fresh_model(tmp_path: Path) -> Path:
 @pytest.mark.parametrize("fixture", ["tiny_model", "two_label_model", "raw_logit_model"])
 def test_scores_match_sentence_transformers(fixture: str, request: pytest.FixtureRequest) -> None:
     path = request.getfixturevalue(fixture)
-    ours = CrossEncoderReranker(path, device="cpu").score(QUERY, DOCUMENTS)
+    ours = CrossEncoderReranker(path, device="cpu", dtype="float32").score(QUERY, DOCUMENTS)
     reference = st_scores(path, DOCUMENTS)
     assert max_abs_diff(ours, reference) <= 1e-5
     # The fixtures differ in what they return: probabilities in (0, 1) or raw logits.
@@ -83,24 +84,30 @@ def test_scores_match_sentence_transformers(fixture: str, request: pytest.Fixtur
 
 
 def test_scores_match_sentence_transformers_with_truncation(tiny_model: Path) -> None:
-    ours = CrossEncoderReranker(tiny_model, device="cpu", max_length=24).score(QUERY, DOCUMENTS)
+    ours = CrossEncoderReranker(tiny_model, device="cpu", dtype="float32", max_length=24).score(QUERY, DOCUMENTS)
     assert max_abs_diff(ours, st_scores(tiny_model, DOCUMENTS, max_length=24)) <= 1e-5
 
 
 def test_forced_activations(tiny_model: Path, raw_logit_model: Path, two_label_model: Path) -> None:
-    auto = CrossEncoderReranker(tiny_model, device="cpu").score(QUERY, DOCUMENTS)
-    raw = CrossEncoderReranker(tiny_model, activation="none", device="cpu").score(QUERY, DOCUMENTS)
-    forced = CrossEncoderReranker(tiny_model, activation="sigmoid", device="cpu").score(QUERY, DOCUMENTS)
+    auto = CrossEncoderReranker(tiny_model, device="cpu", dtype="float32").score(QUERY, DOCUMENTS)
+    raw = CrossEncoderReranker(tiny_model, activation="none", device="cpu", dtype="float32").score(QUERY, DOCUMENTS)
+    forced = CrossEncoderReranker(tiny_model, activation="sigmoid", device="cpu", dtype="float32").score(
+        QUERY, DOCUMENTS
+    )
     assert max_abs_diff(forced, auto) <= 1e-6
     assert max_abs_diff([1 / (1 + math.exp(-x)) for x in raw], auto) <= 1e-6
     assert any(not 0 < x < 1 for x in raw) or raw != auto
 
-    logits = CrossEncoderReranker(raw_logit_model, device="cpu").score(QUERY, DOCUMENTS)
-    squashed = CrossEncoderReranker(raw_logit_model, activation="sigmoid", device="cpu").score(QUERY, DOCUMENTS)
+    logits = CrossEncoderReranker(raw_logit_model, device="cpu", dtype="float32").score(QUERY, DOCUMENTS)
+    squashed = CrossEncoderReranker(raw_logit_model, activation="sigmoid", device="cpu", dtype="float32").score(
+        QUERY, DOCUMENTS
+    )
     assert max_abs_diff([1 / (1 + math.exp(-x)) for x in logits], squashed) <= 1e-6
 
-    probability = CrossEncoderReranker(two_label_model, device="cpu").score(QUERY, DOCUMENTS)
-    margin = CrossEncoderReranker(two_label_model, activation="none", device="cpu").score(QUERY, DOCUMENTS)
+    probability = CrossEncoderReranker(two_label_model, device="cpu", dtype="float32").score(QUERY, DOCUMENTS)
+    margin = CrossEncoderReranker(two_label_model, activation="none", device="cpu", dtype="float32").score(
+        QUERY, DOCUMENTS
+    )
     assert max_abs_diff([1 / (1 + math.exp(-x)) for x in margin], probability) <= 1e-6
 
 
@@ -151,7 +158,7 @@ def test_other_architectures_match_sentence_transformers(
     tiny_model: Path, tmp_path: Path, architecture: str, packed: bool
 ) -> None:
     path = make_variant(tiny_model, tmp_path / architecture, architecture)
-    reranker = CrossEncoderReranker(path, device="cpu", batch_size=3)
+    reranker = CrossEncoderReranker(path, device="cpu", dtype="float32", batch_size=3)
     # BERT-family layers run on the packed path; anything else through the model's own forward.
     assert reranker._model().engine.padding_free == packed
     ours = reranker.score(QUERY, DOCUMENTS)
@@ -160,11 +167,11 @@ def test_other_architectures_match_sentence_transformers(
 
 
 def test_packed_path_matches_the_models_own_forward(tiny_model: Path) -> None:
-    packed = CrossEncoderReranker(tiny_model, device="cpu", batch_size=4)
+    packed = CrossEncoderReranker(tiny_model, device="cpu", dtype="float32", batch_size=4)
     loaded = packed._model()
     assert loaded.engine.padding_free
     # The same weights through the model's own forward on padded batches.
-    plain = CrossEncoderReranker(tiny_model, device="cpu", batch_size=4)
+    plain = CrossEncoderReranker(tiny_model, device="cpu", dtype="float32", batch_size=4)
     padded = EncoderEngine(loaded.model, loaded.tokenizer, device="cpu", packed=False)
     plain._loaded = dataclasses.replace(loaded, engine=padded)
     assert not padded.padding_free
@@ -199,9 +206,9 @@ def test_declared_activation_is_followed(tiny_model: Path, tmp_path: Path, where
         (path / "config.json").write_text(json.dumps(config))
     elif where == "config_sentence_transformers.json":
         (path / where).write_text(json.dumps({"activation_fn": activation}))
-    ours = CrossEncoderReranker(path, device="cpu").score(QUERY, DOCUMENTS)
+    ours = CrossEncoderReranker(path, device="cpu", dtype="float32").score(QUERY, DOCUMENTS)
     assert max_abs_diff(ours, st_scores(path, DOCUMENTS)) <= 1e-5
-    raw = CrossEncoderReranker(path, device="cpu", activation="none").score(QUERY, DOCUMENTS)
+    raw = CrossEncoderReranker(path, device="cpu", dtype="float32", activation="none").score(QUERY, DOCUMENTS)
     if where == "config_sentence_transformers.json":
         expected = [1 / (1 + math.exp(-x)) for x in raw]
     else:
@@ -217,7 +224,7 @@ def test_sentence_transformers_max_seq_length_is_the_default_limit(tiny_model: P
     settings = json.loads((path / "sentence_bert_config.json").read_text())
     settings["max_seq_length"] = 20
     (path / "sentence_bert_config.json").write_text(json.dumps(settings))
-    reranker = CrossEncoderReranker(path, device="cpu")
+    reranker = CrossEncoderReranker(path, device="cpu", dtype="float32")
     assert reranker._model().max_length == 20
     assert max_abs_diff(reranker.score(QUERY, DOCUMENTS), st_scores(path, DOCUMENTS)) <= 1e-5
 
@@ -226,7 +233,7 @@ def test_sentence_transformers_max_seq_length_is_the_default_limit(tiny_model: P
 
 
 def test_results_are_sorted_and_point_into_documents(tiny_model: Path) -> None:
-    reranker = CrossEncoderReranker(tiny_model, device="cpu")
+    reranker = CrossEncoderReranker(tiny_model, device="cpu", dtype="float32")
     scores = reranker.score(QUERY, DOCUMENTS)
     results = reranker.rerank(QUERY, DOCUMENTS)
     assert sorted(r.index for r in results) == list(range(len(DOCUMENTS)))
@@ -238,18 +245,18 @@ def test_results_are_sorted_and_point_into_documents(tiny_model: Path) -> None:
 
 def test_ties_keep_input_order(tiny_model: Path) -> None:
     documents = ["cells", "the brain", "cells", "cells"]
-    results = CrossEncoderReranker(tiny_model, device="cpu").rerank(QUERY, documents)
+    results = CrossEncoderReranker(tiny_model, device="cpu", dtype="float32").rerank(QUERY, documents)
     tied = [r.index for r in results if documents[r.index] == "cells"]
     assert tied == [0, 2, 3]
     assert len({r.score for r in results if documents[r.index] == "cells"}) == 1
     # The duplicated pair in DOCUMENTS also ties, and keeps its order.
-    full = CrossEncoderReranker(tiny_model, device="cpu").rerank(QUERY, DOCUMENTS)
+    full = CrossEncoderReranker(tiny_model, device="cpu", dtype="float32").rerank(QUERY, DOCUMENTS)
     positions = [i for i, r in enumerate(full) if r.index in DUPLICATES]
     assert [full[i].index for i in positions] == list(DUPLICATES)
 
 
 def test_top_n(tiny_model: Path) -> None:
-    reranker = CrossEncoderReranker(tiny_model, device="cpu")
+    reranker = CrossEncoderReranker(tiny_model, device="cpu", dtype="float32")
     everything = reranker.rerank(QUERY, DOCUMENTS)
     assert reranker.rerank(QUERY, DOCUMENTS, top_n=3) == everything[:3]
     assert reranker.rerank(QUERY, DOCUMENTS, top_n=1) == everything[:1]
@@ -284,7 +291,7 @@ async def test_empty_documents_do_not_load_the_model(tmp_path: Path) -> None:
 async def test_bad_input(
     tiny_model: Path, query: object, documents: object, top_n: object, error: type[Exception], match: str
 ) -> None:
-    reranker = CrossEncoderReranker(tiny_model, device="cpu")
+    reranker = CrossEncoderReranker(tiny_model, device="cpu", dtype="float32")
     with pytest.raises(error, match=match):
         reranker.rerank(query, documents, top_n=top_n)  # type: ignore[arg-type]
     with pytest.raises(error, match=match):
@@ -312,13 +319,13 @@ def test_bad_options(tiny_model: Path, kwargs: dict[str, object], error: type[Ex
 def test_options_are_resolved(tiny_model: Path) -> None:
     reranker = CrossEncoderReranker(tiny_model, device="cpu", dtype=torch.bfloat16)
     assert (reranker.device, reranker.dtype) == ("cpu", "bfloat16")
-    assert CrossEncoderReranker(tiny_model, device="cpu").dtype == "float32"
+    assert CrossEncoderReranker(tiny_model, device="cpu", dtype="float32").dtype == "float32"
     default = CrossEncoderReranker(tiny_model)
     expected = "cuda" if torch.cuda.is_available() else "cpu"
     if expected == "cpu" and torch.backends.mps.is_available():
         expected = "mps"
     assert default.device == expected
-    assert default.dtype == ("float32" if expected == "cpu" else default.dtype)
+    assert default.dtype == auto_dtype(expected)[0]  # dtype="auto": see test_cpu_bfloat16.py
     assert default.dtype in ("float32", "bfloat16", "float16")
 
 
@@ -328,7 +335,7 @@ def test_options_are_resolved(tiny_model: Path) -> None:
 def test_truncation_warns_once_per_instance(tiny_model: Path, caplog: pytest.LogCaptureFixture) -> None:
     long_documents = ["cells " * 50, "blood", "the brain " * 40]
     caplog.set_level(logging.WARNING, logger=ce_module.__name__)
-    reranker = CrossEncoderReranker(tiny_model, max_length=32, device="cpu")
+    reranker = CrossEncoderReranker(tiny_model, max_length=32, device="cpu", dtype="float32")
     reranker.rerank(QUERY, long_documents)
     reranker.rerank(QUERY, long_documents)
     warnings = [r for r in caplog.records if "truncated" in r.getMessage()]
@@ -336,25 +343,27 @@ def test_truncation_warns_once_per_instance(tiny_model: Path, caplog: pytest.Log
     assert "2 of 3" in warnings[0].getMessage()
     assert "32 tokens" in warnings[0].getMessage()
 
-    CrossEncoderReranker(tiny_model, max_length=32, device="cpu").rerank(QUERY, long_documents)
+    CrossEncoderReranker(tiny_model, max_length=32, device="cpu", dtype="float32").rerank(QUERY, long_documents)
     assert len([r for r in caplog.records if "truncated" in r.getMessage()]) == 2
 
 
 def test_no_warning_without_truncation(tiny_model: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, logger=ce_module.__name__)
     # Default max_length is the model's own limit (512 here): nothing in DOCUMENTS reaches it.
-    CrossEncoderReranker(tiny_model, device="cpu").rerank(QUERY, DOCUMENTS)
+    CrossEncoderReranker(tiny_model, device="cpu", dtype="float32").rerank(QUERY, DOCUMENTS)
     # A pair that fits max_length exactly is not truncated either.
-    reranker = CrossEncoderReranker(tiny_model, device="cpu")
+    reranker = CrossEncoderReranker(tiny_model, device="cpu", dtype="float32")
     exact = reranker._model().tokenizer(QUERY, "cells cells")["input_ids"]
-    CrossEncoderReranker(tiny_model, device="cpu", max_length=len(exact)).rerank(QUERY, ["cells cells", "cells"])
+    CrossEncoderReranker(tiny_model, device="cpu", dtype="float32", max_length=len(exact)).rerank(
+        QUERY, ["cells cells", "cells"]
+    )
     assert not [r for r in caplog.records if "truncated" in r.getMessage()]
 
 
 def test_truncation_is_longest_first(tiny_model: Path) -> None:
-    tokenizer = CrossEncoderReranker(tiny_model, device="cpu")._model().tokenizer
+    tokenizer = CrossEncoderReranker(tiny_model, device="cpu", dtype="float32")._model().tokenizer
     long_query = "cancer " * 30
-    reranker = CrossEncoderReranker(tiny_model, max_length=20, device="cpu")
+    reranker = CrossEncoderReranker(tiny_model, max_length=20, device="cpu", dtype="float32")
     # The truncated scores equal the scores of the pairs a longest-first tokenizer call produces.
     for document in ["blood", "cells " * 40]:
         expected = tokenizer(long_query, document, truncation="longest_first", max_length=20)
@@ -363,7 +372,7 @@ def test_truncation_is_longest_first(tiny_model: Path) -> None:
         ]
         assert len(expected["input_ids"]) == 20
         got = reranker.score(long_query, [document])
-        untruncated = CrossEncoderReranker(tiny_model, device="cpu").score(
+        untruncated = CrossEncoderReranker(tiny_model, device="cpu", dtype="float32").score(
             query_part.replace("[CLS]", "").strip(), [document_part.strip()]
         )
         assert max_abs_diff(got, untruncated) <= 1e-5
@@ -376,12 +385,14 @@ def test_truncation_is_longest_first(tiny_model: Path) -> None:
 def test_order_is_restored_after_length_sorting(
     tiny_model: Path, batch_size: int, max_batch_tokens: int | None
 ) -> None:
-    one_by_one = [CrossEncoderReranker(tiny_model, device="cpu").score(QUERY, [doc])[0] for doc in DOCUMENTS]
+    one_by_one = [
+        CrossEncoderReranker(tiny_model, device="cpu", dtype="float32").score(QUERY, [doc])[0] for doc in DOCUMENTS
+    ]
     batched = CrossEncoderReranker(
-        tiny_model, batch_size=batch_size, max_batch_tokens=max_batch_tokens, device="cpu"
+        tiny_model, batch_size=batch_size, max_batch_tokens=max_batch_tokens, device="cpu", dtype="float32"
     ).score(QUERY, DOCUMENTS)
     assert max_abs_diff(batched, one_by_one) <= 1e-5
-    reversed_scores = CrossEncoderReranker(tiny_model, batch_size=batch_size, device="cpu").score(
+    reversed_scores = CrossEncoderReranker(tiny_model, batch_size=batch_size, device="cpu", dtype="float32").score(
         QUERY, DOCUMENTS[::-1]
     )
     assert max_abs_diff(reversed_scores[::-1], one_by_one) <= 1e-5
@@ -419,13 +430,13 @@ def test_bfloat16_on_cpu_is_close(tiny_model: Path) -> None:
 
 
 async def test_arerank_matches_rerank(tiny_model: Path) -> None:
-    reranker = CrossEncoderReranker(tiny_model, device="cpu")
+    reranker = CrossEncoderReranker(tiny_model, device="cpu", dtype="float32")
     expected = reranker.rerank(QUERY, DOCUMENTS, top_n=4)
     assert await reranker.arerank(QUERY, DOCUMENTS, top_n=4) == expected
 
 
 async def test_arerank_runs_off_the_event_loop(tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    reranker = CrossEncoderReranker(tiny_model, device="cpu")
+    reranker = CrossEncoderReranker(tiny_model, device="cpu", dtype="float32")
     loop_thread = threading.get_ident()
     seen: list[int] = []
     real_score = CrossEncoderReranker._score
@@ -441,8 +452,8 @@ async def test_arerank_runs_off_the_event_loop(tiny_model: Path, monkeypatch: py
 
 
 async def test_concurrent_arerank_calls(tiny_model: Path, two_label_model: Path) -> None:
-    first = CrossEncoderReranker(tiny_model, device="cpu")
-    second = CrossEncoderReranker(two_label_model, device="cpu")
+    first = CrossEncoderReranker(tiny_model, device="cpu", dtype="float32")
+    second = CrossEncoderReranker(two_label_model, device="cpu", dtype="float32")
     queries = [QUERY, "blood", "milvus vector search", "old men", QUERY]
     expected = [r.rerank(q, DOCUMENTS) for q in queries for r in (first, second)]
     got = await asyncio.gather(*(r.arerank(q, DOCUMENTS) for q in queries for r in (first, second)))
@@ -458,7 +469,7 @@ def test_threads_share_one_lazy_load(fresh_model: Path, monkeypatch: pytest.Monk
         return real_load(name, *args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(ce_module, "load_model", counting_load)
-    rerankers = [CrossEncoderReranker(fresh_model, device="cpu") for _ in range(4)]
+    rerankers = [CrossEncoderReranker(fresh_model, device="cpu", dtype="float32") for _ in range(4)]
     assert loads == []  # construction never loads
     with ThreadPoolExecutor(max_workers=4) as pool:
         results = list(pool.map(lambda r: r.rerank(QUERY, DOCUMENTS), rerankers * 2))
@@ -470,9 +481,11 @@ def test_threads_share_one_lazy_load(fresh_model: Path, monkeypatch: pytest.Monk
 
 
 def test_instances_share_the_loaded_model(fresh_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    first = CrossEncoderReranker(fresh_model, device="cpu")
+    first = CrossEncoderReranker(fresh_model, device="cpu", dtype="float32")
     monkeypatch.chdir(fresh_model.parent)
-    second = CrossEncoderReranker(f"./{fresh_model.name}", device="cpu", activation="none", max_length=64)
+    second = CrossEncoderReranker(
+        f"./{fresh_model.name}", device="cpu", dtype="float32", activation="none", max_length=64
+    )
     other_dtype = CrossEncoderReranker(fresh_model, device="cpu", dtype="bfloat16")
     assert first._model() is second._model()
     assert first._model().model is second._model().model
@@ -559,10 +572,12 @@ def test_offline_without_cache_explains_local_directory(monkeypatch: pytest.Monk
 
 
 def test_fixture_tokenizer_uses_its_vocabulary(tiny_model: Path) -> None:
-    tokenizer = CrossEncoderReranker(tiny_model, device="cpu")._model().tokenizer
+    tokenizer = CrossEncoderReranker(tiny_model, device="cpu", dtype="float32")._model().tokenizer
     ids = tokenizer("cancer cells", add_special_tokens=False)["input_ids"]
     assert tokenizer.unk_token_id not in ids
     assert len(ids) == 2
     # Same length, different words: different scores.
-    scores = CrossEncoderReranker(tiny_model, device="cpu").score(QUERY, ["cancer cells", "blood brain", "old men"])
+    scores = CrossEncoderReranker(tiny_model, device="cpu", dtype="float32").score(
+        QUERY, ["cancer cells", "blood brain", "old men"]
+    )
     assert len(set(scores)) == 3

@@ -45,7 +45,7 @@ def test_a_huge_document_reaches_the_tokenizer_cut_and_scores_as_the_same_docume
 ) -> None:
     huge = WORDS * 20_000  # 1.7 MB
     by_hand = huge[:4_000]  # still far more than MAX_LENGTH tokens
-    reranker = CrossEncoderReranker(model, device="cpu", max_length=MAX_LENGTH)
+    reranker = CrossEncoderReranker(model, device="cpu", dtype="float32", max_length=MAX_LENGTH)
     with caplog.at_level(logging.WARNING):
         (score,) = reranker.score(QUERY, [huge])
     assert caplog.text.count("were truncated") == 1  # the warning stays
@@ -59,7 +59,7 @@ def test_a_huge_document_reaches_the_tokenizer_cut_and_scores_as_the_same_docume
 
 
 def test_a_huge_query_is_cut_too(model: Path, longest_text: list[int]) -> None:
-    reranker = CrossEncoderReranker(model, device="cpu", max_length=MAX_LENGTH)
+    reranker = CrossEncoderReranker(model, device="cpu", dtype="float32", max_length=MAX_LENGTH)
     huge_query = WORDS * 20_000
     assert reranker.score(huge_query, ["cancer cells", WORDS]) == reranker.score(
         huge_query[:4_000], ["cancer cells", WORDS]
@@ -72,14 +72,14 @@ def test_a_text_sparser_than_the_budget_assumes_is_cut_longer(model: Path, longe
     # still drops its end, and the score is the one of the whole text.
     sparse = ("protein" + " " * 3_000) * 200
     dense = " ".join(["protein"] * 200)
-    reranker = CrossEncoderReranker(model, device="cpu", max_length=MAX_LENGTH)
+    reranker = CrossEncoderReranker(model, device="cpu", dtype="float32", max_length=MAX_LENGTH)
     assert reranker.score(QUERY, [sparse]) == reranker.score(QUERY, [dense])
     assert BUDGET < max(longest_text) < len(sparse)
 
 
 def test_texts_within_the_budget_are_tokenized_as_they_are(model: Path, longest_text: list[int]) -> None:
     document = WORDS * (BUDGET // len(WORDS))
-    reranker = CrossEncoderReranker(model, device="cpu", max_length=MAX_LENGTH)
+    reranker = CrossEncoderReranker(model, device="cpu", dtype="float32", max_length=MAX_LENGTH)
     reranker.score(QUERY, [document])
     assert max(longest_text) == len(document)
 
@@ -89,7 +89,7 @@ def test_an_llm_reranker_cuts_a_huge_document_inside_its_prompt_alike(tmp_path: 
 
     path = make_llm_reranker(tmp_path / "qwen3", architecture="qwen3", texts=[WORDS, QUERY])
     max_length = MAX_LENGTH + 64  # room for the prompt around the document
-    reranker = CrossEncoderReranker(path, device="cpu", max_length=max_length)
+    reranker = CrossEncoderReranker(path, device="cpu", dtype="float32", max_length=max_length)
     huge = WORDS * 20_000
     assert reranker.score(QUERY, [huge, "cancer cells"]) == reranker.score(QUERY, [huge[:4_000], "cancer cells"])
     prompt = 2_000  # the prompt's own text: system message, instruction, query
