@@ -11,9 +11,9 @@ because it keeps them together: they read best side by side, where a change to o
 whether the other needs it too.
 
 Batches run concurrently on both paths: ``arerank`` uses one lazily created ``httpx.AsyncClient``
-per event loop, ``rerank`` a small thread pool over one ``httpx.Client``. Indices are re-offset,
-results merged, sorted globally and cut to ``top_n`` on the client; ``top_n`` goes to the server
-only when a single batch covers every document.
+per event loop, ``rerank`` a small thread pool over one ``httpx.Client``. Indices are re-offset and
+the batches' results merged, then ranked once and cut to ``top_n`` on the client; ``top_n`` goes to
+the server only when a single batch covers every document.
 
 Every answer is read as a stream, capped in its decoded size, and only while the request's
 deadline lasts: on the async path the whole attempt runs under it; on the sync path each read is
@@ -229,7 +229,7 @@ class HTTPReranker:
     def describe(self) -> RerankService:
         """The service this reranker calls, as plain data; its key is a ``Secret`` that never shows.
 
-        :func:`milvus_rerank.milvus.functions.model_ranker` turns it into a Milvus model ranker.
+        :func:`milvus_rerank.milvus.export.model_ranker` turns it into a Milvus model ranker.
 
         Raises:
             ValueError: The reranker has several endpoints: Milvus calls one URL.
@@ -584,8 +584,7 @@ class HTTPReranker:
             finally:
                 for future in futures:
                     future.cancel()
-        merged = merge_batches(requests, per_batch, top_n if call is None else None)
-        return to_score.results(self._best_windows(merged, call), top_n)
+        return to_score.results(self._best_windows(merge_batches(requests, per_batch), call), top_n)
 
     # -- I/O: async (mirrors the sync path) -----------------------------------------------------
 
@@ -688,8 +687,7 @@ class HTTPReranker:
                 for task in tasks:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
-        merged = merge_batches(requests, per_batch, top_n if call is None else None)
-        return to_score.results(self._best_windows(merged, call), top_n)
+        return to_score.results(self._best_windows(merge_batches(requests, per_batch), call), top_n)
 
     # -- lifecycle ------------------------------------------------------------------------------
 

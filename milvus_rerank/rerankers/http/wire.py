@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from milvus_rerank.errors import RerankResponseError
-from milvus_rerank.rerankers.contract import checked_results, rank
+from milvus_rerank.rerankers.contract import checked_results
 from milvus_rerank.types import RerankResult
 
 __all__ = [
@@ -75,8 +75,7 @@ def plan_batches(
     """Split ``documents`` into batches and encode one request per batch.
 
     ``top_n`` goes to the server (clamped to the number of documents) only when one batch covers
-    every document and the protocol has the field; otherwise the cut happens in
-    :func:`merge_batches`.
+    every document and the protocol has the field; otherwise the reranker cuts when it ranks.
     """
     batches = split_batches(len(documents), batch_size)
     send_top_n = min(top_n, len(documents)) if sends_top_n and top_n is not None and len(batches) == 1 else None
@@ -96,16 +95,17 @@ def plan_batches(
     return requests
 
 
-def merge_batches(
-    requests: Sequence[BatchRequest], per_batch: Sequence[list[RerankResult]], top_n: int | None
-) -> list[RerankResult]:
-    """Re-offset each batch's indices into the caller's list, rank globally and cut to ``top_n``."""
-    merged = [
+def merge_batches(requests: Sequence[BatchRequest], per_batch: Sequence[list[RerankResult]]) -> list[RerankResult]:
+    """Each batch's results with their indices re-offset into the caller's list, batch after batch.
+
+    Not ranked: the reranker ranks once, at its boundary
+    (:meth:`~milvus_rerank.rerankers.contract.DocumentsToScore.results`).
+    """
+    return [
         RerankResult(index=request.offset + result.index, score=result.score)
         for request, results in zip(requests, per_batch, strict=True)
         for result in results
     ]
-    return rank(merged, top_n)
 
 
 def results_list(body: Any) -> Any:

@@ -21,6 +21,7 @@ from milvus_rerank.rerankers.http import (
     split_batches,
     validate_results,
 )
+from milvus_rerank.rerankers.http.wire import merge_batches, plan_batches
 from milvus_rerank.types import RerankResult
 
 ROUTES = ("/rerank", "/v1/rerank", "/v2/rerank")
@@ -215,6 +216,29 @@ def test_split_batches_covers_every_index_once() -> None:
     batches = split_batches(10, 4)
     assert [list(batch) for batch in batches] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
     assert split_batches(4, 4) == [range(0, 4)]
+
+
+def test_merged_batches_are_reoffset_in_batch_order_not_ranked() -> None:
+    def payload(query: str, documents: object, top_n: int | None) -> dict[str, object]:
+        return {"query": query, "documents": documents}
+
+    requests = plan_batches(
+        "http://h/rerank", "q", list("abcde"), top_n=2, batch_size=2, build_payload=payload, extra_body={}
+    )
+    assert [(r.offset, r.n_documents, r.expected) for r in requests] == [(0, 2, 2), (2, 2, 2), (4, 1, 1)]
+    assert all(b"top_n" not in r.content for r in requests)  # several batches: the reranker cuts when it ranks
+    per_batch = [
+        [RerankResult(1, 0.2), RerankResult(0, 0.9)],
+        [RerankResult(0, 0.5), RerankResult(1, 0.7)],
+        [RerankResult(0, 0.1)],
+    ]
+    assert merge_batches(requests, per_batch) == [
+        RerankResult(1, 0.2),
+        RerankResult(0, 0.9),
+        RerankResult(2, 0.5),
+        RerankResult(3, 0.7),
+        RerankResult(4, 0.1),
+    ]
 
 
 # -- constructors: the shared options declared once (HTTPOptions), each protocol its own -----------
