@@ -127,7 +127,7 @@ def test_a_server_killed_mid_loop_fails_no_call_and_the_survivor_takes_all(
             time.sleep(0.05)
         victim.kill()
         at_kill = dict(calls)
-        time.sleep(8)  # the loops go on through the kill and the router's health checks
+        time.sleep(5)  # the loops go on through the kill and the router's health checks (every second)
         stop.set()
         for thread in threads:
             thread.join(timeout=60)
