@@ -9,10 +9,10 @@ from collections.abc import Iterator
 import pytest
 from helpers import Caller
 
-from milvus_rerank import RerankConnectionError, VLLMReranker
+from milvus_rerank import RerankConnectionError, RerankHTTPError, VLLMReranker
 from milvus_rerank.rerankers.http.endpoint import Endpoint
 from milvus_rerank.rerankers.http.pool import EndpointPool
-from milvus_rerank.testing.server import RerankTestServer, WordOverlapReranker
+from milvus_rerank.testing.server import Fault, RerankTestServer, WordOverlapReranker
 
 QUERY = "milvus vector search"
 DOCUMENTS = [f"milvus document {i} about {'vector search' if i % 3 else 'birds'}" for i in range(40)]
@@ -128,3 +128,22 @@ def test_a_milvus_model_ranker_cannot_take_several_endpoints() -> None:
     with pytest.raises(ValueError, match="a Milvus model ranker calls one URL: put a router"):
         reranker.describe()
     assert VLLMReranker("http://a:1", model="m").describe().rerank_url == "http://a:1/v1/rerank"
+
+
+def test_a_routers_503_is_retried_after_its_retry_after_and_one_past_the_deadline_fails_at_once(
+    call: Caller, server: RerankTestServer
+) -> None:
+    # What a router answers while no server is healthy: 503, here with a Retry-After it may send.
+    busy = Fault.respond(503, "No available workers", headers={"Retry-After": "0.4"})
+    server.inject(busy, times=1)
+    reranker = VLLMReranker(server.url, model="tiny-reranker", backoff=0.01, deadline=5)
+    started = time.monotonic()
+    assert len(call(reranker, QUERY, DOCUMENTS[:3])) == 3
+    assert time.monotonic() - started >= 0.4  # the server's wait, not the 10 ms backoff
+
+    server.inject(Fault.respond(503, "No available workers", headers={"Retry-After": "60"}), times=1)
+    started = time.monotonic()
+    with pytest.raises(RerankHTTPError, match="answered HTTP 503: No available workers") as caught:
+        call(reranker, QUERY, DOCUMENTS[:3])
+    assert time.monotonic() - started < 2  # a wait past the deadline is not waited: it fails now
+    assert caught.value.endpoint == f"{server.url}/v1/rerank"
