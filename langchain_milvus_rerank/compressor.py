@@ -47,7 +47,9 @@ class RerankCompressor(BaseDocumentCompressor):
     - ``metadata["retrieval_score"]``: the first-stage score, when the document carries one:
       kept as is if the document already has ``retrieval_score`` (as documents from
       :class:`~langchain_milvus_rerank.MilvusRerankRetriever` do), else copied from a numeric
-      ``metadata["score"]``.
+      ``metadata["score"]``;
+    - ``metadata["rerank_span"]``: ``(start, end)``, the characters of ``page_content`` in the best
+      window, when the reranker split the document into windows (``long_documents="windows"``).
 
     Duplicates are scored once and returned once (the first occurrence is kept). Two documents
     are the same when they have the same Milvus primary key ``metadata["pk"]`` (langchain-milvus
@@ -78,6 +80,10 @@ class RerankCompressor(BaseDocumentCompressor):
         on_error: ``"raise"`` (default) propagates reranker failures; ``"passthrough"`` logs a
             warning and returns the documents in their input order without a
             ``relevance_score``, cut to ``top_n``.
+        best_window: With a reranker that splits long documents into windows
+            (``long_documents="windows"``), return the best window of such a document as its
+            ``page_content`` instead of the whole chunk (its span is in ``metadata["rerank_span"]`` either
+            way), so the LLM reads the part that matched. Off by default.
 
     Raises:
         TypeError: ``reranker`` lacks ``rerank``/``arerank``, or an option has the wrong type.
@@ -100,6 +106,11 @@ class RerankCompressor(BaseDocumentCompressor):
         default="raise", description="'raise' propagates reranker failures; 'passthrough' keeps the input order."
     )
 
+    best_window: bool = Field(
+        default=False,
+        description="Return a long document's best window as page_content (reranker with long_documents='windows').",
+    )
+
     _pipeline: RerankPipeline = PrivateAttr()
 
     def __init__(
@@ -110,6 +121,7 @@ class RerankCompressor(BaseDocumentCompressor):
         score_threshold: float | None = None,
         document_template: str = DEFAULT_DOCUMENT_TEMPLATE,
         on_error: Literal["raise", "passthrough"] = "raise",
+        best_window: bool = False,
     ) -> None:
         # The pipeline checks with clear messages before pydantic could coerce ("3" -> 3).
         pipeline = RerankPipeline(reranker, top_n=top_n, score_threshold=score_threshold, on_error=on_error)
@@ -120,6 +132,7 @@ class RerankCompressor(BaseDocumentCompressor):
             "score_threshold": pipeline.score_threshold,
             "document_template": document_template,
             "on_error": pipeline.on_error,
+            "best_window": _check_bool(best_window, "best_window"),
         }
         super().__init__(**fields)
         self._pipeline = pipeline
@@ -213,7 +226,8 @@ class RerankCompressor(BaseDocumentCompressor):
     ) -> tuple[list[Candidate], list[str] | None, _Run]:
         candidates, texts = self._to_candidates(documents, query)
         inputs = {"query": query, "documents": list(documents)}
-        return candidates, texts, self._run(inputs, self.selection, partial(scored_copies, documents))
+        copies = partial(scored_copies, documents, best_window=self.best_window)
+        return candidates, texts, self._run(inputs, self.selection, copies)
 
     def _candidates_run(
         self, query: str, candidates: Sequence[Candidate], selection: Selection | None
@@ -224,7 +238,8 @@ class RerankCompressor(BaseDocumentCompressor):
             (c.text, document_metadata(c), f"the candidate with primary key {c.id!r}") for c in candidates
         )
         chosen = self.selection if selection is None else selection
-        return texts, self._run({"query": query, "candidates": list(candidates)}, chosen, _to_documents)
+        to_documents = partial(_to_documents, best_window=self.best_window)
+        return texts, self._run({"query": query, "candidates": list(candidates)}, chosen, to_documents)
 
     def _run(
         self,
@@ -339,8 +354,14 @@ class _Run:
         return result
 
 
-def _to_documents(selected: Sequence[Candidate]) -> list[Document]:
-    return [candidate_to_document(candidate) for candidate in selected]
+def _to_documents(selected: Sequence[Candidate], *, best_window: bool) -> list[Document]:
+    return [candidate_to_document(candidate, best_window=best_window) for candidate in selected]
+
+
+def _check_bool(value: object, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
+    return value
 
 
 def _template_fields(template: object) -> frozenset[str]:

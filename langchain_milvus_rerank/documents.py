@@ -19,6 +19,7 @@ from milvus_rerank.types import Candidate
 __all__ = [
     "PRIMARY_KEY",
     "RELEVANCE_SCORE_KEY",
+    "RERANK_SPAN_KEY",
     "RETRIEVAL_RANK_KEY",
     "RETRIEVAL_SCORE_KEY",
     "SCORED_BY_KEY",
@@ -44,10 +45,14 @@ RETRIEVAL_RANK_KEY = "retrieval_rank"
 SCORED_BY_KEY = "scored_by"
 """Metadata key naming the reranker of a ``FallbackReranker`` that gave ``relevance_score``."""
 
+RERANK_SPAN_KEY = "rerank_span"
+"""Metadata key of ``(start, end)``: the characters of ``page_content`` in the window that gave
+``relevance_score``, when the reranker split a long document into windows (``long_documents="windows"``)."""
+
 _FALLBACK_SCORE_KEY = "score"  # a first-stage score some retrievers leave in metadata
 
 
-def candidate_to_document(candidate: Candidate) -> Document:
+def candidate_to_document(candidate: Candidate, *, best_window: bool = False) -> Document:
     """Turn a candidate into a LangChain ``Document``.
 
     The document's ``id`` is ``str(candidate.id)``; its metadata holds the candidate's metadata
@@ -55,9 +60,13 @@ def candidate_to_document(candidate: Candidate) -> Document:
     ``retrieval_score``, ``retrieval_rank`` and, for a reranked candidate, ``relevance_score``
     (and ``scored_by`` when a ``FallbackReranker`` scored it), which override fields of the same
     names. An unscored candidate carries no ``relevance_score``: a field of that name would pass for
-    a rerank score.
+    a rerank score. ``rerank_span`` names the best window of a document the reranker split into
+    windows; with ``best_window`` the document's ``page_content`` is that window alone.
     """
-    return Document(id=str(candidate.id), page_content=candidate.text, metadata=document_metadata(candidate))
+    text = candidate.text
+    if best_window and candidate.rerank_span is not None:
+        text = text[candidate.rerank_span[0] : candidate.rerank_span[1]]
+    return Document(id=str(candidate.id), page_content=text, metadata=document_metadata(candidate))
 
 
 def document_metadata(candidate: Candidate) -> dict[str, Any]:
@@ -74,7 +83,15 @@ def document_metadata(candidate: Candidate) -> dict[str, Any]:
         metadata[RELEVANCE_SCORE_KEY] = candidate.rerank_score
     if candidate.scored_by is not None:
         metadata[SCORED_BY_KEY] = candidate.scored_by
+    _write_span(metadata, candidate)
     return metadata
+
+
+def _write_span(metadata: dict[str, Any], candidate: Candidate) -> None:
+    if candidate.rerank_span is None:
+        metadata.pop(RERANK_SPAN_KEY, None)  # a stale window would lie
+    else:
+        metadata[RERANK_SPAN_KEY] = candidate.rerank_span
 
 
 def document_identity(document: Document, position: int) -> Hashable:
@@ -97,10 +114,13 @@ def first_stage_score(metadata: Mapping[str, Any]) -> float | None:
     return None
 
 
-def scored_copies(documents: Sequence[Document], selected: Sequence[Candidate]) -> list[Document]:
-    """Copy the selected documents, best first, writing the scores into their metadata.
+def scored_copies(
+    documents: Sequence[Document], selected: Sequence[Candidate], *, best_window: bool = False
+) -> list[Document]:
+    """Copy the selected documents, best first, writing the scores (and a best window's span) into their metadata.
 
-    Each candidate's ``id`` is the position of its document in ``documents``.
+    Each candidate's ``id`` is the position of its document in ``documents``. With ``best_window``, a
+    document the reranker split into windows keeps only its best window as ``page_content``.
     """
     result = []
     for candidate in selected:
@@ -114,5 +134,9 @@ def scored_copies(documents: Sequence[Document], selected: Sequence[Candidate]) 
             metadata[RELEVANCE_SCORE_KEY] = candidate.rerank_score
         if candidate.scored_by is not None:
             metadata[SCORED_BY_KEY] = candidate.scored_by
-        result.append(original.model_copy(update={"metadata": metadata}))
+        _write_span(metadata, candidate)
+        update: dict[str, Any] = {"metadata": metadata}
+        if best_window and candidate.rerank_span is not None:
+            update["page_content"] = original.page_content[candidate.rerank_span[0] : candidate.rerank_span[1]]
+        result.append(original.model_copy(update=update))
     return result

@@ -15,7 +15,14 @@ from llama_index.core.vector_stores.utils import metadata_dict_to_node
 from milvus_rerank.errors import SchemaError
 from milvus_rerank.types import Candidate
 
-__all__ = ["RETRIEVAL_RANK_KEY", "RETRIEVAL_SCORE_KEY", "SCORED_BY_KEY", "candidate_to_node", "scored_copy"]
+__all__ = [
+    "RERANK_SPAN_KEY",
+    "RETRIEVAL_RANK_KEY",
+    "RETRIEVAL_SCORE_KEY",
+    "SCORED_BY_KEY",
+    "candidate_to_node",
+    "scored_copy",
+]
 
 RETRIEVAL_SCORE_KEY = "retrieval_score"
 """Metadata key holding the first-stage score on returned nodes (when ``keep_retrieval_score``)."""
@@ -24,6 +31,9 @@ RETRIEVAL_RANK_KEY = "retrieval_rank"
 """Metadata key of the 1-based position in the first-stage results."""
 
 SCORED_BY_KEY = "scored_by"
+RERANK_SPAN_KEY = "rerank_span"
+"""Metadata key of ``(start, end)``: the characters of the node's text in the window that gave its score,
+when the reranker split a long node into windows (``long_documents="windows"``)."""
 """Metadata key naming the reranker of a ``FallbackReranker`` that gave the node's score."""
 
 # Fields in which llama-index-vector-stores-milvus keeps the whole serialized node.
@@ -67,8 +77,13 @@ def candidate_to_node(candidate: Candidate) -> NodeWithScore:
     return NodeWithScore(node=node, score=candidate.score)
 
 
-def scored_copy(original: NodeWithScore, score: float | None, extra_metadata: dict[str, Any]) -> NodeWithScore:
-    """Return a new ``NodeWithScore`` over a copy of the node, so the caller's objects stay untouched."""
+def scored_copy(
+    original: NodeWithScore, score: float | None, extra_metadata: dict[str, Any], *, text: str | None = None
+) -> NodeWithScore:
+    """Return a new ``NodeWithScore`` over a copy of the node, so the caller's objects stay untouched.
+
+    ``text``, when given, replaces the copy's content (e.g. a long node's best window).
+    """
     node = original.node
     # Fresh containers: a later change to the returned node (metadata, exclusions, relationships)
     # must not reach the caller's node. The keys we add are bookkeeping, kept out of the LLM prompt
@@ -85,4 +100,7 @@ def scored_copy(original: NodeWithScore, score: float | None, extra_metadata: di
         ],
         "relationships": dict(node.relationships),
     }
-    return NodeWithScore(node=node.model_copy(update=update), score=score)
+    copy = node.model_copy(update=update)
+    if text is not None:
+        copy.set_content(text)
+    return NodeWithScore(node=copy, score=score)

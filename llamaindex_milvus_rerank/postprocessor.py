@@ -17,8 +17,15 @@ from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRan
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 
-from llamaindex_milvus_rerank.nodes import RETRIEVAL_SCORE_KEY, SCORED_BY_KEY, candidate_to_node, scored_copy
+from llamaindex_milvus_rerank.nodes import (
+    RERANK_SPAN_KEY,
+    RETRIEVAL_SCORE_KEY,
+    SCORED_BY_KEY,
+    candidate_to_node,
+    scored_copy,
+)
 from milvus_rerank.pipeline import RerankPipeline, Selection, dedupe_key, strict_key, with_retrieval_ranks
+from milvus_rerank.rerankers.windows import span_in
 from milvus_rerank.types import Candidate, Reranker
 
 __all__ = ["RerankPostprocessor"]
@@ -67,6 +74,10 @@ class RerankPostprocessor(BaseNodePostprocessor):
             random node id, so list the primary key field in its ``output_fields`` and name it
             here (e.g. ``"pk"`` for langchain-milvus collections). Nodes without the key fall
             back to their node id.
+        best_window: With a reranker that splits long texts into windows (``long_documents="windows"``),
+            return the best window of such a node as its text instead of the whole chunk (its span in the
+            node's text is in ``metadata["rerank_span"]`` either way, excluded from the LLM and embedding
+            text), so the LLM reads the part that matched. Off by default.
         callback_manager: LlamaIndex callback manager (legacy callbacks get a ``RERANKING`` event).
 
     Raises:
@@ -96,6 +107,10 @@ class RerankPostprocessor(BaseNodePostprocessor):
         "None (or a node without the key): the node id.",
     )
     model_name: str = Field(default="", description="Name of the reranker's model, reported in rerank events.")
+    best_window: bool = Field(
+        default=False,
+        description="Return a long node's best window as its text (reranker with long_documents='windows').",
+    )
 
     _pipeline: RerankPipeline = PrivateAttr()
 
@@ -110,6 +125,7 @@ class RerankPostprocessor(BaseNodePostprocessor):
         on_error: Literal["raise", "passthrough"] = "raise",
         pk_key: str | None = None,
         callback_manager: CallbackManager | None = None,
+        best_window: bool = False,
     ) -> None:
         # The pipeline validates with clear messages before pydantic could coerce ("3" -> 3).
         pipeline = RerankPipeline(reranker, top_n=top_n, score_threshold=score_threshold, on_error=on_error)
@@ -119,6 +135,8 @@ class RerankPostprocessor(BaseNodePostprocessor):
             raise TypeError(f"keep_retrieval_score must be a bool, got {type(keep_retrieval_score).__name__}")
         if pk_key is not None and not isinstance(pk_key, str):
             raise TypeError(f"pk_key must be a metadata key (str) or None, got {type(pk_key).__name__}")
+        if not isinstance(best_window, bool):
+            raise TypeError(f"best_window must be a bool, got {type(best_window).__name__}")
         if pk_key == "":
             raise ValueError("pk_key must be a non-empty metadata key, e.g. 'pk', or None to use node ids")
         fields: dict[str, Any] = {
@@ -129,6 +147,7 @@ class RerankPostprocessor(BaseNodePostprocessor):
             "on_error": pipeline.on_error,
             "pk_key": pk_key,
             "model_name": _model_name(reranker),
+            "best_window": best_window,
             "callback_manager": callback_manager or CallbackManager(),
         }
         super().__init__(**fields)
@@ -339,7 +358,13 @@ class _Step:
                 extra[RETRIEVAL_SCORE_KEY] = original.score
             if candidate.scored_by is not None:
                 extra[SCORED_BY_KEY] = candidate.scored_by
+            # The window in the text the reranker read (content and metadata), as characters of the node's text.
+            content = original.node.get_content(metadata_mode=MetadataMode.NONE)
+            span = span_in(content, candidate.text, candidate.rerank_span)
+            if span is not None:
+                extra[RERANK_SPAN_KEY] = span
+            window = content[span[0] : span[1]] if span is not None and self.postprocessor.best_window else None
             # Unscored (on_error="passthrough"): keep the first-stage score, which matches the order returned.
             score = candidate.rerank_score if candidate.reranked else original.score
-            result.append(scored_copy(original, score, extra))
+            result.append(scored_copy(original, score, extra, text=window))
         return result

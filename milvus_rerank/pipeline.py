@@ -22,6 +22,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from milvus_rerank.rerankers.contract import check_answer, check_rerank_args
 from milvus_rerank.rerankers.fallback import falls_through
+from milvus_rerank.rerankers.windows import span_in
 from milvus_rerank.types import Candidate, Reranker, RerankResult
 from milvus_rerank.validation import check_choice, check_number, check_top_n
 
@@ -361,7 +362,7 @@ class RerankPipeline:
             if self.on_error == "raise" or not falls_through(exc):
                 raise
             return self._passthrough(exc, unique, selection)
-        return _select(unique, results, selection)
+        return _select(unique, documents, results, selection)
 
     async def arerank(
         self,
@@ -383,7 +384,7 @@ class RerankPipeline:
             if self.on_error == "raise" or not falls_through(exc):
                 raise
             return self._passthrough(exc, unique, selection)
-        return _select(unique, results, selection)
+        return _select(unique, documents, results, selection)
 
     def _selection(self, selection: Selection | None) -> Selection:
         if selection is None:
@@ -428,8 +429,13 @@ class RerankPipeline:
         return [c.with_rerank(None, position) for position, c in enumerate(kept, start=1)]
 
 
-def _select(unique: list[Candidate], results: list[RerankResult], selection: Selection) -> list[Candidate]:
+def _select(
+    unique: list[Candidate], documents: list[str], results: list[RerankResult], selection: Selection
+) -> list[Candidate]:
     """The candidates of ``results`` that pass the threshold, as new candidates with their scores and ranks.
+
+    A result's window (``span``, characters of the text the reranker read, ``documents[i]``) becomes the
+    candidate's ``rerank_span`` in its own text (the two differ when ``texts`` rendered it with more).
 
     ``results`` are ranked and hold at most ``top_n`` (:func:`check_answer` holds the answer to
     both). The scores that pass a threshold are a prefix of a ranked list, so the threshold after
@@ -437,4 +443,9 @@ def _select(unique: list[Candidate], results: list[RerankResult], selection: Sel
     """
     threshold = selection.score_threshold
     kept = results if threshold is None else [r for r in results if r.score >= threshold]
-    return [unique[r.index].with_rerank(r.score, position, r.scored_by) for position, r in enumerate(kept, start=1)]
+    return [
+        unique[r.index].with_rerank(
+            r.score, position, r.scored_by, span_in(unique[r.index].text, documents[r.index], r.span)
+        )
+        for position, r in enumerate(kept, start=1)
+    ]

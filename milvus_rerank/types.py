@@ -49,6 +49,8 @@ class Candidate:
         rank: 1-based position in the final results, or ``None`` before selection.
         scored_by: Which reranker of a :class:`~milvus_rerank.FallbackReranker` gave
             ``rerank_score`` (:attr:`RerankResult.scored_by`); ``None`` otherwise.
+        rerank_span: ``(start, end)``: the characters of :attr:`text` in the window that gave ``rerank_score``
+            when the reranker split the text into windows (:attr:`RerankResult.span`); ``None`` otherwise.
     """
 
     id: int | str
@@ -59,17 +61,32 @@ class Candidate:
     rerank_score: float | None = None
     rank: int | None = None
     scored_by: str | None = None
+    rerank_span: tuple[int, int] | None = None
 
     @property
     def reranked(self) -> bool:
         """Whether a reranker scored this candidate."""
         return self.rerank_score is not None
 
-    def with_rerank(self, rerank_score: float | None, rank: int, scored_by: str | None = None) -> Candidate:
-        """A copy carrying the second stage's outcome: its score (``None``: not reranked), final rank, and scorer."""
+    def with_rerank(
+        self,
+        rerank_score: float | None,
+        rank: int,
+        scored_by: str | None = None,
+        rerank_span: tuple[int, int] | None = None,
+    ) -> Candidate:
+        """A copy carrying the second stage's outcome: its score (``None``: not reranked), rank, scorer and window."""
         # Direct construction: dataclasses.replace costs twice as much, on the pipeline's hot path.
         return Candidate(
-            self.id, self.text, self.score, self.metadata, self.retrieval_rank, rerank_score, rank, scored_by
+            self.id,
+            self.text,
+            self.score,
+            self.metadata,
+            self.retrieval_rank,
+            rerank_score,
+            rank,
+            scored_by,
+            rerank_span,
         )
 
 

@@ -42,6 +42,7 @@ __all__ = [
     "WindowOptions",
     "WindowedCall",
     "plan_windows",
+    "span_in",
     "token_offsets",
     "token_windows",
     "window_options",
@@ -220,6 +221,24 @@ def _fit(
                     still.append(i)
         pending = still
     return ranges
+
+
+def span_in(content: str, scored: str, span: tuple[int, int] | None) -> tuple[int, int] | None:
+    """``span`` (characters of ``scored``, the text a reranker read) as characters of ``content``.
+
+    ``scored`` is ``content`` itself, or a rendering that holds it once (e.g. a template that adds a
+    title or metadata lines before it). The part of the window outside ``content`` is dropped;
+    ``None`` when there is no span, ``content`` is not in ``scored``, or the window lies outside it.
+    """
+    if span is None:
+        return None
+    if scored == content:
+        return span
+    offset = scored.rfind(content) if content else -1
+    if offset < 0:
+        return None
+    start, end = max(span[0] - offset, 0), min(span[1] - offset, len(content))
+    return (start, end) if start < end else None
 
 
 def token_offsets(tokenizer: Any, documents: Sequence[str]) -> list[list[tuple[int, int]]]:
