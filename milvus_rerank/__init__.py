@@ -24,7 +24,7 @@ from milvus_rerank.errors import (
 from milvus_rerank.types import Candidate, Reranker, RerankResult
 
 if TYPE_CHECKING:
-    from milvus_rerank.milvus.functions import model_ranker
+    from milvus_rerank.milvus.export import model_ranker
     from milvus_rerank.milvus.retriever import MilvusRetriever
     from milvus_rerank.pipeline import RerankPipeline
     from milvus_rerank.rerankers.fallback import FallbackReranker
@@ -50,7 +50,7 @@ _LAZY = {
     "CohereReranker": "milvus_rerank.rerankers.http.cohere",
     "VoyageReranker": "milvus_rerank.rerankers.http.voyage",
     "JinaReranker": "milvus_rerank.rerankers.http.jina",
-    "model_ranker": "milvus_rerank.milvus.functions",
+    "model_ranker": "milvus_rerank.milvus.export",
     "ChatListwiseReranker": "milvus_rerank.rerankers.http.chat",
     "ListwiseStats": "milvus_rerank.rerankers.listwise",
     "HTTPOptions": "milvus_rerank.rerankers.http.options",

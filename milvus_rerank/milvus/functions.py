@@ -2,10 +2,10 @@
 
 A model ranker (``FunctionType.RERANK``, ``params["reranker"] == "model"``) makes Milvus call a
 rerank service during ``search`` / ``hybrid_search`` and use the returned score as each hit's
-distance. :func:`model_ranker` builds it for an HTTP reranker, from the plain description its
-``describe()`` returns; :func:`vllm_ranker`, :func:`tei_ranker`, :func:`cohere_ranker` and
-:func:`voyage_ranker` build the one for each provider Milvus knows, from plain values. Nothing
-here imports the rerankers, and they do not import this. What Milvus sends to each provider, and
+distance. :func:`vllm_ranker`, :func:`tei_ranker`, :func:`cohere_ranker` and :func:`voyage_ranker`
+build the one for each provider Milvus knows, from plain values;
+:func:`milvus_rerank.milvus.export.model_ranker` picks the builder for an HTTP reranker's
+description. Nothing here imports the rerankers, and they do not import this. What Milvus sends to each provider, and
 what it leaves out, is in the builders' docstrings: it is why some of a reranker's settings
 cannot be carried over, and each builder warns about those. What a retriever does with a ranker
 it is given is in :mod:`milvus_rerank.milvus.rankers`. pymilvus is imported where a ``Function``
@@ -18,7 +18,7 @@ import os
 import sys
 import warnings
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
@@ -26,14 +26,10 @@ if TYPE_CHECKING:
 
     from pymilvus import Function
 
-    from milvus_rerank.rerankers.http.service import RerankService
-
 __all__ = [
-    "Describable",
     "check_function_args",
     "cohere_ranker",
     "milvus_endpoint",
-    "model_ranker",
     "model_ranker_function",
     "tei_ranker",
     "vllm_ranker",
@@ -369,139 +365,6 @@ def voyage_ranker(
             stacklevel=_caller_stacklevel(),
         )
     return function
-
-
-# -- from a reranker's description ---------------------------------------------------------------
-
-
-def model_ranker(
-    reranker: Describable | RerankService,
-    queries: str | Sequence[str],
-    *,
-    input_field: str = "text",
-    name: str | None = None,
-    target: Literal["lite", "server"] | None = None,
-    credential: str | None = None,
-    include_api_key: bool = False,
-) -> Function:
-    """The Milvus model ranker that calls the same service as ``reranker``, for ``search(ranker=...)``.
-
-    It reads ``reranker.describe()`` (a :class:`~milvus_rerank.rerankers.http.service.RerankService`,
-    which may also be passed itself) and builds the provider's Function:
-
-    ========================  ===================  =====================================
-    reranker                  provider             where
-    ========================  ===================  =====================================
-    ``VLLMReranker``          ``vllm``             Milvus server (:func:`vllm_ranker`)
-    ``TEIReranker``           ``tei``              Milvus server (:func:`tei_ranker`)
-    ``CohereReranker``        ``cohere``           Milvus Lite or server (:func:`cohere_ranker`)
-    ``JinaReranker``          ``cohere``           Milvus Lite or server (Jina speaks Cohere's request)
-    ``VoyageReranker``        ``voyageai``         Milvus server (:func:`voyage_ranker`)
-    ========================  ===================  =====================================
-
-    What each builder carries over, and what Milvus leaves out (with a warning), is in its
-    docstring.
-
-    Args:
-        reranker: An HTTP reranker, or its description.
-        queries: One query string per search query (``nq`` of the search).
-        input_field: The single VARCHAR field whose text is reranked.
-        name: Name of the function; default ``<provider>_semantic_ranker``.
-        target: ``"lite"`` or ``"server"`` for the ``cohere`` provider (default ``"lite"``); the
-            other providers exist on a Milvus server only, so ``"lite"`` is refused for them.
-        credential: Name of a credential in ``milvus.yaml`` holding the key (a Milvus server).
-        include_api_key: Put the reranker's key into the Function (Milvus Lite only; its params
-            then hold the secret: do not log them).
-
-    Returns:
-        A ``pymilvus.Function`` of type ``RERANK``.
-
-    Raises:
-        TypeError: ``reranker`` has no description, or a wrong argument type.
-        ValueError: A target the provider does not have, or what the builder refuses.
-    """
-    service = reranker.describe() if hasattr(reranker, "describe") else reranker
-    protocol = getattr(service, "protocol", None)
-    if protocol not in _PROVIDERS:
-        raise TypeError(
-            f"model_ranker needs an HTTP reranker of milvus_rerank (or its describe()), got {type(reranker).__name__}"
-        )
-    provider = _PROVIDERS[protocol]
-    label = name if name is not None else f"{protocol}_semantic_ranker"
-    options = service.options
-    key = service.api_key
-    if provider != "cohere" and target == "lite":
-        raise ValueError(
-            f"Milvus Lite has the cohere provider only, not {provider!r}: use a Milvus server, or rerank on the "
-            "client (a Cohere-compatible service, such as vLLM on /v2/rerank, is reachable from Lite through "
-            "CohereReranker)"
-        )
-    if provider != "cohere" and include_api_key:
-        raise ValueError("a Milvus server never takes a raw key: pass credential='<name from milvus.yaml>'")
-    if protocol == "vllm":
-        return vllm_ranker(
-            queries,
-            base_url=service.base_url,
-            input_field=input_field,
-            name=label,
-            max_client_batch_size=service.batch_size,
-            truncate_prompt_tokens=options.get("truncate_prompt_tokens"),
-            credential=credential,
-            has_api_key=key is not None,
-            raw_scores=bool(options.get("raw_scores")),
-            prompt_format=options.get("prompt_format"),
-            has_instruction=options.get("instruction") is not None,
-        )
-    if protocol == "tei":
-        return tei_ranker(
-            queries,
-            base_url=service.base_url,
-            input_field=input_field,
-            name=label,
-            max_client_batch_size=service.batch_size,
-            truncate=bool(options.get("truncate")),
-            truncation_direction=options.get("truncation_direction"),
-            credential=credential,
-            has_api_key=key is not None,
-            raw_scores=bool(options.get("raw_scores")),
-        )
-    if protocol == "voyage":
-        return voyage_ranker(
-            queries,
-            input_field=input_field,
-            name=label,
-            model=service.model or "",
-            max_client_batch_size=service.batch_size,
-            truncation=options.get("truncation"),
-            credential=credential,
-            has_api_key=key is not None,
-            rerank_url=service.rerank_url,
-        )
-    return cohere_ranker(
-        queries,
-        rerank_url=service.rerank_url,
-        input_field=input_field,
-        name=label,
-        target=target or "lite",
-        model=service.model,
-        max_client_batch_size=service.batch_size,
-        max_tokens_per_doc=options.get("max_tokens_per_doc"),
-        api_key=None if key is None else key.reveal(),
-        include_api_key=include_api_key,
-        credential=credential,
-    )
-
-
-_PROVIDERS = {"vllm": "vllm", "tei": "tei", "cohere": "cohere", "jina": "cohere", "voyage": "voyageai"}
-"""The Milvus provider that calls each reranker protocol's service."""
-
-
-class Describable(Protocol):
-    """Anything that describes its rerank service, as the HTTP rerankers do."""
-
-    def describe(self) -> RerankService:
-        """The service, as plain data."""
-        ...
 
 
 # -- the parts every provider shares -------------------------------------------------------------

@@ -14,7 +14,7 @@ from pymilvus import AnnSearchRequest, DataType, Function, FunctionType, MilvusC
 
 from milvus_rerank.errors import CollectionNotFoundError, RetrievalError, SchemaError
 from milvus_rerank.milvus.collection import create_rag_collection, ingest
-from milvus_rerank.milvus.functions import model_ranker
+from milvus_rerank.milvus.export import model_ranker
 from milvus_rerank.milvus.retriever import MilvusRetriever, SearchOptions
 from milvus_rerank.milvus.schema import CollectionLayout
 from milvus_rerank.types import Candidate

@@ -11,7 +11,7 @@ deadline of an attempt, a client per loop that closes with it), :mod:`.client`
 from the environment), and one module per protocol (:mod:`.vllm`, :mod:`.tei`, :mod:`.cohere`,
 :mod:`.voyage`, :mod:`.jina`, :mod:`.chat` for listwise ranking by a chat model) holding only what
 its server does differently. Each describes the service it calls as plain data (:mod:`.service`,
-``describe()``), which :func:`milvus_rerank.milvus.functions.model_ranker` turns into a Milvus
+``describe()``), which :func:`milvus_rerank.milvus.export.model_ranker` turns into a Milvus
 server-side Function.
 """
 

@@ -1,7 +1,7 @@
 """What an HTTP reranker calls, as plain data: :class:`RerankService`, from ``reranker.describe()``.
 
 The description is what another component needs to call the same service itself, such as a
-Milvus server running a model ranker (:func:`milvus_rerank.milvus.functions.model_ranker` turns
+Milvus server running a model ranker (:func:`milvus_rerank.milvus.export.model_ranker` turns
 it into a ``pymilvus.Function``): the protocol, the URLs, the model, the batch size, the
 protocol's own options and the key, held as a :class:`~.credentials.Secret`. Nothing here imports
 Milvus, and the rerankers never import what reads their description.

@@ -362,7 +362,7 @@ def test_a_window_over_the_context_is_a_400_that_names_the_fix(call: Caller) -> 
 
 
 def test_it_has_no_milvus_model_ranker_and_shows_every_endpoint_of_a_list(chat: ChatTestServer) -> None:
-    from milvus_rerank.milvus.functions import model_ranker
+    from milvus_rerank import model_ranker
 
     second = f"http://localhost:{chat.port}"  # the same server under another name
     reranker = ChatListwiseReranker([chat.url, second], model="tiny-chat", max_passage_chars=50)
