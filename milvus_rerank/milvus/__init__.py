@@ -5,7 +5,9 @@ what it takes (:class:`SearchOptions`, :class:`MilvusRetrieverOptions`), ``inspe
 collection for search (the Milvus calls), ``schema`` infers which fields to search from a
 collection's description (pure, no Milvus call), ``collection`` creates and fills the common RAG
 collection, ``embeddings`` adapts the embedding objects of several ecosystems, ``functions``
-checks and copies server-side rerank Functions, and ``connection`` opens a client. Nothing here
+builds the server-side rerank Functions of each provider, ``export`` builds one from an HTTP
+reranker's description (:func:`~milvus_rerank.milvus.export.model_ranker`), ``rankers`` checks
+and copies the ranker a retriever is given, and ``connection`` opens a client. Nothing here
 imports pymilvus at import time; it is imported where a Milvus call is made.
 """
 
