@@ -160,5 +160,14 @@ class FallbackReranker:
             if callable(close):
                 close()
 
+    async def aclose(self) -> None:
+        """Await each reranker's ``aclose``, or call its ``close`` when it has only that."""
+        for reranker in self.rerankers:
+            aclose, close = getattr(reranker, "aclose", None), getattr(reranker, "close", None)
+            if callable(aclose):
+                await aclose()
+            elif callable(close):
+                close()
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({', '.join(self.names)})"

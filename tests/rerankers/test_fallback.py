@@ -200,3 +200,16 @@ def test_default_names_tell_two_of_one_class_apart() -> None:
     chain = FallbackReranker([OverlapReranker(), OverlapReranker(), ScaledOverlap()])
     assert chain.names == ("OverlapReranker[0]", "OverlapReranker[1]", "ScaledOverlap")
     assert repr(chain) == "FallbackReranker(OverlapReranker[0], OverlapReranker[1], ScaledOverlap)"
+
+
+async def test_closing_the_chain_closes_each_reranker(server: RerankTestServer) -> None:
+    first, second = VLLMReranker(server.url, **FIRST_OPTIONS), VLLMReranker(server.url, **FIRST_OPTIONS)
+    chain = FallbackReranker([first, second, OverlapReranker()])
+    assert len(await chain.arerank(QUERY, DOCUMENTS)) == len(DOCUMENTS)
+    await chain.aclose()
+    with pytest.raises(RuntimeError, match="is closed"):
+        first.rerank(QUERY, DOCUMENTS)
+    other = VLLMReranker(server.url, **FIRST_OPTIONS)
+    FallbackReranker([other, OverlapReranker()]).close()
+    with pytest.raises(RuntimeError, match="is closed"):
+        await other.arerank(QUERY, DOCUMENTS)
