@@ -133,14 +133,14 @@ def check_top_n(top_n: object, *, name: str = "top_n") -> int | None:
     return check_int(top_n, name, optional=True)
 
 
-def check_keywords(owner: str, given: Iterable[str], known: Collection[str], *, where: str) -> None:
+def check_keywords(owner: str, given: Iterable[str], known: Collection[str], *, accepted: str) -> None:
     """Refuse a keyword ``owner`` does not take, as Python refuses one, for ``**options`` of a ``TypedDict``.
 
     Args:
         owner: The callable, as the message names it (``"MilvusRetriever"``).
         given: The keywords passed.
         known: The keywords accepted.
-        where: Where the accepted ones are listed, for the message (``"milvus_rerank.MilvusRetrieverOptions"``).
+        accepted: Which keywords are accepted, in words, for the message (``"see milvus_rerank.HTTPOptions"``).
 
     Raises:
         TypeError: Naming the first unknown keyword and the closest known one.
@@ -149,4 +149,4 @@ def check_keywords(owner: str, given: Iterable[str], known: Collection[str], *, 
         if name not in known:
             close = difflib.get_close_matches(name, sorted(known), n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise TypeError(f"{owner}() got an unexpected keyword argument {name!r}{hint} (see {where})")
+            raise TypeError(f"{owner}() got an unexpected keyword argument {name!r}{hint} ({accepted})")

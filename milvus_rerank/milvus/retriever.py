@@ -60,7 +60,7 @@ __all__ = [
     "SearchOptions",
 ]
 
-_OPTIONS_DOC = "milvus_rerank.milvus.MilvusRetrieverOptions"
+_ACCEPTED = "see milvus_rerank.milvus.MilvusRetrieverOptions"
 
 # Metrics whose raw value is a distance (smaller is closer). COSINE, IP and BM25 are similarities.
 _LOWER_IS_BETTER = frozenset({"L2", "HAMMING", "JACCARD", "SUBSTRUCTURE", "SUPERSTRUCTURE"})
@@ -116,7 +116,7 @@ class MilvusRetriever:
         self, client: MilvusClient | str, collection_name: str, **options: Unpack[MilvusRetrieverOptions]
     ) -> None:
         # Everything that can be checked without Milvus is checked first, so a mistake costs no connection.
-        check_keywords(type(self).__name__, options, MilvusRetrieverOptions.__optional_keys__, where=_OPTIONS_DOC)
+        check_keywords(type(self).__name__, options, MilvusRetrieverOptions.__optional_keys__, accepted=_ACCEPTED)
         mode: RetrievalMode = check_choice(options.get("mode", "hybrid"), "mode", MODES)
         self.mode = mode
         self._options = search_options(options)

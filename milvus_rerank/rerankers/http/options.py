@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import sys
 from collections.abc import Collection, Mapping
 from typing import Any, TypedDict
@@ -11,6 +10,7 @@ import httpx
 
 from milvus_rerank.rerankers.http.retry import RetryPolicy
 from milvus_rerank.rerankers.windows import LongDocumentPolicy
+from milvus_rerank.validation import check_keywords
 
 if sys.version_info >= (3, 11):
     from typing import Unpack
@@ -90,12 +90,5 @@ def check_option_names(owner: str, options: Mapping[str, object]) -> None:
     Raises:
         TypeError: Naming the unknown option, the closest known one, and where the list is.
     """
-    known = HTTPOptions.__optional_keys__
-    for name in options:
-        if name not in known:
-            close = difflib.get_close_matches(name, sorted(known), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise TypeError(
-                f"{owner}() got an unexpected keyword argument {name!r}{hint} "
-                "(its own options and those of milvus_rerank.HTTPOptions are accepted)"
-            )
+    accepted = "its own options and those of milvus_rerank.HTTPOptions are accepted"
+    check_keywords(owner, options, HTTPOptions.__optional_keys__, accepted=accepted)
