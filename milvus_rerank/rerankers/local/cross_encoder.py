@@ -358,16 +358,7 @@ class CrossEncoderReranker:
             token_offsets=engine.document_offsets,
         )
         if call.split:
-            logger.debug(
-                "%s: %d of %d documents were longer than %d tokens with the query and were split into %d windows "
-                "(%d pairs scored in all)",
-                self.model_name_or_path,
-                call.split,
-                len(documents),
-                max_length,
-                call.windows,
-                len(call.texts),
-            )
+            logger.debug("%s: %s", self.model_name_or_path, call.summary(max_length))
         if call.capped:
             with self._lock:
                 first_time = not self._warned_cap
