@@ -16,8 +16,8 @@ from pydantic import ConfigDict, Field
 
 from langchain_milvus_rerank.compressor import DEFAULT_DOCUMENT_TEMPLATE, RerankCompressor
 from milvus_rerank.milvus.options import MilvusRetrieverOptions
-from milvus_rerank.milvus.retriever import MilvusRetriever
-from milvus_rerank.pipeline import CandidateRetriever, Selection, check_retriever, split_call_options
+from milvus_rerank.milvus.retriever import resolve_first_stage
+from milvus_rerank.pipeline import CandidateRetriever, Selection, split_call_options
 from milvus_rerank.types import Reranker
 
 if TYPE_CHECKING:
@@ -121,20 +121,9 @@ class MilvusRerankRetriever(BaseRetriever):
         elif not isinstance(compressor, RerankCompressor):
             raise TypeError(f"compressor must be a RerankCompressor, got {type(compressor).__name__}")
 
-        if retriever is None:
-            if client is None or collection_name is None:
-                raise ValueError(
-                    "pass client= (a MilvusClient or URI) and collection_name=, or a first stage as retriever=..."
-                )
-            retriever = MilvusRetriever(client, collection_name, **milvus_options)
-        elif client is not None or collection_name is not None or milvus_options:
-            given = [name for name, value in (("client", client), ("collection_name", collection_name)) if value]
-            raise ValueError(
-                "pass either retriever=... or client=/collection_name= with MilvusRetriever options, not both "
-                f"(got retriever and {', '.join(given + sorted(milvus_options))})"
-            )
+        retriever = resolve_first_stage(retriever, client, collection_name, **milvus_options)
         fields: dict[str, Any] = {
-            "retriever": check_retriever(retriever),
+            "retriever": retriever,
             "compressor": compressor,
             "tags": tags,
             "metadata": metadata,

@@ -19,8 +19,8 @@ from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle, Qu
 
 from llamaindex_milvus_rerank.postprocessor import RerankPostprocessor
 from milvus_rerank.milvus.options import MilvusRetrieverOptions
-from milvus_rerank.milvus.retriever import MilvusRetriever
-from milvus_rerank.pipeline import CandidateRetriever, Selection, check_retriever, split_call_options
+from milvus_rerank.milvus.retriever import resolve_first_stage
+from milvus_rerank.pipeline import CandidateRetriever, Selection, split_call_options
 from milvus_rerank.types import Reranker
 
 if TYPE_CHECKING:
@@ -129,20 +129,9 @@ class MilvusRerankRetriever(BaseRetriever):
         elif not isinstance(postprocessor, RerankPostprocessor):
             raise TypeError(f"postprocessor must be a RerankPostprocessor, got {type(postprocessor).__name__}")
 
-        if retriever is None:
-            if client is None or collection_name is None:
-                raise ValueError(
-                    "pass client= (a MilvusClient or URI) and collection_name=, or a first stage as retriever=..."
-                )
-            retriever = MilvusRetriever(client, collection_name, **milvus_options)
-        elif client is not None or collection_name is not None or milvus_options:
-            given = [name for name, value in (("client", client), ("collection_name", collection_name)) if value]
-            raise ValueError(
-                "pass either retriever=... or client=/collection_name= with MilvusRetriever options, not both "
-                f"(got retriever and {', '.join(given + sorted(milvus_options))})"
-            )
+        retriever = resolve_first_stage(retriever, client, collection_name, **milvus_options)
         super().__init__(callback_manager=callback_manager, verbose=verbose)
-        self._first_stage = check_retriever(retriever)
+        self._first_stage = retriever
         self._postprocessor = postprocessor
 
     def __repr__(self) -> str:

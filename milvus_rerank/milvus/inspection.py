@@ -2,13 +2,15 @@
 
 :func:`open_collection` reads a collection's description and the indexes of its vector fields,
 infers its :class:`~milvus_rerank.milvus.schema.CollectionLayout` (the rules are pure, in
-:mod:`milvus_rerank.milvus.schema`) and loads the collection when it is not loaded.
+:mod:`milvus_rerank.milvus.schema`) and loads the collection when it is not loaded;
+:func:`check_layout` checks a layout read before and given to a retriever instead.
 :func:`milvus_error` words a failed Milvus call on a collection, for this step and for searches.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from milvus_rerank.errors import CollectionNotFoundError, RetrievalError
@@ -19,7 +21,7 @@ if TYPE_CHECKING:
 
     from milvus_rerank.milvus.options import RetrievalMode
 
-__all__ = ["milvus_error", "open_collection"]
+__all__ = ["check_layout", "milvus_error", "open_collection"]
 
 logger = logging.getLogger(__name__)
 
@@ -99,6 +101,33 @@ def _ensure_loaded(client: MilvusClient, collection_name: str, timeout: float | 
             client.load_collection(collection_name, timeout=timeout)
     except Exception as exc:
         raise milvus_error(exc, collection_name, "load_collection") from exc
+
+
+def check_layout(layout: object, collection_name: str, mode: RetrievalMode, names: Mapping[str, object]) -> None:
+    """Check that an injected layout is one of ``collection_name``, with the fields ``mode`` searches.
+
+    ``names`` are the field names given beside it (``text_field``...: ``None`` when not given).
+
+    Raises:
+        TypeError: ``layout`` is not a :class:`CollectionLayout`.
+        ValueError: Field names came with it, or it is another collection's, or lacks a leg of ``mode``.
+    """
+    if not isinstance(layout, CollectionLayout):
+        raise TypeError(f"layout must be a CollectionLayout, got {type(layout).__name__}")
+    given = sorted(role for role, name in names.items() if name is not None)
+    if given:
+        raise ValueError(f"pass either layout= or field names ({', '.join(given)}), not both: the layout names them")
+    if layout.collection_name != collection_name:
+        raise ValueError(
+            f"layout describes collection {layout.collection_name!r}, not {collection_name!r}: "
+            "pass the layout of the collection searched"
+        )
+    for leg, field in (("dense", layout.dense_field), ("sparse", layout.sparse_field)):
+        if field is None and mode in (leg, "hybrid"):
+            raise ValueError(
+                f"mode={mode!r} searches a {leg} vector field, and the layout has none: "
+                f"read the layout for mode={mode!r} (open_collection(..., mode={mode!r}))"
+            )
 
 
 def milvus_error(exc: Exception, collection_name: str, action: str) -> RetrievalError:

@@ -26,7 +26,7 @@ from milvus_rerank.milvus.embeddings import (
     as_query_embedder,
     as_sparse_query_encoder,
 )
-from milvus_rerank.milvus.inspection import milvus_error, open_collection
+from milvus_rerank.milvus.inspection import check_layout, milvus_error, open_collection
 from milvus_rerank.milvus.options import (
     DEFAULT_CANDIDATE_LIMIT,
     DEFAULT_LIMIT,
@@ -41,6 +41,7 @@ from milvus_rerank.milvus.options import (
 )
 from milvus_rerank.milvus.rankers import check_ranker, is_model_ranker, ranker_for_query
 from milvus_rerank.milvus.schema import CollectionLayout
+from milvus_rerank.pipeline import CandidateRetriever, check_retriever
 from milvus_rerank.types import Candidate
 from milvus_rerank.validation import check_choice, check_keywords
 
@@ -58,6 +59,7 @@ __all__ = [
     "MilvusRetrieverOptions",
     "RetrievalMode",
     "SearchOptions",
+    "resolve_first_stage",
 ]
 
 _ACCEPTED = "see milvus_rerank.milvus.MilvusRetrieverOptions"
@@ -94,13 +96,9 @@ class MilvusRetriever:
         client: A ``pymilvus.MilvusClient``, or a URI (``./file.db`` for Milvus Lite,
             ``http://host:19530`` for a server) from which one is made.
         collection_name: The collection to search.
-        **options: Keywords of :class:`~milvus_rerank.milvus.options.MilvusRetrieverOptions`:
-            ``mode``, ``embedding``, ``sparse_embedding``, ``text_field``, ``dense_field``,
-            ``sparse_field``, ``ranker``, ``output_fields``, ``token``, ``db_name``, ``layout``,
-            and the search options (the fields of :class:`SearchOptions`: ``limit``,
-            ``candidate_limit``, ``fusion``, ``rrf_k``, ``weights``, ``filter``, ``filter_params``,
-            ``partition_names``, ``dense_search_params``, ``sparse_search_params``,
-            ``consistency_level``, ``timeout``) or ``options=SearchOptions(...)``.
+        **options: The keywords of :class:`~milvus_rerank.milvus.options.MilvusRetrieverOptions`
+            (``mode``, ``embedding``, field names, ``layout``...), with the search options: the
+            fields of :class:`SearchOptions` (``limit``, ``filter``...) or ``options=SearchOptions(...)``.
 
     Raises:
         CollectionNotFoundError: The collection does not exist.
@@ -143,7 +141,7 @@ class MilvusRetriever:
         }
         layout = options.get("layout")
         if layout is not None:
-            _check_layout(layout, collection_name, mode, names)
+            check_layout(layout, collection_name, mode, names)
 
         self._owns_client = isinstance(client, str)
         self.client: MilvusClient = (
@@ -448,32 +446,40 @@ class MilvusRetriever:
             )
 
 
+def resolve_first_stage(
+    retriever: object = None,
+    client: MilvusClient | str | None = None,
+    collection_name: str | None = None,
+    **options: Unpack[MilvusRetrieverOptions],
+) -> CandidateRetriever:
+    """The first stage of an adapter's retriever: ``retriever`` as given, or a :class:`MilvusRetriever`.
+
+    Raises:
+        ValueError: Both or neither of ``retriever`` and ``client``/``collection_name`` were
+            given, or :class:`MilvusRetriever` options came with ``retriever``.
+        TypeError: ``retriever`` lacks ``retrieve``/``aretrieve``.
+    """
+    if retriever is None:
+        if client is None or collection_name is None:
+            raise ValueError(
+                "pass client= (a MilvusClient or URI) and collection_name=, or a first stage as retriever=..."
+            )
+        return MilvusRetriever(client, collection_name, **options)
+    if client is not None or collection_name is not None or options:
+        given = [name for name, value in (("client", client), ("collection_name", collection_name)) if value]
+        raise ValueError(
+            "pass either retriever=... or client=/collection_name= with MilvusRetriever options, not both "
+            f"(got retriever and {', '.join(given + sorted(options))})"
+        )
+    return check_retriever(retriever)
+
+
 def _fusion_ranker(options: SearchOptions) -> Any:
     from pymilvus import RRFRanker, WeightedRanker
 
     if options.fusion == "weighted":
         return WeightedRanker(*(options.weights or (1.0, 1.0)), norm_score=True)
     return RRFRanker(options.rrf_k)
-
-
-def _check_layout(layout: object, collection_name: str, mode: RetrievalMode, names: Mapping[str, object]) -> None:
-    """Check that an injected layout is one of ``collection_name``, with the fields ``mode`` searches."""
-    if not isinstance(layout, CollectionLayout):
-        raise TypeError(f"layout must be a CollectionLayout, got {type(layout).__name__}")
-    given = sorted(role for role, name in names.items() if name is not None)
-    if given:
-        raise ValueError(f"pass either layout= or field names ({', '.join(given)}), not both: the layout names them")
-    if layout.collection_name != collection_name:
-        raise ValueError(
-            f"layout describes collection {layout.collection_name!r}, not {collection_name!r}: "
-            "pass the layout of the collection searched"
-        )
-    for leg, field in (("dense", layout.dense_field), ("sparse", layout.sparse_field)):
-        if field is None and mode in (leg, "hybrid"):
-            raise ValueError(
-                f"mode={mode!r} searches a {leg} vector field, and the layout has none: "
-                f"read the layout for mode={mode!r} (open_collection(..., mode={mode!r}))"
-            )
 
 
 def _output_fields(layout: CollectionLayout, output_fields: Sequence[str] | None) -> list[str]:
