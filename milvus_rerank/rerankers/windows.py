@@ -22,6 +22,7 @@ This module is pure Python: the reranker passes its tokenization in (:func:`plan
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -297,7 +298,7 @@ def token_windows(
             return windows
         # The last window is a full one ending at the document's end.
         target = min(start + step, n - size, end)
-        start = _snap_forward(offsets, text, target, limit=end, reach=max(1, size // 4))
+        start = _snap_forward(offsets, text, target, floor=start, limit=end, reach=max(1, size // 4))
 
 
 def _boundary(offsets: Sequence[tuple[int, int]], text: str, k: int) -> int:
@@ -313,22 +314,29 @@ def _boundary(offsets: Sequence[tuple[int, int]], text: str, k: int) -> int:
 
 
 def _snap_back(offsets: Sequence[tuple[int, int]], text: str, start: int, end: int) -> int:
-    """The best cut in ``(start, end]`` nearest ``end``, looking back up to a quarter of the window."""
+    """The best cut in ``(start, end]`` nearest ``end``: a word start within a quarter window, else any clean cut."""
     reach = max(start + 1, end - max(1, (end - start) // 4))
-    for quality in (2, 1):
-        for k in range(end, reach - 1, -1):
-            if _boundary(offsets, text, k) >= quality:
-                return k
+    for k in range(end, reach - 1, -1):
+        if _boundary(offsets, text, k) == 2:
+            return k
+    for k in range(end, start, -1):  # never inside a character (its byte tokens share its offsets)
+        if _boundary(offsets, text, k) >= 1:
+            return k
     return end
 
 
-def _snap_forward(offsets: Sequence[tuple[int, int]], text: str, target: int, *, limit: int, reach: int) -> int:
-    """The best cut in ``[target, limit)`` nearest ``target``, looking ahead up to ``reach`` tokens."""
-    last = min(limit - 1, target + reach)
-    for quality in (2, 1):
-        for k in range(target, last + 1):
-            if _boundary(offsets, text, k) >= quality:
-                return k
+def _snap_forward(
+    offsets: Sequence[tuple[int, int]], text: str, target: int, *, floor: int, limit: int, reach: int
+) -> int:
+    """The best cut in ``[target, limit]`` nearest ``target``: a word start within ``reach``, else any clean cut."""
+    for k in range(target, min(limit - 1, target + reach) + 1):
+        if _boundary(offsets, text, k) == 2:
+            return k
+    # Never inside a character (its byte tokens share its offsets): up to the previous window's end (no
+    # overlap), else back towards its start (more overlap).
+    for k in itertools.chain(range(target, limit + 1), range(target - 1, floor, -1)):
+        if _boundary(offsets, text, k) >= 1:
+            return k
     return target
 
 
