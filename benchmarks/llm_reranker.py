@@ -5,7 +5,10 @@ depend on them), saved as sentence-transformers 6 saves it (Transformer + LogitS
 with the Qwen3-Reranker prompt), scores one query against two sets of 100 documents: passages (SciFact
 abstracts cut to 30..250 words, as in benchmarks/local_reranker.py) and short chunks (~60 words). Both
 libraries load the same directory and score every pair as sigmoid(logit("yes") - logit("no")) after the
-same prompt; runs are interleaved and medians reported, with the largest score difference.
+same prompt; runs are interleaved and medians reported, with the largest score difference. Where the
+CPU has bfloat16 instructions (AMX-BF16, AVX512-BF16; or on a GPU), both also run in bfloat16 (ours
+through ``dtype="auto"``, sentence-transformers with ``model_kwargs={"dtype": torch.bfloat16}``), their
+scores set against our float32.
 
 Where the time goes is printed too: the token-layers each side computes (ours runs the shared prompt
 prefix once and the last layer for the scored token only), which bounds the ratio we can reach.
@@ -29,6 +32,7 @@ from local_reranker import DEFAULT_DATA, load_passages, timed
 
 from milvus_rerank import CrossEncoderReranker
 from milvus_rerank.rerankers.local.decoder import shared_prefix_length
+from milvus_rerank.rerankers.local.loading import auto_dtype
 from milvus_rerank.testing.causal_models import QWEN3_H512_L8, make_llm_reranker
 
 
@@ -39,6 +43,10 @@ class Measured:
     diff: float
     ours: list[float] = field(default_factory=list)
     st: list[float] = field(default_factory=list)
+    diff16: float = float("nan")
+    st_diff16: float = float("nan")
+    ours16: list[float] = field(default_factory=list)
+    st16: list[float] = field(default_factory=list)
 
 
 def short_chunks(passages: list[str], count: int = 100, words: int = 60) -> list[str]:
@@ -83,6 +91,11 @@ def main() -> int:
         )
         ours = CrossEncoderReranker(path, device=args.device, dtype="float32").load()
         st = CrossEncoder(str(path), device=args.device)
+        auto, reason = auto_dtype(args.device)
+        ours16 = st16 = None
+        if auto == "bfloat16":
+            ours16 = CrossEncoderReranker(path, device=args.device, dtype="auto").load()
+            st16 = CrossEncoder(str(path), device=args.device, model_kwargs={"dtype": torch.bfloat16})
         engine = ours._scoring_engine()
         layers = int(ours._model().model.config.num_hidden_layers)
 
@@ -93,6 +106,11 @@ def main() -> int:
             st_scores = st.predict([(query, d) for d in documents], batch_size=args.st_batch_size).tolist()
             diff = max(abs(a - b) for a, b in zip(ours_scores, st_scores, strict=True))
             stats[name] = Measured([len(x) for x in ids], shared_prefix_length(ids), diff)
+            if ours16 is not None and st16 is not None:
+                scores16 = ours16.score(query, documents)
+                st_scores16 = st16.predict([(query, d) for d in documents], batch_size=args.st_batch_size).tolist()
+                stats[name].diff16 = max(abs(a - b) for a, b in zip(scores16, ours_scores, strict=True))
+                stats[name].st_diff16 = max(abs(float(a) - b) for a, b in zip(st_scores16, ours_scores, strict=True))
 
         def run_st(pairs: list[tuple[str, str]]) -> object:
             return st.predict(pairs, batch_size=args.st_batch_size, show_progress_bar=False)
@@ -102,6 +120,11 @@ def main() -> int:
                 pairs = [(query, d) for d in documents]
                 stats[name].ours.append(timed(lambda d=documents: ours.score(query, d), args.device))
                 stats[name].st.append(timed(lambda p=pairs: run_st(p), args.device))
+                if ours16 is not None and st16 is not None:
+                    stats[name].ours16.append(timed(lambda d=documents: ours16.score(query, d), args.device))
+                    stats[name].st16.append(
+                        timed(lambda p=pairs: st16.predict(p, batch_size=args.st_batch_size), args.device)
+                    )
 
     cpu = platform.processor() or platform.machine()
     capability = torch.backends.cpu.get_cpu_capability()
@@ -110,7 +133,8 @@ def main() -> int:
         f"machine: {platform.system()} {cpu}, CPU capability {capability}, {os.cpu_count()} CPUs, "
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}"
     )
-    print("model: Qwen3 shape, hidden 512, 8 layers, 8/4 heads, float32 (random weights); sentence-transformers 6 save")
+    print("model: Qwen3 shape, hidden 512, 8 layers, 8/4 heads (random weights); sentence-transformers 6 save")
+    print(f"dtype='auto' here: {auto} ({reason})")
     print(f"query and passages: {source}; short chunks: 60-word windows of the same text")
     print(
         f"rounds: {args.rounds}, interleaved; medians; load average at the end {load:.1f} "
@@ -131,6 +155,17 @@ def main() -> int:
             f"{st_time / our_time:>5.2f}x | {full / mine:>9.2f}x | {stat.diff:>12.1e} |"
         )
         verdicts.append((name, st_time / our_time, full / mine, stat.diff))
+    if any(stat.ours16 for stat in stats.values()):
+        print()
+        print("bfloat16 (ours: dtype='auto'); max abs diff of each against our float32 scores:")
+        print("| documents    |  ST bf16 s | ours bf16 s |  vs ST bf16 | vs our fp32 | ours diff | ST bf16 diff |")
+        print("|--------------|------------|-------------|-------------|-------------|-----------|--------------|")
+        for name, stat in stats.items():
+            st16_time, our16_time = statistics.median(stat.st16), statistics.median(stat.ours16)
+            print(
+                f"| {name:<12} | {st16_time:>10.2f} | {our16_time:>11.2f} | {st16_time / our16_time:>10.2f}x | "
+                f"{statistics.median(stat.ours) / our16_time:>10.2f}x | {stat.diff16:>9.1e} | {stat.st_diff16:>12.1e} |"
+            )
     print()
     for name, ratio, work, diff in verdicts:
         target = 1.5 if name == "passages" else None
