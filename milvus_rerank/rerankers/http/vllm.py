@@ -67,48 +67,30 @@ def served_models(body: Any) -> list[str]:
 
 
 class VLLMReranker(HTTPReranker):
-    """Rerank with a cross-encoder served by vLLM (``/v1/rerank``; also Jina-compatible servers).
+    """Rerank with a model served by vLLM (``/v1/rerank``; also Jina-compatible servers).
 
-    Batches of ``max_batch_size`` documents (default 64) go out concurrently (``max_concurrency``
-    in flight), on the sync path through a thread pool and on the async path through
-    ``httpx.AsyncClient``. Failed requests are retried per
-    :class:`~milvus_rerank.rerankers.http.RetryPolicy`. The options not listed here are those of
-    every HTTP reranker: see :class:`~milvus_rerank.rerankers.http.HTTPReranker`.
+    The options not listed here (batching, concurrency, retries, keys...) are those of every HTTP
+    reranker, :class:`~milvus_rerank.HTTPOptions`. How to serve an LLM reranker, and where its
+    prompt is applied: docs/llm-rerankers.md; what each option needs of the server: docs/versions.md.
 
     Args:
         endpoint: ``http://host:8000``, ``http://host:8000/v1`` or a full ``.../rerank`` URL; or a
-            list of servers of the same model, each batch to the least busy (one router URL is better at scale).
-        model: Served model name. ``None`` asks ``GET /v1/models`` once and uses the first
-            served model (vLLM 0.7.x requires the field); a server without that route gets
-            requests without ``model``.
-        truncate_prompt_tokens: Truncate each (query, document) pair to this many tokens;
-            ``-1`` means the model's maximum length; ``None`` sends nothing, so an over-long pair
-            is a 400 error. vLLM cuts the end of the prompt, which for an LLM reranker is the
-            text after the document that its answer follows; on a server with ``--chat-template``
-            cut the documents instead, with ``extra_body={"max_tokens_per_doc": N}``.
-        raw_scores: Ask for raw logits instead of the model's activation (sigmoid).
-        instruction: The task description an LLM reranker reads (Qwen3-Reranker's default is
-            "Given a web search query, retrieve relevant passages that answer the query").
-            Without ``prompt_format`` it goes in the request's ``instruction`` field, which a
-            server started with ``--chat-template`` passes to its template (vLLM 0.32 does;
-            servers without the field ignore it). With ``prompt_format`` it fills the format's
-            ``{instruction}`` on the client and no field is sent. ``None`` leaves the default of
-            the template or the format.
-        prompt_format: Wrap the query and each document in an LLM reranker's prompt on the client,
-            for a server started **without** ``--chat-template`` (on one with a template the prompt
-            would be applied twice, and the model would rank at random): a name (``"qwen3"``) or a
-            :class:`~milvus_rerank.rerankers.prompts.PromptFormat` with your own templates. The
-            request's ``query`` is then the prompt up to the document and each of its documents
-            the document and the text after it; vLLM joins the two into the same prompt that
-            :class:`~milvus_rerank.CrossEncoderReranker` builds with this ``prompt_format``, so the
-            same weights give the same scores. Which tokens score is the server's setting
-            (``--hf-overrides``), not the format's ``true_token`` / ``false_token``; and vLLM adds
-            the tokenizer's special tokens (a BOS, for Gemma or Llama) itself, so a format sent to
-            a server must not write them. ``None`` (the default) sends the texts as they are.
-        max_tokens_per_doc: vLLM 0.32+: the server cuts each document to this many tokens (its end is
-            not read); ``None`` sends nothing. To score a long document whole, use
-            ``long_documents="windows"`` (see :class:`~milvus_rerank.HTTPOptions`) instead.
-        max_tokens_per_query: vLLM 0.32+: the server cuts the query to this many tokens.
+            list of servers of the same model, each batch to the least busy.
+        model: Served model name; ``None`` reads it once from ``GET /v1/models``.
+        truncate_prompt_tokens: Cut each (query, document) pair to this many tokens (``-1``: the
+            model's limit); ``None`` sends nothing, and an over-long pair is a 400 error. vLLM cuts
+            the end of the prompt, so not with ``prompt_format`` (a warning says why).
+        raw_scores: Return raw logits instead of the model's activation (sigmoid).
+        instruction: The task an LLM reranker reads: written into the prompt with ``prompt_format``,
+            else sent in the request's ``instruction`` field for the server's ``--chat-template``.
+            ``None`` keeps the format's or the template's default.
+        prompt_format: Wrap query and documents in an LLM reranker's prompt on the client
+            (``"qwen3"`` or a :class:`~milvus_rerank.PromptFormat`), for a server started
+            **without** ``--chat-template``: with one, the prompt would apply twice and the model
+            rank at random. ``None`` sends the texts as they are.
+        max_tokens_per_doc: The server cuts each document to this many tokens;
+            ``long_documents="windows"`` scores a long document whole instead.
+        max_tokens_per_query: The server cuts the query to this many tokens.
 
     Example:
         >>> reranker = VLLMReranker("http://localhost:8000", model="BAAI/bge-reranker-v2-m3")
