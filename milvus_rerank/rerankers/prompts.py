@@ -1,26 +1,9 @@
 """Prompt formats of LLM rerankers: how a query and a document become the prompt a causal LM scores.
 
-LLM rerankers (Qwen3-Reranker, mxbai-rerank-v2, bge-reranker-v2-gemma, ...) read one prompt per
-(query, document) pair and score the document by the logits of one or two answer tokens ("yes" / "no")
-after it. Without their prompt format they rank at random, so the local and the HTTP rerankers share
-the formats defined here, and the same weights give the same scores on both paths.
-
-Every prompt is split in two at the document:
-
-- the **query part**: everything before the document (system text, instruction, query, the document's
-  label), the same for every document of a call;
-- the **document part**: the document and everything after it (the assistant turn the answer token
-  follows).
-
-The prompt is the query part followed by the document part. The local reranker computes the query
-part once per call and scores each document from its cached keys and values; an HTTP reranker sends
-the query part as the query and the document parts as the documents, the split that vLLM's score API
-joins back into one prompt (as vLLM's own Qwen3-Reranker example does).
-
-Templates are plain text with up to three placeholders: ``{query}`` and ``{instruction}`` in the query
-template, ``{document}`` in the document template. Each placeholder is replaced once, in one pass, so a
-query or document that itself contains ``{document}`` stays as it is, and other braces (JSON, code)
-need no escaping.
+Without its prompt an LLM reranker ranks at random. The local and the HTTP rerankers share these
+formats, so the same weights give the same scores on both paths. A prompt is split at the document
+into a query part (the same for every document of a call) and a document part; the split and the
+template placeholders are described in docs/llm-rerankers.md ("Your own prompt format").
 """
 
 from __future__ import annotations

@@ -19,9 +19,7 @@ request's headers back (as some proxies do), any status with any headers (a redi
 origin, a compressed bomb with ``Content-Encoding``), and a dropped connection.
 
 The server is the standard library's ``ThreadingHTTPServer`` (a thread per connection, HTTP/1.1
-keep-alive, a deep listen backlog): no dependency, and every request that is waiting on its
-service time waits in its own thread, so concurrent requests really overlap. The module is long
-but one thing: a fake server whose faults, protocol answers and handler are read together.
+keep-alive): no dependency, and concurrent requests really overlap.
 """
 
 from __future__ import annotations

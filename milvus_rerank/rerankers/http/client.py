@@ -1,27 +1,15 @@
 """The HTTP client of the rerankers: batches, concurrency, retries and the clients' lifecycle.
 
-:class:`HTTPReranker` is the one place that does I/O. Everything it decides without I/O lives
-elsewhere and is shared by both paths: the URLs in :mod:`.endpoint`, the secrets in
-:mod:`.credentials`, when to retry in :mod:`.retry` and :mod:`.attempts`, the request bodies and
-the validation of answers in :mod:`.wire`, the reading of bodies in :mod:`.body`, and the event
-loop plumbing in :mod:`.loops`. What is left here are the sync and async halves, which mirror each other line for
+:class:`HTTPReranker` is the one place that does I/O; what it decides without I/O is shared by
+both paths, in :mod:`.endpoint`, :mod:`.credentials`, :mod:`.retry`, :mod:`.attempts`,
+:mod:`.wire`, :mod:`.body` and :mod:`.loops`. The sync and async halves mirror each other line for
 line (``_send`` / ``_asend``, ``_get_json`` / ``_aget_json``, ``_discover`` / ``_adiscover``,
-``rerank`` / ``arerank``), as httpx's ``Client`` and ``AsyncClient`` do. The module is long
-because it keeps them together: they read best side by side, where a change to one half shows
-whether the other needs it too.
+``rerank`` / ``arerank``), as httpx's ``Client`` and ``AsyncClient`` do: a change to one half
+belongs in the other too.
 
-Batches run concurrently on both paths: ``arerank`` uses one lazily created ``httpx.AsyncClient``
-per event loop, ``rerank`` a small thread pool over one ``httpx.Client``. Indices are re-offset and
-the batches' results merged, then ranked once and cut to ``top_n`` on the client; ``top_n`` goes to
-the server only when a single batch covers every document.
-
-Every answer is read as a stream, capped in its decoded size, and only while the request's
-deadline lasts: on the async path the whole attempt runs under it; on the sync path each read is
-bounded by what is left of the deadline when the attempt starts, and the deadline is checked
-between reads. Redirects are followed only when the caller's own client follows them, and only
-within the endpoint's origin, so no credential reaches another host. An event loop's client
-closes with that loop, so calling ``asyncio.run(reranker.arerank(...))`` per request leaks
-nothing.
+``arerank`` uses one ``httpx.AsyncClient`` per event loop, closed with that loop; ``rerank`` a
+small thread pool over one ``httpx.Client``. What a call does (batches, retries, the deadline, the
+answer checks, redirects) is described for users in docs/http-options.md.
 """
 
 from __future__ import annotations

@@ -9,9 +9,7 @@ cross-encoders get the encoder engine; causal LMs and their sequence-classificat
 (LLM rerankers) the causal engine.
 
 torch and transformers are imported on first use, with an install hint when they are missing, so
-that importing the reranker costs nothing. The module stays whole because each part serves one load
-(resolve where and how, check what the checkpoint is, read what its saves declare, keep it): read
-apart, the messages of a failed load would lose the context that makes them right.
+that importing the reranker costs nothing.
 """
 
 from __future__ import annotations
