@@ -106,17 +106,13 @@ class CrossEncoderReranker:
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"`` or a ``torch.device``; ``None`` picks cuda,
             then mps, then cpu.
         dtype: ``"auto"`` (or ``None``), ``"float32"``, ``"bfloat16"`` or ``"float16"`` (or a ``torch.dtype``).
-            ``"auto"`` picks bfloat16 on a CPU with bfloat16 instructions (AMX-BF16, AVX512-BF16: Intel Xeons
-            since Sapphire Rapids, AMD Zen 4/5, Arm BF16) and on a GPU that supports it (float16 on one
-            that does not), float32 on any other CPU; the choice shows in ``repr`` and in the debug log.
-            bfloat16 was 2-3x faster than float32 on such CPUs, with scores within about 3e-2 and rankings
-            nearly unchanged (Kendall tau 0.99, top-10 10/10 on SciFact; see benchmarks/local_reranker.py).
-            Pass ``"float32"`` for scores that match sentence-transformers' float32 to 1e-5.
+            ``"auto"`` picks bfloat16 where the CPU or GPU computes it natively (float16 on a GPU without
+            it), else float32; the choice shows in ``repr``. ``"float32"`` scores as sentence-transformers'
+            float32 to 1e-5. Speed and fidelity of each: docs/rerankers.md.
         batch_size: Most pairs in one forward pass.
-        max_length: Most tokens of a (query, document) pair; longer pairs are truncated longest-first (LLM
-            rerankers: the end of the document, keeping the prompt's ending), with a warning once per
-            instance. ``None`` means the model's own limit. A text's cost is bounded by it: one far longer
-            is cut before it is tokenized, to the same tokens (:mod:`.truncation`).
+        max_length: Most tokens of a (query, document) pair; ``None`` means the model's own limit. Longer
+            pairs are truncated longest-first (LLM rerankers: the end of the document, keeping the prompt's
+            ending), with a warning once per instance, unless ``long_documents="windows"``.
         activation: ``"auto"`` scores exactly as sentence-transformers ``CrossEncoder.predict`` does for the
             model (the activation its config declares, else a sigmoid for one label); ``"sigmoid"`` and
             ``"none"`` (raw logits) force one. Two-label models score with the probability of label 1
