@@ -46,8 +46,8 @@ def model_ranker(
     ``VoyageReranker``        ``voyageai``         Milvus server (:func:`voyage_ranker`)
     ========================  ===================  =====================================
 
-    What each builder carries over, and what Milvus leaves out (with a warning), is in its
-    docstring.
+    What each provider carries over, and what Milvus leaves out (with a warning):
+    docs/server-side-rerank.md.
 
     Args:
         reranker: An HTTP reranker, or its description.

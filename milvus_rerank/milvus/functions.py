@@ -5,11 +5,9 @@ rerank service during ``search`` / ``hybrid_search`` and use the returned score 
 distance. :func:`vllm_ranker`, :func:`tei_ranker`, :func:`cohere_ranker` and :func:`voyage_ranker`
 build the one for each provider Milvus knows, from plain values;
 :func:`milvus_rerank.milvus.export.model_ranker` picks the builder for an HTTP reranker's
-description. Nothing here imports the rerankers, and they do not import this. What Milvus sends to each provider, and
-what it leaves out, is in the builders' docstrings: it is why some of a reranker's settings
-cannot be carried over, and each builder warns about those. What a retriever does with a ranker
-it is given is in :mod:`milvus_rerank.milvus.rankers`. pymilvus is imported where a ``Function``
-is built, never at import time.
+description. Nothing here imports the rerankers, and they do not import this. What Milvus sends
+to each provider, and which of a reranker's settings it cannot carry over (each builder warns
+about those): docs/server-side-rerank.md. pymilvus is imported where a ``Function`` is built.
 """
 
 from __future__ import annotations
@@ -58,13 +56,9 @@ def vllm_ranker(
 ) -> Function:
     """The model ranker with which a Milvus 2.6 server calls a vLLM rerank service.
 
-    Milvus posts ``{"query", "documents"[, "truncate_prompt_tokens"]}`` to
-    ``scheme://host:port/rerank`` in batches of ``max_client_batch_size``, one after another,
-    without ``model`` (so vLLM 0.7.x refuses it). Milvus Lite has no ``vllm`` provider: use
-    :func:`cohere_ranker` there. The query and documents go as they are, with no
-    ``instruction``: an LLM reranker (Qwen3-Reranker and its kin) ranks well only on a server
-    that wraps them in its prompt itself (``--chat-template``), with the template's default
-    instruction.
+    Milvus Lite has no ``vllm`` provider: use :func:`cohere_ranker` there. Milvus sends no
+    ``model`` and no instruction (an LLM reranker needs a server with ``--chat-template``): see
+    docs/server-side-rerank.md.
 
     Args:
         queries: One query string per search query (``nq`` of the search).
@@ -143,8 +137,6 @@ def tei_ranker(
 ) -> Function:
     """The model ranker with which a Milvus 2.6 server calls a text-embeddings-inference service.
 
-    Milvus posts ``{"query", "texts"[, "truncate", "truncation_direction"]}`` to
-    ``scheme://host:port/rerank`` in batches of ``max_client_batch_size``, without ``raw_scores``.
     Milvus Lite has no ``tei`` provider: use :func:`cohere_ranker` there.
 
     Args:
@@ -201,31 +193,20 @@ def cohere_ranker(
 ) -> Function:
     """The model ranker (provider ``cohere``) that calls a Cohere-compatible rerank service.
 
-    ``target="lite"`` is for Milvus Lite 3.x, whose only model-ranker provider is ``cohere``: it
-    posts ``{"model", "query", "documents", "top_n"}`` to ``{base_url}/rerank`` with a Bearer key,
-    all candidates in one request, and uses ``relevance_score`` as the hit's distance. The
-    Function carries ``base_url`` (``rerank_url`` minus ``/rerank``, so a vLLM-compatible server is
-    reached on ``/v2/rerank``) and ``model_name``.
-    Milvus Lite insists on a key: with no ``api_key`` the Function carries a harmless placeholder;
-    with one, the key goes into the Function only if ``include_api_key=True`` (the Function's
-    params then hold the secret: do not log them), otherwise Milvus Lite reads ``COHERE_API_KEY``
-    from the environment.
-
-    ``target="server"`` is for a Milvus 2.6 server: the URL comes from ``milvus.yaml``
-    (``function.rerank.model.providers.cohere.url``), never from the Function, and the key from a
-    ``credential`` label.
-
-    ``model`` is required for both: Milvus always sends a model name (Lite its own default,
-    ``rerank-v3.5``, when none is given), and a server that serves another model, such as vLLM,
-    then answers 404 inside every search, while a direct ``rerank`` call without one works.
+    ``target="lite"`` is for Milvus Lite, whose only model-ranker provider is ``cohere``: the
+    Function carries ``rerank_url`` minus ``/rerank``, the model and a key (a placeholder when
+    there is none; ``COHERE_API_KEY`` is read by Lite unless ``include_api_key``).
+    ``target="server"`` is for a Milvus 2.6 server, which takes the URL from ``milvus.yaml`` and
+    the key from a ``credential`` label. Milvus always sends a model name, so ``model`` is
+    required. What Milvus sends: docs/server-side-rerank.md.
 
     Args:
         queries: One query string per search query (``nq`` of the search).
         rerank_url: The full URL the service answers rerank requests on.
         input_field: The single VARCHAR field whose text is reranked.
         name: Name of the function.
-        target: ``"lite"`` or ``"server"``, see above.
-        model: The model name sent to the service; ``None`` is refused (see above).
+        target: ``"lite"`` or ``"server"``.
+        model: The model name sent to the service; ``None`` is refused.
         max_client_batch_size: Documents per request a Milvus server sends (``target="server"``).
         max_tokens_per_doc: Cohere's per-document token cap, passed on when set (``target="server"``).
         api_key: The caller's key for the service, if any.
@@ -315,12 +296,9 @@ def voyage_ranker(
 ) -> Function:
     """The model ranker (provider ``voyageai``) with which a Milvus 2.6 server calls Voyage AI.
 
-    The server posts ``{"query", "documents", "model", "truncation"}`` to the ``voyageai`` URL of
-    its ``milvus.yaml`` (Voyage's API unless changed there), never to a URL in the Function, in
-    batches of ``max_client_batch_size`` (Milvus's default is 128; Voyage takes up to 1,000). Its
-    key is the ``credential`` label defined in ``milvus.yaml``, or the server's own
-    ``VOYAGE_API_KEY``; a raw key never goes into the Function. Milvus Lite has no ``voyageai``
-    provider: a search with this Function fails there with ``Unknown rerank provider``.
+    The server calls the ``voyageai`` URL of its ``milvus.yaml`` with the key of the
+    ``credential`` label (or its own ``VOYAGE_API_KEY``); a raw key never goes into the Function.
+    Milvus Lite has no ``voyageai`` provider. What Milvus sends: docs/server-side-rerank.md.
 
     Args:
         queries: One query string per search query (``nq`` of the search).
