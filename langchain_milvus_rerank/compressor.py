@@ -51,16 +51,9 @@ class RerankCompressor(BaseDocumentCompressor):
     - ``metadata["rerank_span"]``: ``(start, end)``, the characters of ``page_content`` in the best
       window, when the reranker split the document into windows (``long_documents="windows"``).
 
-    Duplicates are scored once and returned once (the first occurrence is kept). Two documents
-    are the same when they have the same Milvus primary key ``metadata["pk"]`` (langchain-milvus
-    and :class:`~langchain_milvus_rerank.MilvusRerankRetriever` set it), of the same type (``1``,
-    ``True``, ``1.0`` and ``"1"`` are four keys); documents without one are the same when they have
-    the same ``Document.id``; documents with neither are all distinct.
-
-    Callbacks passed to :meth:`compress_documents` (or inherited from a parent run, as inside
-    ``ContextualCompressionRetriever``) see one chain run named ``RerankCompressor`` per call,
-    started after the arguments are checked, ended with the returned documents (also for an
-    empty list, which returns ``[]`` without calling the reranker), or ended with the error.
+    Duplicates (the same ``metadata["pk"]``, else the same ``Document.id``) are scored and
+    returned once. Callbacks see one chain run named ``RerankCompressor`` per call. Both rules in
+    full: docs/langchain.md.
 
     Example:
         >>> from milvus_rerank import VLLMReranker  # doctest: +SKIP

@@ -45,12 +45,9 @@ def _model_name(reranker: object) -> str:
 class RerankPostprocessor(BaseNodePostprocessor):
     """Rerank retrieved nodes with a cross-encoder (vLLM, TEI, local, or your own reranker).
 
-    Every node is scored against the query, duplicates once: nodes are the same when they share
-    a node id (the Milvus primary key for nodes from :class:`MilvusRerankRetriever`, and from
-    ``MilvusVectorStore`` on collections it wrote) or, with ``pk_key``, a primary key in their
-    metadata (of the same type: ``1`` and ``"1"`` are two keys). A primary key never matches a
-    node id: a node without the key is not a duplicate of one whose key equals its id. Then nodes
-    scoring below ``score_threshold`` are dropped, then the best ``top_n`` are kept. The result is
+    Every node is scored against the query, duplicates once (the same node id, or with ``pk_key``
+    the same primary key: docs/llamaindex.md). Then nodes scoring below ``score_threshold`` are
+    dropped, then the best ``top_n`` are kept. The result is
     made of new ``NodeWithScore`` objects over copies of the nodes: node ids are kept, ``score``
     is the rerank score, and the first-stage score is kept in ``metadata["retrieval_score"]``
     (excluded from the LLM and embedding text). The caller's nodes are never modified.
