@@ -34,18 +34,11 @@ def build_cohere_payload(
 class CohereReranker(HostedReranker):
     """Rerank with a Cohere v2-compatible service.
 
-    Speaks Cohere's ``/v2/rerank`` request and accepts the response shapes of Cohere
-    (``{"results": [{"index", "relevance_score"}]}``), Jina and vLLM (the same, with echoed
-    documents) and Infinity (``document`` as a string). Batching (default 64 documents),
-    concurrency and retries are those of every HTTP reranker, and so are the options not listed
-    here: see :class:`~milvus_rerank.rerankers.http.HTTPReranker`.
-
-    LLM rerankers: the query and documents go as they are (Cohere's own models need nothing
-    else), so this reranker has no ``prompt_format``. Behind a vLLM server (``/v2/rerank``), an
-    LLM reranker such as Qwen3-Reranker ranks at random unless the server applies its prompt
-    (``--chat-template``); its instruction can then go as ``extra_body={"instruction": ...}``.
-    To wrap the texts on the client instead, use :class:`~milvus_rerank.VLLMReranker` with
-    ``prompt_format=`` (vLLM answers on ``/v2/rerank`` too).
+    Speaks Cohere's ``/v2/rerank`` request and accepts the answers of Cohere, Jina, vLLM and
+    Infinity. The options not listed here (batching, default 64 documents; concurrency; retries)
+    are those of every HTTP reranker: :class:`~milvus_rerank.HTTPOptions`. The texts go as they
+    are: behind vLLM, an LLM reranker needs the server's ``--chat-template`` (see
+    docs/llm-rerankers.md).
 
     With no ``api_key=``, the key comes from ``COHERE_API_KEY`` (or ``CO_API_KEY``), for Cohere's
     own API only (``https://api.cohere.com``). For Jina AI's API prefer

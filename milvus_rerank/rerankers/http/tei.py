@@ -38,19 +38,10 @@ def build_tei_payload(
 class TEIReranker(HTTPReranker):
     """Rerank with a cross-encoder served by text-embeddings-inference.
 
-    TEI refuses more than ``--max-client-batch-size`` texts per request (413 up to v1.8, 422
-    since), so documents go in batches: ``max_batch_size`` when given, otherwise what ``GET /info``
-    reports (``max_client_batch_size``), otherwise 32. TEI answers every text and has no ``top_n``:
-    the cut happens on the client. The options not listed here are those of every HTTP reranker:
-    see :class:`~milvus_rerank.rerankers.http.HTTPReranker`.
-
-    LLM rerankers (Qwen3-Reranker, mxbai-rerank-v2, bge-reranker-v2-gemma) are not supported:
-    TEI's ``/rerank`` applies no prompt template and takes no instruction, and TEI does not load
-    them as rerankers (Qwen3-Reranker support is an open request there, issue 643 of
-    huggingface/text-embeddings-inference).
-    This reranker sends the texts as they are, so it has no ``prompt_format`` or ``instruction``;
-    serve an LLM reranker with vLLM and use :class:`~milvus_rerank.VLLMReranker`, or run it in
-    process with :class:`~milvus_rerank.CrossEncoderReranker`.
+    Documents go in batches of ``max_batch_size`` when given, otherwise of what ``GET /info``
+    reports (``max_client_batch_size``), otherwise 32. The options not listed here are those of
+    every HTTP reranker: :class:`~milvus_rerank.HTTPOptions`. TEI does not serve LLM rerankers:
+    use :class:`~milvus_rerank.VLLMReranker` or :class:`~milvus_rerank.CrossEncoderReranker`.
 
     Args:
         endpoint: ``http://host:8080`` or ``http://host:8080/rerank``; or a list of servers of the same model.
