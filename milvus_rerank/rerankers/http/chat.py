@@ -82,18 +82,12 @@ class ChatListwiseReranker(HTTPReranker):
     """Rerank with any chat LLM behind an OpenAI-compatible endpoint, RankGPT-style (listwise, sliding windows).
 
     The model reads ``window`` numbered passages and answers with their order (``[3] > [1] > [2]``).
-    Windows slide from the bottom of the first-stage order to the top, ``step`` passages apart, so
-    a rerank of ``n`` passages costs ``ceil((n - window) / step) + 1`` chat calls (one when
-    ``n <= window``), made one after another. Every answer is repaired into a complete
-    permutation: identifiers out of range and repeats are dropped, passages it does not name keep
-    their previous relative order after the named ones, and an answer with no identifier keeps
-    the window's order (with a warning). No passage is ever lost or duplicated; :attr:`stats`
-    counts the repairs. Requests carry ``temperature=0`` and a ``max_tokens`` sized to the answer.
-
-    Scores are ranks, not probabilities: of ``n`` passages the best scores ``n``, the next
-    ``n - 1``, down to ``1`` for the last (blank documents, never sent, score lowest). So ``top_n``
-    works, and a ``score_threshold`` keeps the passages ranked above a place; a score says
-    nothing about relevance on its own.
+    Windows slide from the bottom of the first-stage order to the top, ``step`` passages apart: a
+    rerank of ``n`` passages costs ``ceil((n - window) / step) + 1`` chat calls (one when
+    ``n <= window``). Every answer is repaired into a complete permutation, so no passage is ever
+    lost or duplicated; :attr:`stats` counts the repairs. Scores are ranks, not probabilities: of
+    ``n`` passages the best scores ``n``, the last ``1``. The repair rules, the request and the
+    passage budget: docs/listwise.md.
 
     Args:
         endpoint: ``http://host:8000``, ``http://host:8000/v1`` or a full ``.../v1/chat/completions`` URL.
