@@ -58,3 +58,19 @@ def test_a_bad_overlap_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> N
     with pytest.raises(SystemExit):
         demo_parser().parse_args(["--window-overlap", "-1"])
     assert "--window-overlap" in capsys.readouterr().err
+
+
+def test_debug_shows_how_many_windows_long_passages_became(model: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import logging
+
+    from milvus_rerank.cli import _debug_logs
+
+    logger = logging.getLogger("milvus_rerank")
+    handlers, level = list(logger.handlers), logger.level
+    try:
+        _debug_logs()  # what main() does at --debug
+        CrossEncoderReranker(model, max_length=24, long_documents="windows").rerank(QUERY, DOCUMENTS)
+    finally:
+        logger.handlers[:] = handlers
+        logger.setLevel(level)
+    assert "1 of 2 documents were longer than 24 tokens with the query and were split into" in capsys.readouterr().err
