@@ -96,6 +96,8 @@ def offline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Offline]:
     # LlamaIndex's HuggingFaceEmbedding looks in a cache of its own unless told otherwise: the same one.
     env.update(HF_HUB_CACHE=str(tmp / "hub"), LLAMA_INDEX_CACHE_DIR=str(tmp / "hub"), HF_HUB_OFFLINE="1")
     env["TOKENIZERS_PARALLELISM"] = "false"
+    # The blocks run on this checkout, whatever checkout the environment's editable install names.
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
     with RerankTestServer(model_name="BAAI/bge-reranker-base") as server:  # what the pages' vLLM serves
         yield Offline(env, server)
 
