@@ -33,11 +33,8 @@ def build_vllm_payload(
 ) -> dict[str, Any]:
     """The body of ``POST /v1/rerank`` for one batch (pure).
 
-    ``documents`` go as plain strings; ``top_n`` only when set (vLLM reads 0 as "all", Infinity
-    refuses it); ``raw_scores`` asks for logits in both the new (``use_activation``) and the old
-    (``activation``) spelling, since vLLM ignores fields it does not know; ``instruction`` goes in
-    the field of that name, which recent vLLM releases (0.32 has it) hand to the server's
-    ``--chat-template`` and older ones ignore.
+    An option is sent only when set (vLLM reads ``top_n=0`` as "all", Infinity refuses it);
+    ``raw_scores`` in both of vLLM's spellings. What each field needs of the server: docs/versions.md.
     """
     payload: dict[str, Any] = {"query": query, "documents": list(documents)}
     if model is not None:
