@@ -18,12 +18,12 @@ import logging
 import math
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal
 
 from milvus_rerank.rerankers.contract import check_answer, check_rerank_args
 from milvus_rerank.rerankers.fallback import falls_through
 from milvus_rerank.rerankers.windows import span_in
-from milvus_rerank.types import Candidate, Reranker, RerankResult
+from milvus_rerank.types import Candidate, CandidateRetriever, Reranker, RerankResult, check_retriever
 from milvus_rerank.validation import check_choice, check_number, check_top_n
 
 __all__ = [
@@ -94,37 +94,6 @@ class Selection:
         if other:
             raise TypeError(f"{', '.join(map(repr, other))} are not selection options; those are {SELECTION_OPTIONS}")
         return replace(self, **options)
-
-
-@runtime_checkable
-class CandidateRetriever(Protocol):
-    """A first stage: anything that turns a query into candidates (e.g. ``MilvusRetriever``).
-
-    Per-call first-stage options (``limit``, ``filter``) reach ``retrieve`` as keyword
-    arguments; a first stage that takes none works as long as none is given.
-    """
-
-    def retrieve(self, query: str) -> list[Candidate]:
-        """Return the first-stage candidates for ``query``."""
-        ...
-
-    async def aretrieve(self, query: str) -> list[Candidate]:
-        """Async twin of :meth:`retrieve`."""
-        ...
-
-
-def check_retriever(retriever: object) -> CandidateRetriever:
-    """Return ``retriever`` if it can be a first stage (it has ``retrieve`` and ``aretrieve``).
-
-    Raises:
-        TypeError: It lacks one of the two methods.
-    """
-    if not isinstance(retriever, CandidateRetriever):
-        raise TypeError(
-            "retriever must have retrieve() and aretrieve() methods returning candidates "
-            f"(e.g. milvus_rerank.MilvusRetriever), got {type(retriever).__name__}"
-        )
-    return retriever
 
 
 def split_call_options(options: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

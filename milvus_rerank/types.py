@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["Candidate", "RerankResult", "Reranker"]
+__all__ = ["Candidate", "CandidateRetriever", "RerankResult", "Reranker", "check_retriever"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,3 +118,34 @@ class Reranker(Protocol):
     async def arerank(self, query: str, documents: Sequence[str], *, top_n: int | None = None) -> list[RerankResult]:
         """Async twin of :meth:`rerank`; never blocks the event loop."""
         ...
+
+
+@runtime_checkable
+class CandidateRetriever(Protocol):
+    """A first stage: anything that turns a query into candidates (e.g. ``MilvusRetriever``).
+
+    Per-call first-stage options (``limit``, ``filter``) reach ``retrieve`` as keyword
+    arguments; a first stage that takes none works as long as none is given.
+    """
+
+    def retrieve(self, query: str) -> list[Candidate]:
+        """Return the first-stage candidates for ``query``."""
+        ...
+
+    async def aretrieve(self, query: str) -> list[Candidate]:
+        """Async twin of :meth:`retrieve`."""
+        ...
+
+
+def check_retriever(retriever: object) -> CandidateRetriever:
+    """Return ``retriever`` if it can be a first stage (it has ``retrieve`` and ``aretrieve``).
+
+    Raises:
+        TypeError: It lacks one of the two methods.
+    """
+    if not isinstance(retriever, CandidateRetriever):
+        raise TypeError(
+            "retriever must have retrieve() and aretrieve() methods returning candidates "
+            f"(e.g. milvus_rerank.MilvusRetriever), got {type(retriever).__name__}"
+        )
+    return retriever

@@ -41,8 +41,7 @@ from milvus_rerank.milvus.options import (
 )
 from milvus_rerank.milvus.rankers import check_ranker, is_model_ranker, ranker_for_query
 from milvus_rerank.milvus.schema import CollectionLayout
-from milvus_rerank.pipeline import CandidateRetriever, check_retriever
-from milvus_rerank.types import Candidate
+from milvus_rerank.types import Candidate, CandidateRetriever, check_retriever
 from milvus_rerank.validation import check_choice, check_keywords
 
 if TYPE_CHECKING:
