@@ -160,7 +160,7 @@ def test_fastapi_validation_errors_are_readable() -> None:
 
 @pytest.fixture(scope="module")
 def local(tiny_model: Path) -> CrossEncoderReranker:
-    return CrossEncoderReranker(tiny_model, device="cpu")
+    return CrossEncoderReranker(tiny_model, device="cpu", dtype="float32")  # parity: exact scores, no ties
 
 
 @pytest.mark.parametrize(("flavor", "make"), [("vllm", VLLMReranker), ("tei", TEIReranker), ("vllm", CohereReranker)])
