@@ -17,10 +17,11 @@ keeps only the table.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from milvus_rerank import __version__
 from milvus_rerank.cli import demo, evaluate, ingest, query
@@ -55,6 +56,36 @@ def build_parser() -> argparse.ArgumentParser:
         # The command's own parser, to report an unknown flag under the command's usage (see main).
         sub.set_defaults(handler=command.run, command_parser=sub)
     return parser
+
+
+_COMMAND_LOGGERS = (
+    "milvus_rerank",
+    "milvus_rerank.http",
+    "transformers",
+    "sentence_transformers",
+    "huggingface_hub",
+    "httpx",
+    "pymilvus",
+    "milvus_lite",
+)
+"""The loggers a command sets up for its own output (:func:`_quiet_libraries`, :func:`_debug_logs`)."""
+
+
+@contextlib.contextmanager
+def _command_logging() -> Iterator[None]:
+    """Give the loggers a command changes their levels and handlers back when it ends.
+
+    ``main`` also runs in-process (tests, or an application calling it): the quiet or debug
+    setting of one command must not stay behind in the caller's logging.
+    """
+    loggers = [logging.getLogger(name) for name in _COMMAND_LOGGERS]
+    saved = [(logger.level, list(logger.handlers)) for logger in loggers]
+    try:
+        yield
+    finally:
+        for logger, (level, handlers) in zip(loggers, saved, strict=True):
+            logger.setLevel(level)
+            logger.handlers[:] = handlers
 
 
 def _debug_logs() -> None:
@@ -97,10 +128,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, unknown = parser.parse_known_args(argv)
     if unknown:
         args.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
-    if not args.debug:
-        _quiet_libraries()
-    else:
-        _debug_logs()
+    with _command_logging():
+        if not args.debug:
+            _quiet_libraries()
+        else:
+            _debug_logs()
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return int(args.handler(args))
     except KeyboardInterrupt:

@@ -133,3 +133,20 @@ def test_error_line_prefixes_only_unexpected_errors() -> None:
     assert error_line(CLIError("")) == "CLIError"
     assert error_line(RetrievalError("cannot connect")) == "cannot connect"
     assert error_line(RuntimeError("boom")) == "RuntimeError: boom"
+
+
+@pytest.mark.parametrize("debug", [[], ["--debug"]])
+def test_a_command_run_in_process_leaves_the_callers_logging_as_it_was(tmp_path: Path, debug: list[str]) -> None:
+    # The quiet (or --debug) setting is the command's: an application or test calling main() keeps its own.
+    import logging
+
+    names = ("milvus_rerank", "milvus_rerank.http", "httpx", "pymilvus", "transformers")
+    before = {name: (logging.getLogger(name).level, list(logging.getLogger(name).handlers)) for name in names}
+    argv = ["query", "anything", "--uri", str(tmp_path / "missing" / "x.db"), *debug]
+    if debug:
+        with pytest.raises(Exception):  # noqa: B017, PT011 - --debug re-raises whatever the command raised
+            main(argv)
+    else:
+        assert main(argv) == 1
+    after = {name: (logging.getLogger(name).level, list(logging.getLogger(name).handlers)) for name in names}
+    assert after == before
