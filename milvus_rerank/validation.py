@@ -13,7 +13,7 @@ import math
 from collections.abc import Collection, Iterable
 from typing import Literal, TypeVar, overload
 
-__all__ = ["check_choice", "check_int", "check_keywords", "check_number", "check_top_n"]
+__all__ = ["check_choice", "check_encodable", "check_int", "check_keywords", "check_number", "check_top_n"]
 
 _T = TypeVar("_T")
 
@@ -150,3 +150,21 @@ def check_keywords(owner: str, given: Iterable[str], known: Collection[str], *, 
             close = difflib.get_close_matches(name, sorted(known), n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             raise TypeError(f"{owner}() got an unexpected keyword argument {name!r}{hint} ({accepted})")
+
+
+def check_encodable(text: str, name: str) -> None:
+    """Refuse a text holding a lone surrogate, naming it, before a tokenizer, a JSON body or Milvus fails on it.
+
+    Raises:
+        ValueError: ``text`` holds a lone surrogate (e.g. from bytes decoded with
+            ``errors="surrogateescape"``); the message says which text (``name``), where, and the fix.
+    """
+    if text.isascii():
+        return
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(
+            f"{name} holds a lone surrogate ({text[exc.start]!r}) at character {exc.start}, which UTF-8 cannot "
+            "encode; clean the text first, e.g. text.encode('utf-8', 'replace').decode('utf-8')"
+        ) from None

@@ -17,7 +17,7 @@ from milvus_rerank.chunking import Chunk
 from milvus_rerank.errors import CollectionNotFoundError, RetrievalError, SchemaError
 from milvus_rerank.milvus.embeddings import as_document_embedder, as_sparse_document_encoder
 from milvus_rerank.milvus.schema import bm25_sources
-from milvus_rerank.validation import check_int
+from milvus_rerank.validation import check_encodable, check_int
 
 if TYPE_CHECKING:
     from pymilvus import MilvusClient
@@ -324,15 +324,8 @@ def _rows(batch: Sequence[Document], layout: Mapping[str, Any], collection_name:
             )
         if not isinstance(text, str):
             raise TypeError(f"text of document {doc_id!r} must be a str, got {type(text).__name__}")
-        if not text.isascii():
-            try:
-                text.encode("utf-8")
-            except UnicodeEncodeError as exc:  # pymilvus would fail with "The Input data type is inconsistent"
-                raise ValueError(
-                    f"text of document {doc_id!r} holds a lone surrogate ({text[exc.start]!r}) at character "
-                    f"{exc.start}, which UTF-8 cannot encode; clean the text first, e.g. "
-                    "text.encode('utf-8', 'replace').decode('utf-8')"
-                ) from None
+        # pymilvus would fail with "The Input data type is inconsistent", naming no document.
+        check_encodable(text, f"text of document {doc_id!r}")
         limit = layout["max_text_length"]
         # Milvus Lite counts a VARCHAR's length in characters (measured: 100 "é" fit max_length=100).
         if limit is not None and len(text) > limit:

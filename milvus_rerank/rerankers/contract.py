@@ -19,7 +19,7 @@ from numbers import Integral, Real
 
 from milvus_rerank.errors import RerankResponseError
 from milvus_rerank.types import RerankResult
-from milvus_rerank.validation import check_top_n
+from milvus_rerank.validation import check_encodable, check_top_n
 
 __all__ = [
     "BLANK_SCORE",
@@ -68,24 +68,10 @@ def check_rerank_args(query: object, documents: object, top_n: object) -> Sequen
                 "convert or drop it before reranking"
             )
     check_top_n(top_n)
-    _check_encodable(query, "query")
+    check_encodable(query, "query")
     for position, document in enumerate(documents):
-        _check_encodable(document, f"documents[{position}]")
+        check_encodable(document, f"documents[{position}]")
     return documents
-
-
-def _check_encodable(text: str, name: str) -> None:
-    # No tokenizer and no JSON body can carry a lone surrogate; say which text holds one before
-    # either fails with a message about its own internals.
-    if text.isascii():
-        return
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise ValueError(
-            f"{name} holds a lone surrogate ({text[exc.start]!r}) at character {exc.start}, which UTF-8 cannot "
-            "encode; clean the text first, e.g. text.encode('utf-8', 'replace').decode('utf-8')"
-        ) from None
 
 
 @dataclass(frozen=True)
