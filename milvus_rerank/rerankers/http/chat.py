@@ -23,7 +23,6 @@ from typing import Any, ClassVar
 from milvus_rerank.errors import RerankHTTPError, RerankResponseError, RerankTimeoutError
 from milvus_rerank.rerankers.contract import DocumentsToScore, check_rerank_args, documents_to_score
 from milvus_rerank.rerankers.http.client import HTTPReranker
-from milvus_rerank.rerankers.http.credentials import REDACTED
 from milvus_rerank.rerankers.http.options import HTTPOptions, Unpack
 from milvus_rerank.rerankers.http.retry import RetryPolicy
 from milvus_rerank.rerankers.http.service import RerankService
@@ -397,11 +396,5 @@ class ChatListwiseReranker(HTTPReranker):
             "rerank on the client, with RerankPipeline or the LangChain / LlamaIndex adapters"
         )
 
-    def __repr__(self) -> str:
-        key = f"'{REDACTED}'" if self._api_key is not None else "None"
-        model = self._redact(repr(self.model))  # a discovered name is server text
-        endpoint = self._endpoints.display if len(self._endpoints.endpoints) > 1 else repr(self.endpoint.display)
-        return (
-            f"{type(self).__name__}(endpoint={endpoint}, model={model}, api_key={key}, "
-            f"window={self.window}, step={self.step}, max_calls={self.max_calls!r})"
-        )
+    def _repr_options(self) -> str:
+        return f"window={self.window}, step={self.step}, max_calls={self.max_calls!r}"

@@ -729,7 +729,8 @@ class HTTPReranker:
         key = f"'{REDACTED}'" if self._api_key is not None else "None"
         model = self._redact(repr(self.model))  # a discovered name is server text
         endpoint = self._endpoints.display if len(self._endpoints.endpoints) > 1 else repr(self.endpoint.display)
-        return (
-            f"{type(self).__name__}(endpoint={endpoint}, model={model}, api_key={key}, "
-            f"max_batch_size={self._batch_size!r}, max_concurrency={self.max_concurrency})"
-        )
+        return f"{type(self).__name__}(endpoint={endpoint}, model={model}, api_key={key}, {self._repr_options()})"
+
+    def _repr_options(self) -> str:
+        """The options :meth:`__repr__` shows after the endpoint, model and key."""
+        return f"max_batch_size={self._batch_size!r}, max_concurrency={self.max_concurrency}"
