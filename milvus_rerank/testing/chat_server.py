@@ -27,15 +27,8 @@ import uuid
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-from milvus_rerank.testing.server import (
-    _ANSWERS_WITHOUT_SCORING,
-    Fault,
-    RerankTestServer,
-    _fault_reply,
-    _json_reply,
-    _Reply,
-    _trickled,
-)
+from milvus_rerank.testing.faults import _ANSWERS_WITHOUT_SCORING, Fault, _fault_reply, _json_reply, _Reply, _trickled
+from milvus_rerank.testing.server import RerankTestServer
 from milvus_rerank.types import Reranker
 
 __all__ = ["ChatTestServer", "Fault", "chat_completion"]

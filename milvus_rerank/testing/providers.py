@@ -17,7 +17,8 @@ from __future__ import annotations
 import re
 from typing import Any, ClassVar
 
-from milvus_rerank.testing.server import Fault, RerankTestServer, _json_reply, _Reply
+from milvus_rerank.testing.faults import Fault, _json_reply, _Reply
+from milvus_rerank.testing.server import RerankTestServer
 from milvus_rerank.types import Reranker
 
 __all__ = ["JinaTestServer", "VoyageTestServer", "count_tokens", "jina_error", "voyage_error"]

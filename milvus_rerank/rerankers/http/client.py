@@ -15,14 +15,11 @@ answer checks, redirects) is described for users in docs/http-options.md.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import dataclasses
 import json
 import logging
-import ssl
 import threading
 import time
-import weakref
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any, ClassVar, cast
 
@@ -32,6 +29,7 @@ from milvus_rerank.errors import RerankHTTPError
 from milvus_rerank.rerankers.contract import check_rerank_args, documents_to_score
 from milvus_rerank.rerankers.http.attempts import Attempts, http_error
 from milvus_rerank.rerankers.http.body import ACCEPT_ENCODING, BodyReader
+from milvus_rerank.rerankers.http.clients import HTTPClients
 from milvus_rerank.rerankers.http.credentials import (
     REDACTED,
     Redactor,
@@ -41,7 +39,8 @@ from milvus_rerank.rerankers.http.credentials import (
     guard_http_logs,
 )
 from milvus_rerank.rerankers.http.endpoint import redact_url
-from milvus_rerank.rerankers.http.loops import LoopClient, holding, within_deadline
+from milvus_rerank.rerankers.http.long_documents import ClientWindows
+from milvus_rerank.rerankers.http.loops import holding, within_deadline
 from milvus_rerank.rerankers.http.options import HTTPOptions, Unpack, check_option_names
 from milvus_rerank.rerankers.http.pool import CONNECTION_FAILURES, EndpointPool
 from milvus_rerank.rerankers.http.retry import RetryPolicy
@@ -54,13 +53,7 @@ from milvus_rerank.rerankers.http.wire import (
     plan_batches,
     results_list,
 )
-from milvus_rerank.rerankers.windows import (
-    DEFAULT_MAX_WINDOWS,
-    ClientTokenizer,
-    WindowedCall,
-    plan_windows,
-    window_options,
-)
+from milvus_rerank.rerankers.windows import DEFAULT_MAX_WINDOWS, WindowedCall
 from milvus_rerank.types import RerankResult
 from milvus_rerank.validation import check_int, check_number
 
@@ -136,19 +129,13 @@ class HTTPReranker:
         )
         self.retry_policy = _retry_policy(options)
         self._extra_body = self._check_extra_body(options.get("extra_body"))
-        self.windows = window_options(
+        self._windows = ClientWindows(
             options.get("long_documents", "truncate"),
             options.get("window_overlap"),
             options.get("max_windows", DEFAULT_MAX_WINDOWS),
+            options.get("tokenizer"),
+            options.get("max_length"),
         )
-        self.max_length = check_int(options.get("max_length"), "max_length", minimum=4, optional=True)
-        tokenizer = options.get("tokenizer")
-        if self.windows.windows and tokenizer is None:
-            raise ValueError(
-                "long_documents='windows' cuts windows on the client with the served model's tokenizer: pass "
-                "tokenizer= (its directory or hub id, or a loaded fast tokenizer) and max_length= (the server's limit)"
-            )
-        self._window_tokenizer = None if tokenizer is None else ClientTokenizer(tokenizer)
         secret_headers = options.get("secret_headers", ())
         if isinstance(secret_headers, str) or not isinstance(secret_headers, Collection):
             raise TypeError(f"secret_headers must be a collection of header names, got {type(secret_headers).__name__}")
@@ -165,24 +152,14 @@ class HTTPReranker:
             self._headers["Authorization"] = f"Bearer {self._api_key}"
         self._redact = Redactor.of(api_key=self._api_key, headers=own_headers, secret_headers=list(secret_headers))
         guard_http_logs(self._redact)
-        client, async_client = options.get("client"), options.get("async_client")
-        if client is not None and not isinstance(client, httpx.Client):
-            raise TypeError(f"client must be an httpx.Client, got {type(client).__name__}")
-        if async_client is not None and not isinstance(async_client, httpx.AsyncClient):
-            raise TypeError(f"async_client must be an httpx.AsyncClient, got {type(async_client).__name__}")
-        self._client = client
-        self._owns_client = client is None
-        self._user_async_client = async_client
-        self._loop_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopClient] = (
-            weakref.WeakKeyDictionary()
+        self._clients = HTTPClients(
+            options.get("client"),
+            options.get("async_client"),
+            max_concurrency=self.max_concurrency,
+            owner=type(self).__name__,
         )
-        self._closing: set[concurrent.futures.Future[None]] = set()
-        self._tls_context: ssl.SSLContext | None = None
-        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
-        self._lock = threading.Lock()
         # One lock for discovery on both paths: one GET, however many threads and coroutines ask.
         self._discovery_lock = threading.Lock()
-        self._closed = False
 
     # -- protocol pieces (pure) ---------------------------------------------------------------
 
@@ -243,48 +220,17 @@ class HTTPReranker:
         """The protocol's own settings for :meth:`describe`, by their constructor names."""
         return {}
 
-    # -- long documents: windows cut on the client (see milvus_rerank.rerankers.windows) ----------
+    # -- long documents: windows cut on the client (ClientWindows) -----------------------------
 
     def _window_prompt(self) -> tuple[Any, str | None]:
         """The prompt format and instruction the client renders around each pair (none here)."""
         return None, None
 
     def _window_plan(self, query: str, texts: list[str]) -> WindowedCall | None:
-        """The texts to send under ``long_documents="windows"``; ``None`` under ``"truncate"``."""
-        tokenizer = self._window_tokenizer
-        if not self.windows.windows or tokenizer is None:
-            return None
-        max_length = self.max_length or tokenizer.model_max_length()
-        if max_length is None:
-            raise ValueError(
-                "long_documents='windows' needs the pair's token limit and the tokenizer declares none: pass "
-                "max_length= (the server's limit, e.g. vLLM's max_model_len)"
-            )
         prompt_format, instruction = self._window_prompt()
-        call = plan_windows(
-            query,
-            texts,
-            max_length=max_length,
-            options=self.windows,
-            pair_lengths=lambda query, documents, limit: tokenizer.pair_lengths(
-                query, documents, limit, prompt_format=prompt_format, instruction=instruction
-            ),
-            token_offsets=tokenizer.token_offsets,
+        return self._windows.plan(
+            query, texts, prompt_format=prompt_format, instruction=instruction, where=self.endpoint.display
         )
-        if call.split:
-            logger.debug("%s: %s", self.endpoint.display, call.summary(max_length))
-        return call
-
-    @staticmethod
-    def _best_windows(results: list[RerankResult], call: WindowedCall | None) -> list[RerankResult]:
-        """Results per document from results per window: each document's best window, with its span."""
-        if call is None:
-            return results
-        scores = [0.0] * len(call.texts)
-        for result in results:
-            scores[result.index] = result.score
-        best, spans = call.best(scores, len(set(call.owners)))
-        return [RerankResult(index, score, span) for index, (score, span) in enumerate(zip(best, spans, strict=True))]
 
     # -- shared pure logic --------------------------------------------------------------------
 
@@ -416,63 +362,11 @@ class HTTPReranker:
             server_message=exc.server_message,
         )
 
-    # -- clients --------------------------------------------------------------------------------
-
-    def _sync_client(self) -> httpx.Client:
-        if self._closed:
-            raise RuntimeError(f"{type(self).__name__} is closed; create a new one")
-        with self._lock:
-            if self._client is None:
-                self._client = httpx.Client(limits=self._limits())
-            return self._client
-
-    async def _async_client(self) -> httpx.AsyncClient:
-        if self._closed:
-            raise RuntimeError(f"{type(self).__name__} is closed; create a new one")
-        if self._user_async_client is not None:
-            return self._user_async_client
-        # An AsyncClient's connections belong to the loop that opened them: one client per loop,
-        # closed with that loop.
-        loop = asyncio.get_running_loop()
-        entry = self._loop_clients.get(loop)
-        if entry is None or entry.client.is_closed:
-            self._forget_closed_loops()
-            entry = LoopClient(httpx.AsyncClient(limits=self._limits(), verify=self._tls()), self._loop_clients)
-            self._loop_clients[loop] = entry
-            await entry.closer.asend(None)  # started on this loop, so its shutdown_asyncgens() finalises it
-        return entry.client
-
-    def _forget_closed_loops(self) -> None:
-        for loop, entry in list(self._loop_clients.items()):
-            if loop.is_closed():
-                del self._loop_clients[loop]
-                entry.abandon()
-
-    def _tls(self) -> ssl.SSLContext:
-        """The default TLS context of httpx, made once: loading the CA bundle costs more than a loopback request."""
-        with self._lock:
-            if self._tls_context is None:
-                self._tls_context = httpx.create_ssl_context(verify=True, trust_env=True)
-            return self._tls_context
-
-    def _limits(self) -> httpx.Limits:
-        return httpx.Limits(
-            max_connections=max(self.max_concurrency, 10), max_keepalive_connections=max(self.max_concurrency, 10)
-        )
-
-    def _executor(self) -> concurrent.futures.ThreadPoolExecutor:
-        with self._lock:
-            if self._pool is None:
-                self._pool = concurrent.futures.ThreadPoolExecutor(
-                    max_workers=self.max_concurrency, thread_name_prefix="milvus-rerank-http"
-                )
-            return self._pool
-
     # -- I/O: sync ------------------------------------------------------------------------------
 
     def _request(self, method: str, url: str, *, content: bytes | None = None, n_documents: int | None = None) -> bytes:
         """One request with the retry policy; the decoded body of its successful answer."""
-        client = self._sync_client()
+        client = self._clients.sync()
         attempts = self._attempts(url, n_documents)
         while True:
             chosen = self._endpoints.acquire()
@@ -566,13 +460,13 @@ class HTTPReranker:
         if len(requests) == 1:
             per_batch = [self._send(requests[0])]
         else:
-            futures = [self._executor().submit(self._send, request) for request in requests]
+            futures = [self._clients.executor().submit(self._send, request) for request in requests]
             try:
                 per_batch = [future.result() for future in futures]
             finally:
                 for future in futures:
                     future.cancel()
-        return to_score.results(self._best_windows(merge_batches(requests, per_batch), call), top_n)
+        return to_score.results(ClientWindows.best(merge_batches(requests, per_batch), call), top_n)
 
     # -- I/O: async (mirrors the sync path) -----------------------------------------------------
 
@@ -580,7 +474,7 @@ class HTTPReranker:
         self, method: str, url: str, *, content: bytes | None = None, n_documents: int | None = None
     ) -> bytes:
         """Async twin of :meth:`_request`; each attempt, body included, ends with the deadline."""
-        client = await self._async_client()
+        client = await self._clients.for_running_loop()
         attempts = self._attempts(url, n_documents)
         while True:
             chosen = self._endpoints.acquire()
@@ -655,7 +549,7 @@ class HTTPReranker:
         if not to_score.texts:
             return to_score.results([], top_n)
         batch_size = await self._adiscover()
-        call = await asyncio.to_thread(self._window_plan, query, to_score.texts) if self.windows.windows else None
+        call = await asyncio.to_thread(self._window_plan, query, to_score.texts) if self._windows.enabled else None
         requests = self._plan(
             query, to_score.texts if call is None else call.texts, top_n if call is None else None, batch_size
         )
@@ -675,7 +569,7 @@ class HTTPReranker:
                 for task in tasks:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
-        return to_score.results(self._best_windows(merge_batches(requests, per_batch), call), top_n)
+        return to_score.results(ClientWindows.best(merge_batches(requests, per_batch), call), top_n)
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -683,35 +577,13 @@ class HTTPReranker:
         """Close the clients this reranker created and its thread pool; callers' clients stay open.
 
         An event loop's async client is closed on that loop: now if the loop is idle, as soon as
-        it can if the loop is running. The client of a loop that was closed without
-        ``shutdown_asyncgens()`` (``asyncio.run`` calls it) cannot be closed any more: its
-        connections go with the garbage collector. Prefer :meth:`aclose` from async code.
+        it can if the loop is running. Prefer :meth:`aclose` from async code.
         """
-        self._closed = True
-        with self._lock:
-            pool, self._pool = self._pool, None
-            client = self._client if self._owns_client else None
-        if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
-        if client is not None:
-            client.close()
-        for loop, entry in list(self._loop_clients.items()):
-            if loop.is_closed():
-                entry.abandon()
-            elif loop.is_running():
-                closing = asyncio.run_coroutine_threadsafe(entry.aclose(), loop)
-                self._closing.add(closing)
-                closing.add_done_callback(self._closing.discard)
-            else:
-                loop.run_until_complete(entry.aclose())
-        self._loop_clients.clear()
+        self._clients.close()
 
     async def aclose(self) -> None:
         """Close the async client of the running loop, then everything :meth:`close` closes."""
-        entry = self._loop_clients.pop(asyncio.get_running_loop(), None)
-        if entry is not None:
-            await entry.aclose()
-        self.close()
+        await self._clients.aclose()
 
     def __enter__(self) -> HTTPReranker:
         return self

@@ -221,7 +221,7 @@ def test_close_closes_the_client_of_an_idle_loop_and_survives_a_closed_one() -> 
             warnings.simplefilter("always", ResourceWarning)
             reranker.close()
         assert [str(w.message) for w in caught if "was never awaited" in str(w.message)] == []
-        assert reranker._loop_clients == {}
+        assert reranker._clients.loop_clients == {}
         idle.run_until_complete(idle.shutdown_asyncgens())  # nothing left for it to finalise
         idle.close()
 
