@@ -26,7 +26,7 @@ from langchain_core.embeddings import Embeddings
 from milvus_rerank.cli import main
 from milvus_rerank.cli.corpus import DEMO_QUESTIONS, load_corpus
 from milvus_rerank.cli.options import add_demo_arguments
-from milvus_rerank.errors import RerankConnectionError
+from milvus_rerank.errors import RerankConnectionError, RerankHTTPError
 from milvus_rerank.rerankers.contract import check_rerank_args
 from milvus_rerank.rerankers.http import HTTPReranker
 from milvus_rerank.testing.server import WordOverlapReranker
@@ -91,6 +91,23 @@ class Caller:
                 self.loop.run_until_complete(reranker.aclose())
         if self.loop is not None:
             self.loop.close()
+
+
+class RefusingReranker(OverlapReranker):
+    """A server that says the request is wrong (a 4xx): not a reason for a chain to ask another reranker."""
+
+    def __init__(self, status: int = 400, message: str = "bad field") -> None:
+        super().__init__()
+        self.status, self.message = status, message
+
+    def record(self, query: str, documents: Sequence[str], top_n: int | None) -> None:
+        super().record(query, documents, top_n)
+        raise RerankHTTPError(
+            f"http://gpu:8000/v1/rerank answered HTTP {self.status}: {self.message}",
+            endpoint="http://gpu:8000/v1/rerank",
+            status_code=self.status,
+            server_message=self.message,
+        )
 
 
 class FailingReranker:

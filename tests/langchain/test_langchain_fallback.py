@@ -6,10 +6,8 @@ down (it falls through) or as a request the server refuses (it raises, passthrou
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import pytest
-from helpers import FailingReranker, ListRetriever, OverlapReranker
+from helpers import FailingReranker, ListRetriever, OverlapReranker, RefusingReranker
 from langchain_core.documents import Document
 
 from langchain_milvus_rerank import MilvusRerankRetriever, RerankCompressor
@@ -18,19 +16,6 @@ from milvus_rerank import Candidate, FallbackReranker, RerankHTTPError, RerankRe
 QUERY = "milvus hybrid search with rerank"
 TEXTS = ["bananas are yellow", "milvus supports hybrid search", "rerank after milvus hybrid search", "search engines"]
 CANDIDATES = [Candidate(id=i + 1, text=text, score=1.0 - i / 10) for i, text in enumerate(TEXTS)]
-
-
-class RefusingReranker(OverlapReranker):
-    """A server that says the request is wrong (HTTP 400): not a reason to ask another reranker."""
-
-    def record(self, query: str, documents: Sequence[str], top_n: int | None) -> None:
-        super().record(query, documents, top_n)
-        raise RerankHTTPError(
-            "http://gpu:8000/v1/rerank answered HTTP 400: bad field",
-            endpoint="http://gpu:8000/v1/rerank",
-            status_code=400,
-            server_message="bad field",
-        )
 
 
 def documents() -> list[Document]:

@@ -6,10 +6,8 @@ is down (it falls through) or as a request the server refuses (it raises, passth
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import pytest
-from helpers import FailingReranker, ListRetriever, OverlapReranker
+from helpers import FailingReranker, ListRetriever, OverlapReranker, RefusingReranker
 from llama_index.core.schema import MetadataMode, NodeWithScore, TextNode
 
 from llamaindex_milvus_rerank import MilvusRerankRetriever, RerankPostprocessor
@@ -23,19 +21,6 @@ TEXTS = [
     "the reranker scores each passage against the query",
 ]
 CANDIDATES = [Candidate(id=i + 1, text=text, score=1.0 - i / 10) for i, text in enumerate(TEXTS)]
-
-
-class RefusingReranker(OverlapReranker):
-    """A server that says the request is wrong (HTTP 422): not a reason to ask another reranker."""
-
-    def record(self, query: str, documents: Sequence[str], top_n: int | None) -> None:
-        super().record(query, documents, top_n)
-        raise RerankHTTPError(
-            "http://tei:8080/rerank answered HTTP 422: too many texts",
-            endpoint="http://tei:8080/rerank",
-            status_code=422,
-            server_message="too many texts",
-        )
 
 
 def nodes() -> list[NodeWithScore]:
@@ -90,7 +75,9 @@ async def test_the_retriever_names_the_first_reranker_when_it_answers(use_async:
 @pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
 async def test_a_refused_request_raises_even_with_passthrough(use_async: bool) -> None:
     second = OverlapReranker()
-    postprocessor = RerankPostprocessor(reranker=FallbackReranker([RefusingReranker(), second]), on_error="passthrough")
+    postprocessor = RerankPostprocessor(
+        reranker=FallbackReranker([RefusingReranker(422, "too many texts"), second]), on_error="passthrough"
+    )
     with pytest.raises(RerankHTTPError, match="HTTP 422"):
         await postprocess(postprocessor, use_async)
     assert second.calls == []
