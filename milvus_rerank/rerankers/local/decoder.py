@@ -220,9 +220,11 @@ class CausalScorer:
             self.margin = false_token_id is not None
             weight = head.weight[rows]
             bias = None if getattr(head, "bias", None) is None else head.bias[rows]
-        # Only these rows are ever multiplied: two rows of a vocabulary-wide LM head, or the classifier.
-        self.weight = weight.detach().clone()
-        self.bias = None if bias is None else bias.detach().clone()
+        # Only these rows are ever multiplied: two rows of a vocabulary-wide LM head, or the classifier. They
+        # run in float32 whatever the model's dtype, so that scores keep float32's resolution (a bfloat16
+        # logit near 16 moves in steps of 1/8, and documents the model tells apart would tie).
+        self.weight = weight.detach().clone().float()
+        self.bias = None if bias is None else bias.detach().clone().float()
         self.last_token_layer = _LastTokenLayer.build(base) if last_token_layer else None
         # transformers 5 renames the base models' `past_key_values` to `cache` (the old name warns, then goes).
         parameters = inspect.signature(type(base).forward).parameters
@@ -280,7 +282,7 @@ class CausalScorer:
         return layer(hidden, last, shared, prefix[-1] if prefix else None)
 
     def _head(self, hidden: torch.Tensor) -> torch.Tensor:
-        logits = hidden @ self.weight.t()
+        logits = hidden.float() @ self.weight.t()
         if self.bias is not None:
             logits = logits + self.bias
         if self.softcap:

@@ -11,13 +11,17 @@ its bias, activation (GELU) or residual sum fused in (:class:`_Dense`). That hal
 dense layers: torch's ``addmm`` there adds the bias in a separate pass and writes its result twice, and
 GELU and the residual sum each read and write the whole activation again. Layer norms and attention's
 softmax compute their statistics in float32 whatever the dtype (torch's CPU kernels accumulate
-bfloat16 in float32), which is what keeps bfloat16's rankings close to float32's.
+bfloat16 in float32), and the head (pooler and classifier, a few small layers on one token per pair)
+runs in float32, so that scores keep float32's resolution: a bfloat16 logit near 5 moves in steps of
+1/32, and documents the model tells apart would tie. On the SciFact-trained MiniLM-L6 (BM25 top-10 of
+the 300 test queries), this took bfloat16's Kendall tau against float32 from 0.976 to 0.994.
 
 Imported only once torch is known to be installed (by the encoder engine, at model load).
 """
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import torch
@@ -115,6 +119,13 @@ class _Dense:
         return out if self.act_fn is None else self.act_fn(out)
 
 
+def _float32(module: Any) -> Any:
+    """``module`` itself when it is in float32, else a float32 copy of it."""
+    if all(parameter.dtype == torch.float32 for parameter in module.parameters()):
+        return module
+    return copy.deepcopy(module).float()
+
+
 class PackedEncoder:
     """Runs a BERT-family sequence-classification model on packed tokens.
 
@@ -132,7 +143,10 @@ class PackedEncoder:
         padding_idx = getattr(self.embeddings, "padding_idx", None)
         self.position_offset = padding_idx + 1 if isinstance(padding_idx, int) else 0
         self.project = getattr(base, "embeddings_project", None)
-        self.pooler = getattr(base, "pooler", None) if _PACKED_ARCHITECTURES[type(model).__name__] == "pooler" else None
+        pooler = getattr(base, "pooler", None) if _PACKED_ARCHITECTURES[type(model).__name__] == "pooler" else None
+        # The head (pooler and classifier: small layers on one token per pair) runs in float32.
+        self.pooler = None if pooler is None else _float32(pooler)
+        self.classifier = _float32(model.classifier)
         first = base.encoder.layer[0].attention.self
         width = int(model.config.hidden_size)
         # float32 keeps addmm: it is the dtype of exact parity with the model's own forward (fused
@@ -265,7 +279,7 @@ class PackedEncoder:
             output = down(up(hidden), hidden)
             hidden = functional.layer_norm(output, (width,), norm2.weight, norm2.bias, norm2.eps)
         # After the last layer, ``hidden`` holds one row per pair: its first token.
-        first_tokens = hidden[:, None, :]
+        first_tokens = hidden.float()[:, None, :]
         if self.pooler is not None:
-            return self.model.classifier(self.pooler(first_tokens))
-        return self.model.classifier(first_tokens)
+            return self.classifier(self.pooler(first_tokens))
+        return self.classifier(first_tokens)

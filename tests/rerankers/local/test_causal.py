@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import importlib.metadata
 import logging
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -525,3 +526,15 @@ def test_the_generated_tokenizer_holds_the_prompt_tokens(models: dict[tuple[str,
 def test_the_model_maker_refuses_what_it_cannot_make(tmp_path: Path, options: dict[str, Any], match: str) -> None:
     with pytest.raises(ValueError, match=match):
         make_llm_reranker(tmp_path / "m", **options)
+
+
+def test_bfloat16_scores_keep_float32_resolution(models: dict[tuple[str, str], Path]) -> None:
+    # The answer-token rows run in float32: in bfloat16 a margin of two logits falls on bfloat16's grid
+    # (steps of 1/8 near 16), where documents the model tells apart would tie.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # bfloat16 emulated on this CPU: slow, still exact
+        reranker = CrossEncoderReranker(
+            models["qwen3", "causal-lm"], device="cpu", dtype="bfloat16", prompt_format="qwen3", activation="none"
+        )
+        margins = reranker.score(QUERY, DOCUMENTS)
+    assert sum(float(torch.tensor(margin).bfloat16()) == margin for margin in margins) <= 1

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import uuid
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -176,6 +177,30 @@ def test_packed_path_matches_the_models_own_forward(tiny_model: Path) -> None:
     plain._loaded = dataclasses.replace(loaded, engine=padded)
     assert not padded.padding_free
     assert max_abs_diff(packed.score(QUERY, DOCUMENTS), plain.score(QUERY, DOCUMENTS)) <= 1e-5
+
+
+def test_bfloat16_scores_keep_float32_resolution(raw_logit_model: Path) -> None:
+    # The packed path runs its head (pooler and classifier) in float32, so scores are not on bfloat16's
+    # grid (steps of 1/128 near 1.5, where documents the model tells apart would tie), as the model's
+    # own bfloat16 forward's are.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # bfloat16 emulated on this CPU: slow, still exact
+        packed = CrossEncoderReranker(raw_logit_model, device="cpu", dtype="bfloat16")
+        loaded = packed._model()
+        assert loaded.engine.padding_free
+        plain = CrossEncoderReranker(raw_logit_model, device="cpu", dtype="bfloat16")
+        plain._loaded = dataclasses.replace(
+            loaded, engine=EncoderEngine(loaded.model, loaded.tokenizer, device="cpu", packed=False)
+        )
+        ours, theirs = packed.score(QUERY, DOCUMENTS), plain.score(QUERY, DOCUMENTS)
+
+    def on_bfloat16_grid(score: float) -> bool:
+        return float(torch.tensor(score).bfloat16()) == score
+
+    assert all(on_bfloat16_grid(score) for score in theirs)
+    assert sum(on_bfloat16_grid(score) for score in ours) <= 1
+    reference = CrossEncoderReranker(raw_logit_model, device="cpu", dtype="float32").score(QUERY, DOCUMENTS)
+    assert max_abs_diff(ours, reference) < 0.5  # bfloat16's rounding, not another computation
 
 
 @pytest.mark.parametrize(
