@@ -17,8 +17,9 @@ What it does, in one run:
    ``max_length``) over the same windows' texts, for ``--agreement-queries`` queries: the largest
    relative difference of each document's best-window score.
 
-``--budget-s`` stops the reranking after that many seconds (at the end of a query) and reports on the
-queries done, saying so. The machine's CPU capability, dtype and ``uptime`` are printed with the table.
+``--budget-s`` stops the reranking after that many seconds (at the end of a query), and Ctrl-C stops it
+at once; either way the table reports on the queries all six configurations finished, saying so. The
+machine's CPU capability, dtype and ``uptime`` are printed with the table.
 """
 
 from __future__ import annotations
@@ -145,28 +146,42 @@ def main() -> None:
     first_stage: list[float] = []
     start = time.perf_counter()
     done = 0
-    for position, q in enumerate(queries):
-        texts = [corpus[d] for d in hits[q]]
-        relevant = qrels.get(q, {})
-        first_stage.append(ndcg_at_k(hits[q], relevant, 10))
-        for config in configs[position % len(configs) :] + configs[: position % len(configs)]:
-            t0 = time.perf_counter()
-            results = rerankers[config].rerank(queries[q], texts)
-            seconds[config] += time.perf_counter() - t0
-            ndcg[config].append(ndcg_at_k([hits[q][r.index] for r in results], relevant, 10))
-        done += 1
-        if done % 10 == 0:
-            print(f"# {done} queries, {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
-        if args.budget_s is not None and time.perf_counter() - start > args.budget_s:
-            break
+    stopped_by = "--budget-s"
+    pairs = dict.fromkeys(configs, 0)
+    try:
+        for position, q in enumerate(queries):
+            texts = [corpus[d] for d in hits[q]]
+            relevant = qrels.get(q, {})
+            spent: dict[tuple[int, str], float] = {}
+            scores: dict[tuple[int, str], float] = {}
+            for config in configs[position % len(configs) :] + configs[: position % len(configs)]:
+                t0 = time.perf_counter()
+                results = rerankers[config].rerank(queries[q], texts)
+                spent[config] = time.perf_counter() - t0
+                scores[config] = ndcg_at_k([hits[q][r.index] for r in results], relevant, 10)
+            # A query counts once all six configurations have scored it (Ctrl-C may stop one midway).
+            first_stage.append(ndcg_at_k(hits[q], relevant, 10))
+            for config in configs:
+                seconds[config] += spent[config]
+                ndcg[config].append(scores[config])
+                pairs[config] = rerankers[config].pairs_scored
+            done += 1
+            if done % 10 == 0:
+                print(f"# {done} queries, {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
+            if args.budget_s is not None and time.perf_counter() - start > args.budget_s:
+                break
+    except KeyboardInterrupt:  # the table for the queries done so far
+        stopped_by = "Ctrl-C"
+    if not done:
+        print("no query was reranked", file=sys.stderr)
+        return
 
-    cut = f" (stopped by --budget-s after {done} of {len(queries)} queries)" if done < len(queries) else ""
+    cut = f" (stopped by {stopped_by} after {done} of {len(queries)} queries)" if done < len(queries) else ""
     print(f"\nSciFact test, {done} queries{cut}, {args.mode} top-{args.depth}; {args.model.name}, dtype {dtype}")
     print(f"first stage alone: nDCG@10 {statistics.fmean(first_stage):.4f}\n")
     header = f"{'max_length':>10} {'policy':>9} {'nDCG@10':>8} {'pairs':>8} {'pairs/doc':>9} {'time s':>8}"
     print(header)
     print("-" * len(header))
-    pairs = {c: rerankers[c].pairs_scored for c in configs}
     n_docs = sum(len(hits[q]) for q in list(queries)[:done])
     for config in configs:
         length, policy = config
